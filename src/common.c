@@ -1,0 +1,63 @@
+// common.c — see common.h.
+#include "common.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zlib.h>
+
+bool err_set(Err *err, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return false;
+}
+
+void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+void *xmalloc(size_t bytes) {
+    void *p = NULL;
+    // 64-byte alignment keeps AVX-512 loads on one cache line; round the size up as aligned_alloc wants.
+    size_t rounded = (bytes + 63) / 64 * 64;
+    if (rounded == 0) rounded = 64;
+    p = aligned_alloc(64, rounded);
+    if (!p) die("out of memory allocating %zu bytes", bytes);
+    return p;
+}
+
+void *xcalloc(size_t count, size_t size) {
+    if (size && count > SIZE_MAX / size) die("allocation size overflow (%zu x %zu)", count, size);
+    void *p = xmalloc(count * size);
+    memset(p, 0, count * size);
+    return p;
+}
+
+double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+uint32_t crc32_update(uint32_t crc, const void *data, size_t bytes) {
+    const unsigned char *p = data;
+    // zlib's crc32 takes a uInt length; feed large buffers in pieces.
+    while (bytes > 0) {
+        uInt n = bytes > (1u << 30) ? (1u << 30) : (uInt)bytes;
+        crc = (uint32_t)crc32(crc, p, n);
+        p += n;
+        bytes -= n;
+    }
+    return crc;
+}

@@ -1,0 +1,36 @@
+// common.h — error reporting, checked allocation and small utilities shared by every module.
+// Library code never exits on bad input: it fills an Err and returns false, so tests can check the
+// message and the caller (train.c, tools) decides to print "error: ..." and exit non-zero.
+#ifndef LL_COMMON_H
+#define LL_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct {
+    char msg[1024];   // human-readable: names the file, the field and the fix
+} Err;
+
+// Formats into err->msg (if err is non-NULL) and returns false, so `return err_set(err, ...)` reads well.
+bool err_set(Err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+// Fatal errors for programs (not library code): prints "error: <msg>" to stderr and exits with status 1.
+_Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+// Allocation that dies on failure (out of memory is not recoverable here). Memory is 64-byte aligned
+// and, for xcalloc, zeroed. Free with free().
+void *xmalloc(size_t bytes);
+void *xcalloc(size_t count, size_t size);
+
+// Monotonic wall clock in seconds.
+double now_seconds(void);
+
+// CRC32 (zlib polynomial) of a byte range; chain with crc = crc32_update(crc, ...), start from 0.
+uint32_t crc32_update(uint32_t crc, const void *data, size_t bytes);
+
+#define LL_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define LL_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#endif

@@ -1,0 +1,58 @@
+// testutil.h — helpers shared by the Check test suites: a seeded RNG for test data and
+// finite-difference/compare utilities. Header-only so each test binary stays self-contained.
+#ifndef LL_TESTUTIL_H
+#define LL_TESTUTIL_H
+
+#include <check.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+// splitmix64: deterministic test data independent of the library RNG.
+static inline uint64_t tu_next(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static inline double tu_uniform(uint64_t *s) { return (double)(tu_next(s) >> 11) * (1.0 / 9007199254740992.0); }
+static inline float tu_randn(uint64_t *s) {
+    double u1 = tu_uniform(s), u2 = tu_uniform(s);
+    if (u1 < 1e-300) u1 = 1e-300;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+static inline void tu_fill_randn(float *x, size_t n, float scale, uint64_t *s) {
+    for (size_t i = 0; i < n; i++) x[i] = scale * tu_randn(s);
+}
+
+// Max |a-b| / (atol + rtol*|b|) over n values; <= 1 means "close".
+static inline double tu_max_violation(const float *a, const float *b, size_t n, double atol, double rtol) {
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double v = fabs((double)a[i] - (double)b[i]) / (atol + rtol * fabs((double)b[i]));
+        if (!(v <= worst)) worst = v;  // NaN propagates as a failure
+    }
+    return worst;
+}
+
+// Relative error between two vectors as ||a-b|| / max(||a||, ||b||, tiny).
+static inline double tu_rel_error(const float *a, const float *b, size_t n) {
+    double num = 0, na = 0, nb = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - (double)b[i];
+        num += d * d; na += (double)a[i] * a[i]; nb += (double)b[i] * b[i];
+    }
+    double den = sqrt(na > nb ? na : nb);
+    return sqrt(num) / (den > 1e-30 ? den : 1e-30);
+}
+
+// Run a single Check suite and exit with a status CI understands.
+static inline int tu_run_suite(Suite *s) {
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}
+
+#endif

@@ -1,0 +1,78 @@
+// model.h — model assembly for all five architectures: the named parameter table (tensor names exactly
+// as the paper's PyTorch models), the flat parameter/gradient buffers, the activation arena, the paper's
+// initialisation, forward + backward of the whole network, and step-by-step decoding.
+//
+// Memory: params, grads (and the optimizer's moments, owned by the trainer) are each ONE flat float
+// buffer; per-tensor views are computed from the table. Activations live in one arena sized for
+// (B, T) when the model is built; nothing is allocated in the training step.
+#ifndef LL_MODEL_H
+#define LL_MODEL_H
+
+#include "config.h"
+#include "layers.h"
+
+typedef struct {
+    char name[96];       // e.g. "model.layers.3.attn.q_proj.weight" / "backbone.layers.0.mixer.A_log"
+    int ndim;
+    int64_t shape[4];
+    size_t offset;       // in floats, into the flat buffers
+    size_t numel;
+    bool decay;          // weight decay under DECAY_MATRICES (linear/conv/embedding weights)
+} ParamInfo;
+
+
+typedef struct {
+    float *embed;          // (V, d)
+    LayerWeights *layers;  // [L]
+    float *final_norm;     // (d)
+    float *lm_head;        // (V, d) (== embed when tied)
+} Weights;
+
+typedef struct Model Model;
+
+// Builds the parameter table and allocates params + grads; activations for batches up to (B, T).
+// Returns NULL with a message if the model type is not implemented yet or the sizes are impossible.
+Model *model_create(const ModelConfig *cfg, int B, int T, Err *err);
+void model_free(Model *m);
+
+// The tensor table of a config without allocating the model (e.g. to count the paper's 800M models).
+// Returns a malloc'd array of *n entries (tied embeddings: lm_head.weight aliases the embedding).
+ParamInfo *model_table(const ModelConfig *cfg, int *n);
+
+const ModelConfig *model_config(const Model *m);
+int model_num_tensors(const Model *m);
+const ParamInfo *model_tensor(const Model *m, int i);
+size_t model_num_params(const Model *m);           // floats in the flat buffer
+float *model_params(Model *m);                     // flat (numel)
+float *model_grads(Model *m);                      // flat (numel)
+const Weights *model_weights(const Model *m);
+const Weights *model_grad_weights(const Model *m);
+size_t model_activation_bytes(const Model *m);
+
+// The paper's initialisation (architectures.md §2.3, §3.2, §5.2), drawn from a seeded RNG.
+void model_init(Model *m, uint64_t seed);
+
+// Forward + backward on one micro-batch. inputs/targets (B, T) with B*T <= the built size, targets < 0
+// ignored. Gradients of (grad_scale * summed token loss) are ACCUMULATED into model_grads (call
+// model_zero_grad first). Returns the summed loss over counted targets, *count = number of counted targets.
+double model_forward_backward(Model *m, const int32_t *inputs, const int32_t *targets, int B, int T,
+                              float grad_scale, int64_t *count);
+// Forward only (evaluation): summed loss and count.
+double model_forward_loss(Model *m, const int32_t *inputs, const int32_t *targets, int B, int T, int64_t *count);
+// Forward only, returning the logits of every position: logits (B, T, V).
+void model_forward_logits(Model *m, const int32_t *inputs, int B, int T, float *logits);
+void model_zero_grad(Model *m);
+
+// Model FLOPs per token of one training step (forward + backward), for MFU reporting, at length T.
+double model_flops_per_token(const Model *m, int T);
+
+// Decoding state for one sequence: recurrent states for Mamba models (O(log t) levels for log-linear),
+// a KV cache for the Transformer. max_len bounds the Transformer cache only.
+typedef struct DecodeState DecodeState;
+DecodeState *decode_create(const Model *m, int max_len);
+void decode_reset(DecodeState *s);
+void decode_free(DecodeState *s);
+// Feeds one token at the next position and writes the logits (V) of the next-token distribution.
+void decode_step(Model *m, DecodeState *s, int32_t token, float *logits);
+
+#endif

@@ -1,0 +1,487 @@
+// train.c — the training program.
+//
+//   ./train --config transformer.json [--steps 200 --lr 3e-4 ...]   train (any train key can be overridden)
+//   ./train --resume runs/transformer [--steps 400]                  continue bit-identically
+//   ./train --config x.json --dump-grads grads.safetensors           one batch: inputs, loss, all gradients
+//
+// Each step: grad_accum micro-batches of forward+backward, NaN/inf check, global-norm clipping, AdamW
+// with warmup+cosine, a progress line and a JSON line in <run_dir>/log.jsonl; periodic validation,
+// text samples and atomic checkpoints.
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "blas_setup.h"
+#include "checkpoint.h"
+#include "config.h"
+#include "data.h"
+#include "model.h"
+#include "optimizer.h"
+#include "rng.h"
+#include "safetensors.h"
+#include "tokenizer.h"
+
+// Practical fp32 peak of this machine kind (2 vCPUs, AVX-512, sgemm ~150 GFLOP/s): the MFU denominator.
+static const double PEAK_GFLOPS = 150.0;
+
+typedef struct {
+    const char *config_path;
+    const char *resume;
+    const char *dump_grads;
+    const char *overrides[128];
+    int noverrides;
+} Args;
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: ./train --config FILE [--KEY VALUE ...]\n"
+            "       ./train --resume RUN_DIR|CHECKPOINT_DIR [--config FILE] [--KEY VALUE ...]\n"
+            "       ./train --config FILE --dump-grads OUT.safetensors\n"
+            "\n"
+            "FILE is looked up as given, then under configs/. It is our format ({\"model\":{...},\"train\":{...}})\n"
+            "or one of the paper's HF-style model configs (train defaults then apply).\n"
+            "--KEY VALUE overrides any field of the train section, e.g. --steps 200 --lr 3e-4 --batch_size 4\n"
+            "  --seq_len 512 --grad_accum 2 --seed 7 --threads 2 --run_dir runs/x --eval_every 50 ...\n"
+            "--resume continues from the latest checkpoint in RUN_DIR (or from CHECKPOINT_DIR) exactly as if\n"
+            "  the run had not stopped; overrides (e.g. a larger --steps) apply on top of the saved config.\n"
+            "--dump-grads writes the first batch's input_ids, labels, loss and every parameter gradient\n"
+            "  (tensor names as the paper's PyTorch models) to a safetensors file, then exits.\n");
+}
+
+static Args parse_args(int argc, char **argv) {
+    Args a = {0};
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) {
+            usage(stdout);
+            exit(0);
+        }
+        if (strncmp(s, "--", 2) != 0) die("unexpected argument '%s' (options start with --; see --help)", s);
+        if (i + 1 >= argc) die("option '%s' needs a value (see --help)", s);
+        const char *v = argv[++i];
+        if (strcmp(s, "--config") == 0) a.config_path = v;
+        else if (strcmp(s, "--resume") == 0) a.resume = v;
+        else if (strcmp(s, "--dump-grads") == 0) a.dump_grads = v;
+        else {
+            if (a.noverrides >= 128) die("too many overrides");
+            size_t n = strlen(s + 2) + strlen(v) + 2;
+            char *kv = xmalloc(n);
+            snprintf(kv, n, "%s=%s", s + 2, v);
+            a.overrides[a.noverrides++] = kv;
+        }
+    }
+    if (!a.config_path && !a.resume) {
+        usage(stderr);
+        die("give --config FILE (or --resume RUN_DIR)");
+    }
+    return a;
+}
+
+static void mkdir_p(const char *path) {
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST) die("cannot create directory %s: %s", buf, strerror(errno));
+            *p = '/';
+        }
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) die("cannot create directory %s: %s", buf, strerror(errno));
+}
+
+static TensorRef *tensor_refs(Model *m) {
+    int n = model_num_tensors(m);
+    TensorRef *refs = xcalloc((size_t)n, sizeof *refs);
+    for (int i = 0; i < n; i++) {
+        const ParamInfo *pi = model_tensor(m, i);
+        refs[i].name = pi->name;
+        refs[i].ndim = pi->ndim;
+        for (int k = 0; k < 4; k++) refs[i].shape[k] = pi->shape[k];
+        refs[i].data = model_params(m) + pi->offset;
+    }
+    return refs;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Training state saved with each checkpoint (everything else is in the config and the tensors).
+typedef struct {
+    int64_t step;              // optimizer steps completed
+    DataPosition data;         // next training batch
+    int64_t tokens_seen;
+    int64_t bad_steps_total;
+    int consecutive_bad;
+    double elapsed;            // training seconds so far
+} TrainState;
+
+static char *state_to_json(const TrainState *s, uint64_t seed) {
+    char *buf = xmalloc(1024);
+    snprintf(buf, 1024,
+             "{\n  \"step\": %lld,\n  \"data_epoch\": \"%llu\",\n  \"data_cursor\": \"%llu\",\n"
+             "  \"tokens_seen\": %lld,\n  \"bad_steps_total\": %lld,\n  \"consecutive_bad\": %d,\n"
+             "  \"elapsed_seconds\": %.3f,\n  \"seed\": \"%llu\"\n}\n",
+             (long long)s->step, (unsigned long long)s->data.epoch, (unsigned long long)s->data.cursor,
+             (long long)s->tokens_seen, (long long)s->bad_steps_total, s->consecutive_bad, s->elapsed,
+             (unsigned long long)seed);
+    return buf;
+}
+
+static bool json_field(const char *json, const char *key, char *out, size_t outlen) {
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(json, pat);
+    if (!p) return false;
+    p += strlen(pat);
+    while (*p == ' ' || *p == '"') p++;
+    size_t n = 0;
+    while (p[n] && p[n] != '"' && p[n] != ',' && p[n] != '\n' && n + 1 < outlen) n++;
+    memcpy(out, p, n);
+    out[n] = 0;
+    return n > 0;
+}
+
+static void state_from_json(TrainState *s, const char *json, const char *origin) {
+    char v[64];
+#define FIELD(key) (json_field(json, key, v, sizeof v) ? v : (die("%s: missing field '%s'", origin, key), ""))
+    s->step = strtoll(FIELD("step"), NULL, 10);
+    s->data.epoch = strtoull(FIELD("data_epoch"), NULL, 10);
+    s->data.cursor = strtoull(FIELD("data_cursor"), NULL, 10);
+    s->tokens_seen = strtoll(FIELD("tokens_seen"), NULL, 10);
+    s->bad_steps_total = strtoll(FIELD("bad_steps_total"), NULL, 10);
+    s->consecutive_bad = (int)strtol(FIELD("consecutive_bad"), NULL, 10);
+    s->elapsed = strtod(FIELD("elapsed_seconds"), NULL);
+#undef FIELD
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+typedef struct {
+    Config cfg;
+    char config_origin[1024];
+    Model *model;
+    TensorRef *refs;
+    float *m1, *m2;            // AdamW moments, same layout as the flat params
+    uint8_t *decay_mask;       // (numel)
+    DataLoader *train, *val;
+    Decoder *decoder;
+    int32_t *inputs, *targets; // (B, T)
+    FILE *log;
+    TrainState st;
+} Trainer;
+
+static void save_checkpoint(Trainer *t) {
+    const TrainConfig *tc = &t->cfg.train;
+    char *hf = model_config_to_hf_json(&t->cfg.model);
+    char *ours = config_to_json(&t->cfg);
+    t->st.data = dataloader_position(t->train);
+    char *state = state_to_json(&t->st, tc->seed);
+    CheckpointData cd = {.params = t->refs, .n = model_num_tensors(t->model), .exp_avg = t->m1, .exp_avg_sq = t->m2,
+                         .hf_config_json = hf, .config_json = ours, .state_json = state};
+    Err err;
+    double t0 = now_seconds();
+    if (!checkpoint_save(tc->run_dir, t->st.step, &cd, tc->keep_last, &err)) die("%s", err.msg);
+    char name[64];
+    printf("saved checkpoint %s/%s (%.2f s)\n", tc->run_dir, checkpoint_dir_name(name, sizeof name, t->st.step),
+           now_seconds() - t0);
+    free(hf);
+    free(ours);
+    free(state);
+}
+
+static double evaluate(Trainer *t) {
+    const TrainConfig *tc = &t->cfg.train;
+    dataloader_rewind(t->val);   // the same validation batches every time
+    double sum = 0;
+    int64_t count = 0;
+    int batches = tc->eval_batches;
+    int64_t available = dataloader_num_windows(t->val) / tc->batch_size;
+    if (batches > available) batches = (int)available;
+    for (int i = 0; i < batches; i++) {
+        int64_t c = 0;
+        dataloader_next(t->val, t->inputs, t->targets);
+        sum += model_forward_loss(t->model, t->inputs, t->targets, tc->batch_size, tc->seq_len, &c);
+        count += c;
+    }
+    return count ? sum / (double)count : NAN;
+}
+
+static int sample_token(const float *logits, int V, Rng *r) {
+    // Temperature 1 sampling with a max-subtracted softmax in double.
+    double mx = -INFINITY, sum = 0;
+    for (int i = 0; i < V; i++) mx = logits[i] > mx ? logits[i] : mx;
+    for (int i = 0; i < V; i++) sum += exp(logits[i] - mx);
+    double u = rng_uniform(r) * sum, acc = 0;
+    for (int i = 0; i < V; i++) {
+        acc += exp(logits[i] - mx);
+        if (acc >= u) return i;
+    }
+    return V - 1;
+}
+
+static void print_sample(Trainer *t) {
+    const TrainConfig *tc = &t->cfg.train;
+    const ModelConfig *mc = &t->cfg.model;
+    if (tc->sample_tokens <= 0) return;
+    const int V = mc->vocab_size;
+    const int eot = t->decoder ? decoder_eot(t->decoder) : V - 1;
+    DecodeState *ds = decode_create(t->model, tc->sample_tokens + 1);
+    float *logits = xmalloc((size_t)V * sizeof(float));
+    int32_t *ids = xmalloc((size_t)tc->sample_tokens * sizeof(int32_t));
+    Rng r;
+    rng_seed(&r, rng_mix(tc->seed, (uint64_t)t->st.step));   // independent of the training stream
+    int32_t tok = eot;
+    int n = 0;
+    for (; n < tc->sample_tokens; n++) {
+        decode_step(t->model, ds, tok, logits);
+        tok = sample_token(logits, V, &r);
+        if (tok == eot) break;
+        ids[n] = tok;
+    }
+    printf("sample: ");
+    if (t->decoder) {
+        size_t cap = (size_t)n * 64 + 16;
+        char *text = xmalloc(cap);
+        decoder_decode(t->decoder, ids, n, text, cap);
+        for (char *p = text; *p; p++) if (*p == '\n') *p = ' ';
+        printf("%s\n", text);
+        free(text);
+    } else {
+        for (int i = 0; i < n; i++) printf("%d ", ids[i]);
+        printf("\n");
+    }
+    free(ids);
+    free(logits);
+    decode_free(ds);
+}
+
+static void dump_grads(Trainer *t, const char *path) {
+    const TrainConfig *tc = &t->cfg.train;
+    const int B = tc->batch_size, T = tc->seq_len;
+    dataloader_next(t->train, t->inputs, t->targets);
+    model_zero_grad(t->model);
+    int64_t count = 0;
+    double sum = model_forward_backward(t->model, t->inputs, t->targets, B, T, 1.0f / (float)(B * T), &count);
+    float loss = (float)(sum / (double)count);
+    int n = model_num_tensors(t->model);
+    TensorRef *refs = xcalloc((size_t)n + 3, sizeof *refs);
+    float *in_f = xmalloc((size_t)B * T * sizeof(float)), *tg_f = xmalloc((size_t)B * T * sizeof(float));
+    for (int i = 0; i < B * T; i++) { in_f[i] = (float)t->inputs[i]; tg_f[i] = (float)t->targets[i]; }
+    refs[0] = (TensorRef){.name = "input_ids", .ndim = 2, .shape = {B, T}, .data = in_f};
+    refs[1] = (TensorRef){.name = "labels", .ndim = 2, .shape = {B, T}, .data = tg_f};
+    refs[2] = (TensorRef){.name = "loss", .ndim = 1, .shape = {1}, .data = &loss};
+    for (int i = 0; i < n; i++) {
+        refs[3 + i] = t->refs[i];
+        refs[3 + i].data = model_grads(t->model) + model_tensor(t->model, i)->offset;
+    }
+    const char *meta[] = {"content", "gradients of the mean token loss of one batch; input_ids/labels stored as F32",
+                          "model_type", model_type_hf_name(t->cfg.model.type), NULL};
+    Err err;
+    if (!safetensors_write(path, refs, n + 3, meta, &err)) die("%s", err.msg);
+    printf("wrote %s: loss %.6f, %d gradient tensors, inputs (%d, %d)\n", path, loss, n, B, T);
+    free(refs);
+    free(in_f);
+    free(tg_f);
+}
+
+int main(int argc, char **argv) {
+    blas_setup(argv);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    Args args = parse_args(argc, argv);
+    Trainer t = {0};
+    Err err;
+    char ckpt_dir[1024] = "";
+
+    // ---- configuration: from the checkpoint when resuming, else from --config; then overrides
+    if (args.resume) {
+        if (!checkpoint_resolve(args.resume, ckpt_dir, sizeof ckpt_dir, &err)) die("%s", err.msg);
+        char path[1100];
+        snprintf(path, sizeof path, "%s/train_config.json", ckpt_dir);
+        if (!config_load(&t.cfg, path, t.config_origin, sizeof t.config_origin, &err)) die("%s", err.msg);
+        if (args.config_path) {
+            Config other;
+            char origin[1024];
+            if (!config_load(&other, args.config_path, origin, sizeof origin, &err)) die("%s", err.msg);
+            char *a = model_config_to_hf_json(&t.cfg.model), *b = model_config_to_hf_json(&other.model);
+            if (strcmp(a, b) != 0)
+                die("--config %s describes a different model than the checkpoint %s; resume without --config "
+                    "or with the config the run was started with", origin, ckpt_dir);
+            free(a);
+            free(b);
+        }
+    } else {
+        if (!config_load(&t.cfg, args.config_path, t.config_origin, sizeof t.config_origin, &err)) die("%s", err.msg);
+    }
+    for (int i = 0; i < args.noverrides; i++)
+        if (!config_override(&t.cfg, args.overrides[i], &err)) die("%s", err.msg);
+    TrainConfig *tc = &t.cfg.train;
+    if (!tc->run_dir[0]) {
+        const char *base = strrchr(t.config_origin, '/');
+        base = base ? base + 1 : t.config_origin;
+        char stem[256];
+        snprintf(stem, sizeof stem, "%s", base);
+        char *dot = strrchr(stem, '.');
+        if (dot) *dot = 0;
+        snprintf(tc->run_dir, sizeof tc->run_dir, "runs/%s", stem);
+    }
+    if (!config_validate(&t.cfg, t.config_origin, &err)) die("%s", err.msg);
+    threads_setup(tc->threads);
+    const ModelConfig *mc = &t.cfg.model;
+    const int B = tc->batch_size, T = tc->seq_len;
+
+    // ---- model, optimizer state
+    t.model = model_create(mc, B, T, &err);
+    if (!t.model) die("%s: %s", t.config_origin, err.msg);
+    const size_t numel = model_num_params(t.model);
+    t.refs = tensor_refs(t.model);
+    t.m1 = xcalloc(numel, sizeof(float));
+    t.m2 = xcalloc(numel, sizeof(float));
+    t.decay_mask = xcalloc(numel, 1);
+    for (int i = 0; i < model_num_tensors(t.model); i++) {
+        const ParamInfo *pi = model_tensor(t.model, i);
+        bool decay = tc->decay == DECAY_ALL || (tc->decay == DECAY_MATRICES && pi->decay);
+        memset(t.decay_mask + pi->offset, decay ? 1 : 0, pi->numel);
+    }
+
+    // ---- data
+    if (!dataloader_open(&t.train, tc->train_data, B, T, mc->vocab_size, tc->seed, true, &err))
+        die("%s (train_data in %s)", err.msg, t.config_origin);
+    if (!dataloader_open(&t.val, tc->val_data, B, T, mc->vocab_size, tc->seed, false, &err))
+        die("%s (val_data in %s)", err.msg, t.config_origin);
+    if (tc->tokenizer[0]) {
+        if (!decoder_open(&t.decoder, tc->tokenizer, &err)) {
+            fprintf(stderr, "warning: %s; samples will be printed as token ids\n", err.msg);
+            t.decoder = NULL;
+        } else if (decoder_vocab_size(t.decoder) > mc->vocab_size) {
+            die("tokenizer %s has %d tokens but the model's vocab_size is %d; set model.vocab_size >= %d in %s",
+                tc->tokenizer, decoder_vocab_size(t.decoder), mc->vocab_size, decoder_vocab_size(t.decoder),
+                t.config_origin);
+        }
+    }
+    t.inputs = xmalloc((size_t)B * T * sizeof(int32_t));
+    t.targets = xmalloc((size_t)B * T * sizeof(int32_t));
+
+    if (ckpt_dir[0]) {
+        if (!checkpoint_load_model(ckpt_dir, t.refs, model_num_tensors(t.model), &err)) die("%s", err.msg);
+        if (!checkpoint_load_optimizer(ckpt_dir, t.refs, model_num_tensors(t.model), t.m1, t.m2, &err)) die("%s", err.msg);
+        char *sj = NULL;
+        if (!checkpoint_read_text(ckpt_dir, "state.json", &sj, &err)) die("%s", err.msg);
+        state_from_json(&t.st, sj, ckpt_dir);
+        free(sj);
+        if (!dataloader_seek(t.train, t.st.data, &err)) die("%s", err.msg);
+    } else {
+        model_init(t.model, tc->seed);
+    }
+
+    if (args.dump_grads) {
+        dump_grads(&t, args.dump_grads);
+        return 0;
+    }
+
+    // ---- banner
+    const double flops_tok = model_flops_per_token(t.model, T);
+    size_t unique_params = 0;
+    for (int i = 0; i < model_num_tensors(t.model); i++) {
+        const ParamInfo *pi = model_tensor(t.model, i);
+        if (!(mc->tie_word_embeddings && strcmp(pi->name, "lm_head.weight") == 0)) unique_params += pi->numel;
+    }
+    printf("loglinear.c | %s (%s) | %.2fM params | d=%d L=%d H=%d V=%d\n", model_type_name(mc->type),
+           t.config_origin, (double)unique_params / 1e6, mc->hidden_size, mc->num_layers, mc->num_heads, mc->vocab_size);
+    printf("batch %d x seq %d x accum %d = %d tokens/step | %d steps | lr %.2e warmup %d | threads %d | BLAS core %s (%s)\n",
+           B, T, tc->grad_accum, B * T * tc->grad_accum, tc->steps, tc->lr, tc->warmup_steps, threads_count(),
+           blas_core_name(), blas_core_source());
+    printf("train %lld tokens (%lld windows), val %lld tokens | activations %.1f MB | run dir %s%s\n",
+           (long long)dataloader_total_tokens(t.train), (long long)dataloader_num_windows(t.train),
+           (long long)dataloader_total_tokens(t.val), (double)model_activation_bytes(t.model) / 1e6, tc->run_dir,
+           ckpt_dir[0] ? " (resumed)" : "");
+    if (ckpt_dir[0]) printf("resumed from %s at step %lld\n", ckpt_dir, (long long)t.st.step);
+    mkdir_p(tc->run_dir);
+    char logpath[1100];
+    snprintf(logpath, sizeof logpath, "%s/log.jsonl", tc->run_dir);
+    t.log = fopen(logpath, ckpt_dir[0] ? "a" : "w");
+    if (!t.log) die("cannot write %s: %s", logpath, strerror(errno));
+
+    // ---- the loop
+    const float grad_scale_micro = 1.0f / (float)((int64_t)B * T * tc->grad_accum);
+    AdamWHyper hyper = {.beta1 = tc->beta1, .beta2 = tc->beta2, .eps = tc->eps, .weight_decay = tc->weight_decay};
+    double last_val = NAN, first_loss = NAN, last_loss = NAN, ema_tps = 0;
+    while (t.st.step < tc->steps) {
+        const int64_t step = t.st.step;
+        double t0 = now_seconds();
+        hyper.lr = lr_schedule(step, tc->steps, tc->warmup_steps, tc->lr, tc->min_lr_ratio);
+        model_zero_grad(t.model);
+        double loss_sum = 0;
+        int64_t count = 0;
+        for (int micro = 0; micro < tc->grad_accum; micro++) {
+            int64_t c = 0;
+            dataloader_next(t.train, t.inputs, t.targets);
+            loss_sum += model_forward_backward(t.model, t.inputs, t.targets, B, T, grad_scale_micro, &c);
+            count += c;
+        }
+        const double loss = loss_sum / (double)count;
+        const double norm = grad_global_norm(model_grads(t.model), numel);
+        t.st.step++;
+        t.st.tokens_seen += (int64_t)B * T * tc->grad_accum;
+        if (!isfinite(loss) || !isfinite(norm)) {
+            t.st.bad_steps_total++;
+            t.st.consecutive_bad++;
+            fprintf(stderr, "warning: step %lld: non-finite %s (loss %g, grad norm %g); step skipped (%d in a row, %lld total)\n",
+                    (long long)(step + 1), isfinite(loss) ? "gradient" : "loss", loss, norm, t.st.consecutive_bad,
+                    (long long)t.st.bad_steps_total);
+            fprintf(t.log, "{\"step\": %lld, \"skipped\": true, \"loss\": \"%g\", \"grad_norm\": \"%g\"}\n",
+                    (long long)(step + 1), loss, norm);
+            if (t.st.consecutive_bad >= tc->max_bad_steps)
+                die("%d consecutive steps had a non-finite loss or gradient (max_bad_steps = %d); the run "
+                    "diverged: lower lr (now %g) or grad_clip, and resume from the last checkpoint in %s",
+                    t.st.consecutive_bad, tc->max_bad_steps, tc->lr, tc->run_dir);
+            continue;
+        }
+        t.st.consecutive_bad = 0;
+        if (tc->grad_clip > 0 && norm > tc->grad_clip) grad_scale(model_grads(t.model), numel, (float)(tc->grad_clip / norm));
+        adamw_update(model_params(t.model), model_grads(t.model), t.m1, t.m2, t.decay_mask, numel, &hyper, t.st.step);
+
+        const double dt = now_seconds() - t0;
+        t.st.elapsed += dt;
+        const double tps = (double)B * T * tc->grad_accum / dt;
+        ema_tps = ema_tps == 0 ? tps : 0.9 * ema_tps + 0.1 * tps;
+        const double gflops = flops_tok * tps / 1e9;
+        if (isnan(first_loss)) first_loss = loss;
+        last_loss = loss;
+        const double eta = (double)(tc->steps - t.st.step) * (double)B * T * tc->grad_accum / ema_tps;
+        if (tc->log_every > 0 && (t.st.step % tc->log_every == 0 || t.st.step == tc->steps || t.st.step == 1))
+            printf("step %5lld/%d | loss %.4f | lr %.2e | grad norm %.3f | %6.0f tok/s | %5.1f GFLOP/s | MFU %4.1f%% | ETA %s%.0f s\n",
+                   (long long)t.st.step, tc->steps, loss, hyper.lr, norm, tps, gflops, 100.0 * gflops / PEAK_GFLOPS,
+                   eta > 3600 ? ">" : "", eta > 3600 ? 3600.0 : eta);
+        fprintf(t.log, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, \"tokens_per_s\": %.1f, "
+                       "\"gflops\": %.2f, \"mfu\": %.4f, \"ms\": %.1f}\n",
+                (long long)t.st.step, loss, hyper.lr, norm, tps, gflops, gflops / PEAK_GFLOPS, dt * 1e3);
+        const bool last = t.st.step == tc->steps;
+        if ((tc->eval_every > 0 && t.st.step % tc->eval_every == 0) || last) {
+            last_val = evaluate(&t);
+            printf("step %5lld | val loss %.4f (ppl %.2f)\n", (long long)t.st.step, last_val, exp(last_val));
+            fprintf(t.log, "{\"step\": %lld, \"val_loss\": %.6f}\n", (long long)t.st.step, last_val);
+        }
+        if ((tc->sample_every > 0 && t.st.step % tc->sample_every == 0) || last) print_sample(&t);
+        fflush(t.log);
+        if ((tc->save_every > 0 && t.st.step % tc->save_every == 0) || last) save_checkpoint(&t);
+    }
+    printf("done: %lld steps, %lld tokens, %.1f s training | train loss %.4f -> %.4f | val loss %.4f | "
+           "%.0f tok/s | %lld skipped steps\n",
+           (long long)t.st.step, (long long)t.st.tokens_seen, t.st.elapsed, first_loss, last_loss, last_val, ema_tps,
+           (long long)t.st.bad_steps_total);
+    fclose(t.log);
+    dataloader_close(t.train);
+    dataloader_close(t.val);
+    decoder_free(t.decoder);
+    model_free(t.model);
+    free(t.refs);
+    free(t.m1);
+    free(t.m2);
+    free(t.decay_mask);
+    free(t.inputs);
+    free(t.targets);
+    for (int i = 0; i < args.noverrides; i++) free((void *)args.overrides[i]);
+    return 0;
+}

@@ -18,6 +18,7 @@ TESTS    := $(patsubst tests/%.c,build/asan/%,$(wildcard tests/test_*.c))
 BENCHES  := $(patsubst tests/%.c,build/rel/%,$(wildcard tests/bench_*.c))
 
 .PHONY: all test bench clean
+.SECONDARY:
 all: train tokenize
 
 build/rel/%.o: src/%.c $(LIB_HDR) | build/rel

@@ -6,8 +6,14 @@
 //              "train": { ...training keys... } }
 //   * the paper's HF-style config (configs/flame/*.json, or a checkpoint's config.json): a flat object
 //     whose "model_type" is "transformer", "mamba2mlp", "hattention", "gated_deltanet" or
-//     "h_gated_deltanet" (also accepted as the "model" section of our format). Unknown HF keys that the
-//     paper's PyTorch classes ignore are ignored here too; everything else is validated.
+//     "h_gated_deltanet" (also accepted as the "model" section of our format). Our names work there too,
+//     except "mamba2", which in a flat HF file means fla's MLP-less Mamba2 and is refused.
+// Model keys use the HF names; defaults equal the PyTorch config classes' defaults, so the paper's files
+// load to exactly the paper's models. HF bookkeeping keys (architectures, torch_dtype, fuse_*, ...) and
+// keys starting with "_" are ignored; keys selecting features we do not implement (qkv_bias, window_size,
+// residual_in_fp32, attn, ...) are accepted only at their default value; any other key is an error with
+// a did-you-mean. Values are type-checked exactly (256.0 is not an integer), and the non-standard JSON
+// tokens Infinity/-Infinity/NaN that Python writes are read.
 #ifndef LL_CONFIG_H
 #define LL_CONFIG_H
 
@@ -23,6 +29,17 @@ typedef enum {
 
 const char *model_type_name(ModelType t);     // our name, e.g. "loglinear_mamba2"
 const char *model_type_hf_name(ModelType t);  // the paper's name, e.g. "hattention"
+// Accepts our names and the paper's; false if the name is unknown.
+bool model_type_from_name(const char *name, ModelType *t);
+bool model_type_is_loglinear(ModelType t);    // loglinear_mamba2, loglinear_gated_deltanet
+bool model_type_is_mamba2(ModelType t);       // mamba2, loglinear_mamba2 (Mamba-2 mixer + MLP blocks)
+bool model_type_is_gdn(ModelType t);          // gated_deltanet, loglinear_gated_deltanet
+
+// fla GatedMLP width rule: 256*ceil(int(hidden_size*hidden_ratio*2/3)/256) (4096 at d=1536, 2816 at d=1024).
+int config_mlp_width(int hidden_size, float hidden_ratio);
+// Levels of the Fenwick-tree partition for contexts up to max_seq_len: bit_length(max_seq_len-1)+1
+// (15 for 16384, 12 for 2048, 1 for 1).
+int config_num_levels(int64_t max_seq_len);
 
 typedef struct {
     ModelType type;
@@ -42,17 +59,17 @@ typedef struct {
     int head_dim;              // Transformer: d/H (derived). Mamba-2: P. GDN: d_k.
     float rope_theta;          // 10000 default
 
-    // Mamba-2 family
+    // Mamba-2 family (fields of other families are 0/false, except where noted)
     int state_size;            // N
     int n_groups;              // G; H % G == 0
     float expand;              // d_inner = int(expand*d) must equal H*P
-    int d_inner;               // derived
+    int d_inner;               // derived (Mamba-2 family; 0 otherwise)
     int conv_kernel;           // K (Mamba-2 "conv_kernel", GDN "conv_size")
     bool use_conv_bias;        // Mamba-2: true
-    int chunk_size;            // scan chunk; Mamba-2 default 256, log-linear default 64; power of two
-    float time_step_min, time_step_max, time_step_floor;  // dt_bias init
-    bool rescale_prenorm_residual;  // out_proj/down_proj init rescale (Mamba family, GDN)
-    int num_levels;            // Λ for log-linear models: bit_length(max_seq_len-1)+1 (15 for 16384)
+    int chunk_size;            // scan chunk; Mamba-2 default 256, log-linear and GDN default 64; power of two
+    float time_step_min, time_step_max, time_step_floor;  // dt_bias init (GDN: fixed 1e-3/0.1/1e-4, no keys)
+    bool rescale_prenorm_residual;  // out_proj/down_proj init rescale (Mamba family, GDN; Transformer: false)
+    int num_levels;            // Λ for log-linear models: bit_length(max_seq_len-1)+1 (15 for 16384); 0 otherwise
 
     // Gated DeltaNet family
     float expand_v;            // d_v = int(head_dim*expand_v)
@@ -97,16 +114,21 @@ typedef struct {
 void model_config_defaults(ModelConfig *m, ModelType t);
 void train_config_defaults(TrainConfig *t);
 
-// Loads a config file. `path` is tried as given, then under "configs/". The file may be our format or a
-// bare HF-style model config (then train defaults apply). On error returns false with a message naming
-// the file and the key. `resolved_path` (may be NULL) receives the path actually opened.
+// Loads a config file. `path` is tried as given, then under "configs/" (and, without a ".json" suffix,
+// both again with ".json" appended). The file may be our format or a bare HF-style model config (then
+// train defaults apply). The model section is fully checked here; train values are type-checked here and
+// range-checked by config_validate (call it after the overrides). On error returns false with a message
+// naming the file and the key, and leaves *cfg untouched. `resolved_path` (may be NULL) receives the
+// path actually opened.
 bool config_load(Config *cfg, const char *path, char *resolved_path, size_t resolved_len, Err *err);
 
 // Parses a model section / HF config object given as JSON text (used for checkpoints' config.json too).
-// `origin` names the source in error messages.
+// Also accepts our whole-config format (then only its "model" section is read). `origin` names the
+// source in error messages. The result is resolved (derived sizes filled in) and checked.
 bool model_config_from_json(ModelConfig *m, const char *json_text, const char *origin, Err *err);
 
-// Applies one command-line override "key=value" to the train section (any TrainConfig key).
+// Applies one command-line override "key=value" to the train section (any TrainConfig key; an optional
+// "train." prefix is accepted). Model keys cannot be overridden (edit the file).
 bool config_override(Config *cfg, const char *key_equals_value, Err *err);
 
 // Cross-checks after all overrides (e.g. seq_len <= max_seq_len, batch sizes > 0). Names the field.
@@ -118,5 +140,10 @@ char *model_config_to_hf_json(const ModelConfig *m);
 
 // Writes the whole config (our format) into a malloc'd string; stored with checkpoints for resume.
 char *config_to_json(const Config *cfg);
+
+// Field-by-field comparison (e.g. to check a resumed run against its checkpoint). Returns NULL when
+// equal, else the config key of the first differing field (e.g. "hidden_size", "lr").
+const char *model_config_first_difference(const ModelConfig *a, const ModelConfig *b);
+const char *train_config_first_difference(const TrainConfig *a, const TrainConfig *b);
 
 #endif

@@ -172,6 +172,12 @@ typedef struct {
     TrainState st;
 } Trainer;
 
+// Tensors with their own storage (and so their own AdamW moments): all but a tied lm_head alias, which
+// the model table lists last.
+static int num_moment_tensors(const Trainer *t) {
+    return model_num_tensors(t->model) - (t->cfg.model.tie_word_embeddings ? 1 : 0);
+}
+
 static void save_checkpoint(Trainer *t) {
     const TrainConfig *tc = &t->cfg.train;
     char *hf = model_config_to_hf_json(&t->cfg.model);
@@ -179,7 +185,8 @@ static void save_checkpoint(Trainer *t) {
     t->st.data = dataloader_position(t->train);
     char *state = state_to_json(&t->st, tc->seed);
     CheckpointData cd = {.params = t->refs, .n = model_num_tensors(t->model), .exp_avg = t->m1, .exp_avg_sq = t->m2,
-                         .hf_config_json = hf, .config_json = ours, .state_json = state};
+                         .n_moments = num_moment_tensors(t), .hf_config_json = hf, .config_json = ours,
+                         .state_json = state};
     Err err;
     double t0 = now_seconds();
     if (!checkpoint_save(tc->run_dir, t->st.step, &cd, tc->keep_last, &err)) die("%s", err.msg);
@@ -304,12 +311,10 @@ int main(int argc, char **argv) {
             Config other;
             char origin[1024];
             if (!config_load(&other, args.config_path, origin, sizeof origin, &err)) die("%s", err.msg);
-            char *a = model_config_to_hf_json(&t.cfg.model), *b = model_config_to_hf_json(&other.model);
-            if (strcmp(a, b) != 0)
-                die("--config %s describes a different model than the checkpoint %s; resume without --config "
-                    "or with the config the run was started with", origin, ckpt_dir);
-            free(a);
-            free(b);
+            const char *diff = model_config_first_difference(&t.cfg.model, &other.model);
+            if (diff)
+                die("--config %s describes a different model than the checkpoint %s (model.%s differs); resume "
+                    "without --config or with the config the run was started with", origin, ckpt_dir, diff);
         }
     } else {
         if (!config_load(&t.cfg, args.config_path, t.config_origin, sizeof t.config_origin, &err)) die("%s", err.msg);
@@ -365,7 +370,7 @@ int main(int argc, char **argv) {
 
     if (ckpt_dir[0]) {
         if (!checkpoint_load_model(ckpt_dir, t.refs, model_num_tensors(t.model), &err)) die("%s", err.msg);
-        if (!checkpoint_load_optimizer(ckpt_dir, t.refs, model_num_tensors(t.model), t.m1, t.m2, &err)) die("%s", err.msg);
+        if (!checkpoint_load_optimizer(ckpt_dir, t.refs, num_moment_tensors(&t), t.m1, t.m2, &err)) die("%s", err.msg);
         char *sj = NULL;
         if (!checkpoint_read_text(ckpt_dir, "state.json", &sj, &err)) die("%s", err.msg);
         state_from_json(&t.st, sj, ckpt_dir);

@@ -1,0 +1,193 @@
+// attention.c — see attention.h.
+#include "attention.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+
+#include "activations.h"
+
+// Query rows per block. 64..128 keeps the per-block sgemms reasonably shaped (the inner dimension of
+// the key-side products is the block size) while the masked waste on the diagonal block stays small.
+#ifndef ATTN_BLOCK
+#define ATTN_BLOCK 128
+#endif
+// cos/sin values computed at once per position in RoPE (stack buffer).
+#define ROPE_CHUNK 64
+
+// cos and sign·sin of the angles t·inv_freq_j for j = j0..j0+nj−1. fp32 like PyTorch:
+// inv_freq = 1 / θ^(2j/hd), angle = t · inv_freq.
+static void rope_angles(float *cs, float *sn, int j0, int nj, int t, int hd, float theta, float sign) {
+    for (int j = 0; j < nj; j++) {
+        float inv_freq = 1.0f / powf(theta, (float)(2 * (j0 + j)) / (float)hd);
+        float ang = (float)t * inv_freq;
+        cs[j] = cosf(ang);
+        sn[j] = sign * sinf(ang);
+    }
+}
+
+// Rotates the pairs (j0 + j, j0 + j + hd/2), j < nj, of the H head vectors of one position.
+static void rope_rotate(float *x, int H, int hd, int j0, int nj, const float *cs, const float *sn) {
+    int half = hd / 2;
+    for (int h = 0; h < H; h++) {
+        float *x1 = x + (int64_t)h * hd + j0;
+        float *x2 = x1 + half;
+        for (int j = 0; j < nj; j++) {
+            float a = x1[j], c = x2[j];
+            x1[j] = a * cs[j] - c * sn[j];
+            x2[j] = c * cs[j] + a * sn[j];
+        }
+    }
+}
+
+// Shared by forward (sign = +1) and backward (sign = −1: rotation by −angle = the transpose).
+static void rope_apply(float *x, int B, int T, int H, int hd, float theta, float sign) {
+    int half = hd / 2;
+    #pragma omp parallel for schedule(static)
+    for (int t = 0; t < T; t++) {
+        float cs[ROPE_CHUNK], sn[ROPE_CHUNK];
+        for (int j0 = 0; j0 < half; j0 += ROPE_CHUNK) {
+            int nj = half - j0 < ROPE_CHUNK ? half - j0 : ROPE_CHUNK;
+            rope_angles(cs, sn, j0, nj, t, hd, theta, sign);
+            for (int b = 0; b < B; b++) rope_rotate(x + ((int64_t)b * T + t) * H * hd, H, hd, j0, nj, cs, sn);
+        }
+    }
+}
+
+void rope_forward_at(float *x, int H, int hd, int pos, float theta) {
+    float cs[ROPE_CHUNK], sn[ROPE_CHUNK];
+    for (int j0 = 0; j0 < hd / 2; j0 += ROPE_CHUNK) {
+        int nj = hd / 2 - j0 < ROPE_CHUNK ? hd / 2 - j0 : ROPE_CHUNK;
+        rope_angles(cs, sn, j0, nj, pos, hd, theta, 1.0f);
+        rope_rotate(x, H, hd, j0, nj, cs, sn);
+    }
+}
+
+void rope_forward(float *x, int B, int T, int H, int hd, float theta) {
+    rope_apply(x, B, T, H, hd, theta, 1.0f);
+}
+
+void rope_backward(float *dx, int B, int T, int H, int hd, float theta) {
+    rope_apply(dx, B, T, H, hd, theta, -1.0f);
+}
+
+// Per thread: the score/probability block S and the dP block (ATTN_BLOCK × T each) and the
+// per-row D = rowsum(dO ⊙ O) (ATTN_BLOCK), padded to whole cache lines.
+static size_t attn_thread_floats(int T) {
+    size_t n = 2 * (size_t)ATTN_BLOCK * (size_t)T + ATTN_BLOCK;
+    return (n + 15) / 16 * 16;
+}
+
+size_t attention_scratch_floats(int B, int T, int H, int hd) {
+    (void)B; (void)H; (void)hd;
+    return (size_t)omp_get_max_threads() * attn_thread_floats(T);
+}
+
+void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
+                       int B, int T, int H, int Hkv, int hd, float *scratch) {
+    const int group = H / Hkv;
+    const int ldq = H * hd, ldk = Hkv * hd;  // row strides of (B,T,H,hd) and (B,T,Hkv,hd)
+    const float scale = 1.0f / sqrtf((float)hd);
+    const size_t per_thread = attn_thread_floats(T);
+
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (int bh = 0; bh < B * H; bh++) {
+        int b = bh / H, h = bh % H, kvh = h / group;
+        float *S = scratch + (size_t)omp_get_thread_num() * per_thread;  // (ATTN_BLOCK, ≤T)
+        const float *qh = q + (int64_t)b * T * ldq + (int64_t)h * hd;
+        const float *kh = k + (int64_t)b * T * ldk + (int64_t)kvh * hd;
+        const float *vh = v + (int64_t)b * T * ldk + (int64_t)kvh * hd;
+        float *oh = out + (int64_t)b * T * ldq + (int64_t)h * hd;
+        float *lse_h = lse + ((int64_t)b * H + h) * T;
+
+        for (int i0 = 0; i0 < T; i0 += ATTN_BLOCK) {
+            int m = T - i0 < ATTN_BLOCK ? T - i0 : ATTN_BLOCK;
+            int n = i0 + m;  // keys 0..n−1 can be seen by this block (causal)
+            // S (m, n) = scale · Q[i0:i0+m] Kᵀ[:, 0:n]
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, hd, scale,
+                        qh + (int64_t)i0 * ldq, ldq, kh, ldk, 0.0f, S, n);
+            for (int r = 0; r < m; r++) {
+                int last = i0 + r;  // query position: keys 0..last are visible
+                float *row = S + (int64_t)r * n;
+                float mx = act_max(row, last + 1);
+                float sum = act_exp_shift_sum(row, row, last + 1, mx);
+                float inv = 1.0f / sum;
+                for (int j = 0; j <= last; j++) row[j] *= inv;
+                for (int j = last + 1; j < n; j++) row[j] = 0.0f;  // masked: P = 0
+                lse_h[last] = mx + logf(sum);
+            }
+            // O[i0:i0+m] (m, hd) = P (m, n) · V[0:n] (n, hd)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, n, 1.0f,
+                        S, n, vh, ldk, 0.0f, oh + (int64_t)i0 * ldq, ldq);
+        }
+    }
+}
+
+void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                        const float *k, const float *v, const float *out, const float *lse,
+                        int B, int T, int H, int Hkv, int hd, float *scratch) {
+    const int group = H / Hkv;
+    const int ldq = H * hd, ldk = Hkv * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const size_t per_thread = attn_thread_floats(T);
+
+    // One task per (batch, kv head): it owns dk/dv of that head, and its query heads run in order.
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (int bk = 0; bk < B * Hkv; bk++) {
+        int b = bk / Hkv, kvh = bk % Hkv;
+        float *P = scratch + (size_t)omp_get_thread_num() * per_thread;  // (ATTN_BLOCK, ≤T)
+        float *dP = P + (size_t)ATTN_BLOCK * T;                           // (ATTN_BLOCK, ≤T)
+        float *D = dP + (size_t)ATTN_BLOCK * T;                           // (ATTN_BLOCK)
+        const float *kh = k + (int64_t)b * T * ldk + (int64_t)kvh * hd;
+        const float *vh = v + (int64_t)b * T * ldk + (int64_t)kvh * hd;
+        float *dkh = dk + (int64_t)b * T * ldk + (int64_t)kvh * hd;
+        float *dvh = dv + (int64_t)b * T * ldk + (int64_t)kvh * hd;
+
+        for (int h = kvh * group; h < (kvh + 1) * group; h++) {
+            int64_t qoff = (int64_t)b * T * ldq + (int64_t)h * hd;
+            const float *qh = q + qoff, *oh = out + qoff, *doh = dout + qoff;
+            float *dqh = dq + qoff;
+            const float *lse_h = lse + ((int64_t)b * H + h) * T;
+
+            for (int i0 = 0; i0 < T; i0 += ATTN_BLOCK) {
+                int m = T - i0 < ATTN_BLOCK ? T - i0 : ATTN_BLOCK;
+                int n = i0 + m;
+                const float *qb = qh + (int64_t)i0 * ldq, *dob = doh + (int64_t)i0 * ldq;
+                // Recompute P = exp(scale · Q Kᵀ − lse) on the visible keys, 0 above the diagonal.
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, hd, scale,
+                            qb, ldq, kh, ldk, 0.0f, P, n);
+                for (int r = 0; r < m; r++) {
+                    int last = i0 + r;
+                    float *row = P + (int64_t)r * n;
+                    float l = lse_h[last];
+                    act_exp_shift(row, row, last + 1, l);
+                    for (int j = last + 1; j < n; j++) row[j] = 0.0f;
+                    // D_i = rowsum(dO_i ⊙ O_i) = Σ_j P_ij dP_ij
+                    const float *o_r = oh + (int64_t)last * ldq, *do_r = doh + (int64_t)last * ldq;
+                    float d = 0.0f;
+                    for (int c = 0; c < hd; c++) d += do_r[c] * o_r[c];
+                    D[r] = d;
+                }
+                // dV[0:n] (n, hd) += Pᵀ (n, m) · dO (m, hd)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, m, 1.0f,
+                            P, n, dob, ldq, 1.0f, dvh, ldk);
+                // dP (m, n) = dO (m, hd) · V[0:n]ᵀ (hd, n)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, hd, 1.0f,
+                            dob, ldq, vh, ldk, 0.0f, dP, n);
+                // dS = P ⊙ (dP − D), in place in dP (masked entries become 0 through P)
+                for (int r = 0; r < m; r++) {
+                    float *pr = P + (int64_t)r * n, *dpr = dP + (int64_t)r * n;
+                    float d = D[r];
+                    for (int j = 0; j < n; j++) dpr[j] = pr[j] * (dpr[j] - d);
+                }
+                // dQ (m, hd) += scale · dS (m, n) · K[0:n] (n, hd)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, n, scale,
+                            dP, n, kh, ldk, 1.0f, dqh + (int64_t)i0 * ldq, ldq);
+                // dK[0:n] (n, hd) += scale · dSᵀ (n, m) · Q (m, hd)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, m, scale,
+                            dP, n, qb, ldq, 1.0f, dkh, ldk);
+            }
+        }
+    }
+}

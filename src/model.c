@@ -1,0 +1,471 @@
+// model.c — see model.h. Assembly only: the math lives in the layer files (layer_attention.c,
+// layer_mamba2.c, layer_mlp.c) and the kernels below them.
+#include "model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lm_head.h"
+#include "norm.h"
+#include "rng.h"
+
+enum { LM_HEAD_CHUNK_ROWS = 128 };   // rows of logits alive at once: 128 x V floats (25 MB at V=50257)
+
+typedef struct {
+    float *res_in;            // (N, d) residual stream entering the block
+    float *h1, *rstd1;        // (N, d), (N)   mixer norm
+    MixerSaved mix;
+    float *res_mid;           // (N, d) residual after the mixer
+    float *h2, *rstd2;        // (N, d), (N)   mlp norm
+    MlpSaved mlp;
+} LayerActs;
+
+struct Model {
+    ModelConfig cfg;
+    int B, T;                 // the arena holds batches up to B*T tokens
+    ParamInfo *table;
+    int ntensors;
+    size_t numel;
+    float *params, *grads;
+    Weights w, gw;
+
+    float *arena;
+    size_t arena_floats;
+    int32_t *tokens;          // (B*T) copy of the inputs, for the embedding backward
+    LayerActs *acts;          // [L]
+    float *res_final;         // (N, d)
+    float *hf, *rstdf;        // (N, d), (N)  final norm
+    // backward scratch, shared by all layers
+    float *dres;              // (N, d) gradient of the residual stream
+    float *dh;                // (N, d) gradient of a norm's output
+    MixerScratch mix_scratch;
+    MlpScratch mlp_scratch;
+    float *kscratch;          // attention / scan / lm-head scratch (max over users)
+};
+
+static bool is_mamba(const ModelConfig *c) { return c->type == MODEL_MAMBA2 || c->type == MODEL_LOGLINEAR_MAMBA2; }
+
+// ---------------------------------------------------------------------------------------------------
+// Parameter table: names, shapes and order exactly as the paper's PyTorch state_dict (checkpoint-names.md).
+
+typedef struct {
+    ParamInfo *table;         // NULL: don't record
+    float *base;              // NULL: only count
+    size_t used;              // floats laid out so far; tensors are packed (no padding), so the flat
+                              // buffers are exactly the concatenation of the tensors in table order
+    int n;
+} TableBuilder;
+
+static float *add_tensor(TableBuilder *tb, const char *name, bool decay, int ndim, int64_t s0, int64_t s1, int64_t s2) {
+    const int64_t shape[3] = {s0, s1, s2};
+    size_t numel = 1;
+    for (int i = 0; i < ndim; i++) numel *= (size_t)shape[i];
+    size_t offset = tb->used;
+    float *p = tb->base ? tb->base + offset : NULL;
+    tb->used += numel;
+    if (tb->table) {
+        ParamInfo *pi = &tb->table[tb->n];
+        snprintf(pi->name, sizeof pi->name, "%s", name);
+        pi->ndim = ndim;
+        for (int i = 0; i < 4; i++) pi->shape[i] = i < ndim ? shape[i] : 1;
+        pi->offset = offset;
+        pi->numel = numel;
+        pi->decay = decay;
+    }
+    tb->n++;
+    return p;
+}
+
+// Walks the model's tensors in state_dict order, filling `w` with pointers into tb->base.
+static void build_layout(TableBuilder *tb, const ModelConfig *c, Weights *w) {
+    const int d = c->hidden_size, V = c->vocab_size, I = c->intermediate_size, H = c->num_heads;
+    const bool mamba = is_mamba(c);
+    const char *pre = mamba ? "backbone" : "model";
+    char name[96];
+
+    snprintf(name, sizeof name, "%s.embeddings.weight", pre);
+    w->embed = add_tensor(tb, name, true, 2, V, d, 0);
+    for (int l = 0; l < c->num_layers; l++) {
+        LayerWeights *lw = &w->layers[l];
+        memset(lw, 0, sizeof *lw);
+#define NAME(suffix) (snprintf(name, sizeof name, "%s.layers.%d.%s", pre, l, suffix), name)
+        if (!mamba) {
+            const int hd = c->head_dim, Hkv = c->num_kv_heads;
+            lw->mixer_norm = add_tensor(tb, NAME("attn_norm.weight"), false, 1, d, 0, 0);
+            lw->q_proj = add_tensor(tb, NAME("attn.q_proj.weight"), true, 2, (int64_t)H * hd, d, 0);
+            lw->k_proj = add_tensor(tb, NAME("attn.k_proj.weight"), true, 2, (int64_t)Hkv * hd, d, 0);
+            lw->v_proj = add_tensor(tb, NAME("attn.v_proj.weight"), true, 2, (int64_t)Hkv * hd, d, 0);
+            lw->o_proj = add_tensor(tb, NAME("attn.o_proj.weight"), true, 2, d, (int64_t)H * hd, 0);
+            lw->mlp_norm = add_tensor(tb, NAME("mlp_norm.weight"), false, 1, d, 0, 0);
+        } else {
+            const int din = c->d_inner, GN = c->n_groups * c->state_size, K = c->conv_kernel;
+            const int Cc = din + 2 * GN;
+            const bool ll = c->type == MODEL_LOGLINEAR_MAMBA2;
+            const int64_t rows = (int64_t)2 * din + 2 * GN + H + (ll ? (int64_t)H * c->num_levels : 0);
+            lw->mixer_norm = add_tensor(tb, NAME("mixer_norm.weight"), false, 1, d, 0, 0);
+            lw->mlp_norm = add_tensor(tb, NAME("mlp_norm.weight"), false, 1, d, 0, 0);
+            lw->dt_bias = add_tensor(tb, NAME("mixer.dt_bias"), false, 1, H, 0, 0);
+            lw->A_log = add_tensor(tb, NAME("mixer.A_log"), false, 1, H, 0, 0);
+            if (ll) lw->L = add_tensor(tb, NAME("mixer.L"), false, 2, H, c->num_levels, 0);
+            lw->D = add_tensor(tb, NAME("mixer.D"), false, 1, H, 0, 0);
+            lw->conv_w = add_tensor(tb, NAME("mixer.conv1d.weight"), true, 3, Cc, 1, K);
+            if (c->use_conv_bias) lw->conv_b = add_tensor(tb, NAME("mixer.conv1d.bias"), false, 1, Cc, 0, 0);
+            lw->in_proj = add_tensor(tb, NAME("mixer.in_proj.weight"), true, 2, rows, d, 0);
+            lw->gnorm = add_tensor(tb, NAME("mixer.norm.weight"), false, 1, din, 0, 0);
+            lw->out_proj = add_tensor(tb, NAME("mixer.out_proj.weight"), true, 2, d, din, 0);
+        }
+        lw->gate_proj = add_tensor(tb, NAME("mlp.gate_proj.weight"), true, 2, I, d, 0);
+        lw->up_proj = add_tensor(tb, NAME("mlp.up_proj.weight"), true, 2, I, d, 0);
+        lw->down_proj = add_tensor(tb, NAME("mlp.down_proj.weight"), true, 2, d, I, 0);
+#undef NAME
+    }
+    snprintf(name, sizeof name, mamba ? "%s.norm_f.weight" : "%s.norm.weight", pre);
+    w->final_norm = add_tensor(tb, name, false, 1, d, 0, 0);
+    if (c->tie_word_embeddings) {
+        // Tied: PyTorch's state_dict still lists lm_head.weight (same data). Alias the embedding's
+        // storage so checkpoints carry both keys while the flat buffer holds the tensor once.
+        w->lm_head = w->embed;
+        if (tb->table) {
+            tb->table[tb->n] = tb->table[0];
+            snprintf(tb->table[tb->n].name, sizeof tb->table[tb->n].name, "lm_head.weight");
+        }
+        tb->n++;
+    } else {
+        w->lm_head = add_tensor(tb, "lm_head.weight", true, 2, V, d, 0);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Activation arena.
+
+static void build_arena(Model *m, Arena *a) {
+    const ModelConfig *c = &m->cfg;
+    const size_t N = (size_t)m->B * m->T, d = c->hidden_size;
+    for (int l = 0; l < c->num_layers; l++) {
+        LayerActs *la = &m->acts[l];
+        la->res_in = arena_take(a, N * d);
+        la->h1 = arena_take(a, N * d);
+        la->rstd1 = arena_take(a, N);
+        mixer_saved_carve(&la->mix, a, c, m->B, m->T);
+        la->res_mid = arena_take(a, N * d);
+        la->h2 = arena_take(a, N * d);
+        la->rstd2 = arena_take(a, N);
+        mlp_saved_carve(&la->mlp, a, c, m->B, m->T);
+    }
+    m->res_final = arena_take(a, N * d);
+    m->hf = arena_take(a, N * d);
+    m->rstdf = arena_take(a, N);
+    m->dres = arena_take(a, N * d);
+    m->dh = arena_take(a, N * d);
+    mixer_scratch_carve(&m->mix_scratch, a, c, m->B, m->T);
+    mlp_scratch_carve(&m->mlp_scratch, a, c, m->B, m->T);
+    size_t ks = layers_kernel_scratch_floats(c, m->B, m->T);
+    size_t lm = lm_head_scratch_floats(LM_HEAD_CHUNK_ROWS, c->vocab_size);
+    m->kscratch = arena_take(a, ks > lm ? ks : lm);
+}
+
+Model *model_create(const ModelConfig *cfg, int B, int T, Err *err) {
+    if (cfg->type == MODEL_GATED_DELTANET || cfg->type == MODEL_LOGLINEAR_GATED_DELTANET) {
+        err_set(err, "model_type '%s' is parsed but its layers are not implemented yet in this version; "
+                "use transformer, mamba2 or loglinear_mamba2", model_type_name(cfg->type));
+        return NULL;
+    }
+    if (B <= 0 || T <= 0) {
+        err_set(err, "batch_size and seq_len must be positive (got %d, %d)", B, T);
+        return NULL;
+    }
+    Model *m = xcalloc(1, sizeof *m);
+    m->cfg = *cfg;
+    m->B = B;
+    m->T = T;
+    m->w.layers = xcalloc((size_t)cfg->num_layers, sizeof(LayerWeights));
+    m->gw.layers = xcalloc((size_t)cfg->num_layers, sizeof(LayerWeights));
+
+    TableBuilder count = {0};
+    build_layout(&count, cfg, &m->w);
+    m->ntensors = count.n;
+    m->numel = count.used;
+    m->table = xcalloc((size_t)m->ntensors, sizeof(ParamInfo));
+    m->params = xcalloc(m->numel, sizeof(float));
+    m->grads = xcalloc(m->numel, sizeof(float));
+    TableBuilder tb = {.table = m->table, .base = m->params};
+    build_layout(&tb, cfg, &m->w);
+    TableBuilder gb = {.base = m->grads};
+    build_layout(&gb, cfg, &m->gw);
+
+    m->acts = xcalloc((size_t)cfg->num_layers, sizeof(LayerActs));
+    Arena sizing = {0};
+    build_arena(m, &sizing);
+    m->arena_floats = sizing.used;
+    m->arena = xcalloc(m->arena_floats, sizeof(float));
+    Arena real = {.base = m->arena};
+    build_arena(m, &real);
+    m->tokens = xcalloc((size_t)B * T, sizeof(int32_t));
+    return m;
+}
+
+ParamInfo *model_table(const ModelConfig *cfg, int *n) {
+    Weights w = {.layers = xcalloc((size_t)cfg->num_layers, sizeof(LayerWeights))};
+    TableBuilder count = {0};
+    build_layout(&count, cfg, &w);
+    ParamInfo *table = xcalloc((size_t)count.n, sizeof(ParamInfo));
+    TableBuilder tb = {.table = table};
+    build_layout(&tb, cfg, &w);
+    free(w.layers);
+    *n = tb.n;
+    return table;
+}
+
+void model_free(Model *m) {
+    if (!m) return;
+    free(m->w.layers);
+    free(m->gw.layers);
+    free(m->table);
+    free(m->params);
+    free(m->grads);
+    free(m->acts);
+    free(m->arena);
+    free(m->tokens);
+    free(m);
+}
+
+const ModelConfig *model_config(const Model *m) { return &m->cfg; }
+int model_num_tensors(const Model *m) { return m->ntensors; }
+const ParamInfo *model_tensor(const Model *m, int i) { return &m->table[i]; }
+size_t model_num_params(const Model *m) { return m->numel; }
+float *model_params(Model *m) { return m->params; }
+float *model_grads(Model *m) { return m->grads; }
+const Weights *model_weights(const Model *m) { return &m->w; }
+const Weights *model_grad_weights(const Model *m) { return &m->gw; }
+size_t model_activation_bytes(const Model *m) { return m->arena_floats * sizeof(float); }
+void model_zero_grad(Model *m) { memset(m->grads, 0, m->numel * sizeof(float)); }
+
+// ---------------------------------------------------------------------------------------------------
+// Initialisation (architectures.md §2.3): Linear/Conv1d/Embedding N(0, σ²), biases 0, norms 1; Mamba
+// A_log = log(1..H), D = 1, dt_bias = softplus⁻¹(dt) with dt log-uniform in [dt_min, dt_max], L = 1;
+// residual-output projections (out_proj, down_proj) of the Mamba family re-drawn kaiming-uniform(√5)
+// = U(±1/√fan_in) and divided by √(2·num_layers). The Transformer has no rescale.
+
+static void init_normal(float *p, size_t n, float std, Rng *r) {
+    for (size_t i = 0; i < n; i++) p[i] = std * rng_normal(r);
+}
+static void init_const(float *p, size_t n, float v) {
+    for (size_t i = 0; i < n; i++) p[i] = v;
+}
+static void init_rescaled_uniform(float *p, int64_t rows, int64_t fan_in, float divisor, Rng *r) {
+    float bound = 1.0f / sqrtf((float)fan_in);
+    for (int64_t i = 0; i < rows * fan_in; i++) p[i] = (float)((2.0 * rng_uniform(r) - 1.0) * bound) / divisor;
+}
+
+void model_init(Model *m, uint64_t seed) {
+    const ModelConfig *c = &m->cfg;
+    const int d = c->hidden_size, H = c->num_heads, I = c->intermediate_size;
+    const float std = c->initializer_range;
+    Rng r;
+    rng_seed(&r, seed);
+    memset(m->params, 0, m->numel * sizeof(float));   // biases = 0
+    // Every linear/conv/embedding weight first (table order), then the special rules overwrite.
+    for (int i = 0; i < m->ntensors; i++) {
+        const ParamInfo *pi = &m->table[i];
+        if (pi->decay && !(c->tie_word_embeddings && strcmp(pi->name, "lm_head.weight") == 0))
+            init_normal(m->params + pi->offset, pi->numel, std, &r);
+    }
+    const bool rescale = is_mamba(c) && c->rescale_prenorm_residual;
+    const float divisor = sqrtf(2.0f * (float)c->num_layers);
+    for (int l = 0; l < c->num_layers; l++) {
+        LayerWeights *w = &m->w.layers[l];
+        init_const(w->mixer_norm, d, 1.0f);
+        init_const(w->mlp_norm, d, 1.0f);
+        if (is_mamba(c)) {
+            init_const(w->gnorm, c->d_inner, 1.0f);
+            init_const(w->D, H, 1.0f);
+            for (int h = 0; h < H; h++) w->A_log[h] = logf((float)(h + 1));
+            const double lo = log(c->time_step_min), hi = log(c->time_step_max);
+            for (int h = 0; h < H; h++) {
+                double dt = exp(rng_uniform(&r) * (hi - lo) + lo);
+                if (dt < c->time_step_floor) dt = c->time_step_floor;
+                w->dt_bias[h] = (float)(dt + log(-expm1(-dt)));   // softplus⁻¹(dt)
+            }
+            if (w->L) init_const(w->L, (size_t)H * c->num_levels, 1.0f);
+            if (rescale) init_rescaled_uniform(w->out_proj, d, c->d_inner, divisor, &r);
+        }
+        if (rescale) init_rescaled_uniform(w->down_proj, d, I, divisor, &r);
+    }
+    init_const(m->w.final_norm, d, 1.0f);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Forward / backward.
+
+// Runs the network on (B, T) tokens up to the final norm (m->hf).
+static void forward_body(Model *m, const int32_t *inputs, int B, int T) {
+    const ModelConfig *c = &m->cfg;
+    const int d = c->hidden_size, L = c->num_layers;
+    const int64_t N = (int64_t)B * T;
+    memcpy(m->tokens, inputs, (size_t)N * sizeof(int32_t));
+    float *res = L > 0 ? m->acts[0].res_in : m->res_final;
+    embedding_forward(res, inputs, m->w.embed, N, d);
+    for (int l = 0; l < L; l++) {
+        LayerActs *a = &m->acts[l];
+        const LayerWeights *w = &m->w.layers[l];
+        float *next = l + 1 < L ? m->acts[l + 1].res_in : m->res_final;
+        // x = r + Mixer(Norm(r)); y = x + MLP(Norm(x)), outputs written then residual added.
+        rmsnorm_forward(a->h1, a->rstd1, a->res_in, w->mixer_norm, N, d, c->norm_eps);
+        if (c->type == MODEL_TRANSFORMER) attn_forward(a->res_mid, &a->mix.attn, a->h1, w, c, B, T, m->kscratch);
+        else mamba2_forward(a->res_mid, &a->mix.mamba, a->h1, w, c, B, T, m->kscratch);
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < N * d; i++) a->res_mid[i] += a->res_in[i];
+        rmsnorm_forward(a->h2, a->rstd2, a->res_mid, w->mlp_norm, N, d, c->norm_eps);
+        mlp_forward(next, &a->mlp, a->h2, w, c, N);
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < N * d; i++) next[i] += a->res_mid[i];
+    }
+    rmsnorm_forward(m->hf, m->rstdf, m->res_final, m->w.final_norm, N, d, c->norm_eps);
+}
+
+static void check_batch(const Model *m, int B, int T) {
+    if ((int64_t)B * T > (int64_t)m->B * m->T || T > m->T)
+        die("internal: batch (%d, %d) exceeds the model's activation arena (%d, %d)", B, T, m->B, m->T);
+}
+
+double model_forward_loss(Model *m, const int32_t *inputs, const int32_t *targets, int B, int T, int64_t *count) {
+    check_batch(m, B, T);
+    forward_body(m, inputs, B, T);
+    return lm_head_loss(NULL, NULL, count, m->hf, m->w.lm_head, targets, (int64_t)B * T, m->cfg.hidden_size,
+                        m->cfg.vocab_size, 0.0f, m->kscratch, LM_HEAD_CHUNK_ROWS);
+}
+
+void model_forward_logits(Model *m, const int32_t *inputs, int B, int T, float *logits) {
+    check_batch(m, B, T);
+    forward_body(m, inputs, B, T);
+    const int64_t N = (int64_t)B * T;
+    const int V = m->cfg.vocab_size, d = m->cfg.hidden_size;
+    for (int64_t i = 0; i < N; i++) lm_head_logits(logits + i * V, m->hf + i * d, m->w.lm_head, d, V);
+}
+
+double model_forward_backward(Model *m, const int32_t *inputs, const int32_t *targets, int B, int T,
+                              float grad_scale, int64_t *count) {
+    check_batch(m, B, T);
+    const ModelConfig *c = &m->cfg;
+    const int d = c->hidden_size, L = c->num_layers;
+    const int64_t N = (int64_t)B * T;
+    forward_body(m, inputs, B, T);
+    // Loss and its gradient w.r.t. the final norm output, chunked over rows (no B×T×V logits).
+    memset(m->dh, 0, (size_t)N * d * sizeof(float));
+    double loss = lm_head_loss(m->dh, m->gw.lm_head, count, m->hf, m->w.lm_head, targets, N, d, c->vocab_size,
+                               grad_scale, m->kscratch, LM_HEAD_CHUNK_ROWS);
+    memset(m->dres, 0, (size_t)N * d * sizeof(float));
+    rmsnorm_backward(m->dres, m->gw.final_norm, m->dh, m->res_final, m->w.final_norm, m->rstdf, N, d);
+    for (int l = L - 1; l >= 0; l--) {
+        LayerActs *a = &m->acts[l];
+        const LayerWeights *w = &m->w.layers[l];
+        LayerWeights *gw = &m->gw.layers[l];
+        // y = x + MLP(Norm(x)): dres already is d(y) = d(x) through the skip; add the MLP path.
+        memset(m->dh, 0, (size_t)N * d * sizeof(float));
+        mlp_backward(m->dh, gw, m->dres, a->h2, &a->mlp, w, c, N, &m->mlp_scratch);
+        rmsnorm_backward(m->dres, gw->mlp_norm, m->dh, a->res_mid, w->mlp_norm, a->rstd2, N, d);
+        // x = r + Mixer(Norm(r))
+        memset(m->dh, 0, (size_t)N * d * sizeof(float));
+        if (c->type == MODEL_TRANSFORMER)
+            attn_backward(m->dh, gw, m->dres, a->h1, &a->mix.attn, w, c, B, T, &m->mix_scratch, m->kscratch);
+        else
+            mamba2_backward(m->dh, gw, m->dres, a->h1, &a->mix.mamba, w, c, B, T, &m->mix_scratch, m->kscratch);
+        rmsnorm_backward(m->dres, gw->mixer_norm, m->dh, a->res_in, w->mixer_norm, a->rstd1, N, d);
+    }
+    embedding_backward(m->gw.embed, m->tokens, m->dres, N, d);
+    return loss;
+}
+
+double model_flops_per_token(const Model *m, int T) {
+    // 6 FLOPs per matmul weight per token (2 forward + 4 backward), plus the sequence mixing itself,
+    // counted at its causal (useful) size. Recomputation in the backward is not counted (as usual for MFU).
+    const ModelConfig *c = &m->cfg;
+    double matmul_params = 0;
+    for (int i = 0; i < m->ntensors; i++) {
+        const ParamInfo *pi = &m->table[i];
+        if (pi->ndim == 2 && strstr(pi->name, "embeddings") == NULL) matmul_params += (double)pi->numel;
+    }
+    if (c->tie_word_embeddings) matmul_params += (double)c->vocab_size * c->hidden_size;
+    double mixing = 0;   // forward FLOPs per token per layer
+    if (c->type == MODEL_TRANSFORMER) {
+        mixing = 2.0 * 2.0 * (T / 2.0) * c->num_heads * c->head_dim;   // QKᵀ and PV over T/2 keys on average
+    } else {
+        const double H = c->num_heads, P = c->head_dim, Nst = c->state_size;
+        const double Q = LL_MIN(c->chunk_size, T);
+        // intra-chunk: C·B and the weighted sum over Q/2 keys; chunk state write + read-out: 2 x 2PN
+        mixing = H * (2.0 * (Q / 2.0) * (Nst + P) + 4.0 * P * Nst);
+        if (c->type == MODEL_LOGLINEAR_MAMBA2) {
+            int levels = 0;
+            while (((int64_t)c->chunk_size << levels) < T) levels++;
+            mixing += H * 2.0 * P * Nst * levels / 2.0;   // a chunk reads half of the inter-chunk levels on average
+        }
+    }
+    return 6.0 * matmul_params + 3.0 * mixing * c->num_layers;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Decoding.
+
+struct DecodeState {
+    const Model *m;
+    int max_len;
+    int64_t pos;
+    float *states;            // per layer: mixer_state_floats
+    size_t per_layer;
+    float *x, *h, *out;       // (d)
+    float *tmp;               // mixer/mlp step scratch
+};
+
+DecodeState *decode_create(const Model *m, int max_len) {
+    const ModelConfig *c = &m->cfg;
+    DecodeState *s = xcalloc(1, sizeof *s);
+    s->m = m;
+    s->max_len = max_len;
+    s->per_layer = mixer_state_floats(c, max_len);
+    s->states = xcalloc(s->per_layer * (size_t)c->num_layers, sizeof(float));
+    s->x = xcalloc((size_t)c->hidden_size, sizeof(float));
+    s->h = xcalloc((size_t)c->hidden_size, sizeof(float));
+    s->out = xcalloc((size_t)c->hidden_size, sizeof(float));
+    size_t tmp = mixer_step_tmp_floats(c, max_len);
+    size_t mlp_tmp = 3 * (size_t)c->intermediate_size;
+    s->tmp = xcalloc(tmp > mlp_tmp ? tmp : mlp_tmp, sizeof(float));
+    return s;
+}
+
+void decode_reset(DecodeState *s) {
+    s->pos = 0;
+    memset(s->states, 0, s->per_layer * (size_t)s->m->cfg.num_layers * sizeof(float));
+}
+
+void decode_free(DecodeState *s) {
+    if (!s) return;
+    free(s->states);
+    free(s->x);
+    free(s->h);
+    free(s->out);
+    free(s->tmp);
+    free(s);
+}
+
+void decode_step(Model *m, DecodeState *s, int32_t token, float *logits) {
+    const ModelConfig *c = &m->cfg;
+    const int d = c->hidden_size;
+    if (c->type == MODEL_TRANSFORMER && s->pos >= s->max_len) die("internal: decode past the KV cache (%d)", s->max_len);
+    embedding_forward(s->x, &token, m->w.embed, 1, d);
+    float rstd;
+    for (int l = 0; l < c->num_layers; l++) {
+        const LayerWeights *w = &m->w.layers[l];
+        float *state = s->states + (size_t)l * s->per_layer;
+        rmsnorm_forward(s->h, &rstd, s->x, w->mixer_norm, 1, d, c->norm_eps);
+        if (c->type == MODEL_TRANSFORMER) attn_step(s->out, state, s->pos, s->h, w, c, s->max_len, s->tmp);
+        else mamba2_step(s->out, state, s->pos, s->h, w, c, s->tmp);
+        for (int i = 0; i < d; i++) s->x[i] += s->out[i];
+        rmsnorm_forward(s->h, &rstd, s->x, w->mlp_norm, 1, d, c->norm_eps);
+        mlp_step(s->out, s->h, w, c, s->tmp);
+        for (int i = 0; i < d; i++) s->x[i] += s->out[i];
+    }
+    rmsnorm_forward(s->h, &rstd, s->x, m->w.final_norm, 1, d, c->norm_eps);
+    lm_head_logits(logits, s->h, m->w.lm_head, d, c->vocab_size);
+    s->pos++;
+}

@@ -1,0 +1,120 @@
+// norm.c — see norm.h. Formulas: architectures.md §3.1 (RMSNorm) and §3.7 (Mamba-2 gated norm).
+#include "norm.h"
+
+#include <math.h>
+#include <omp.h>
+
+#include "activations.h"  // also the vector helpers used for the row reductions
+
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w,
+                     int64_t N, int C, float eps) {
+    #pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        const float *x = inp + n * C;
+        float *y = out + n * C;
+        act_vf acc = act_vsplat(0.0f);  // lane partial sums: vectorised, fixed order
+        for (int c = 0; c < C; c += ACT_VL) {
+            int m = C - c < ACT_VL ? C - c : ACT_VL;
+            act_vf xv = act_vload_n(x + c, m);
+            acc += xv * xv;
+        }
+        float r = 1.0f / sqrtf(act_hsum(acc) / (float)C + eps);
+        for (int c = 0; c < C; c++) y[c] = x[c] * r * w[c];
+        rstd[n] = r;
+    }
+}
+
+void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                      const float *rstd, int64_t N, int C) {
+    // dx = r (dy ⊙ w) − (r³/C) x Σ(dy ⊙ w ⊙ x), row by row.
+    #pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        const float *x = inp + n * C, *dy = dout + n * C;
+        float *dx = dinp + n * C;
+        float r = rstd[n];
+        act_vf acc = act_vsplat(0.0f);
+        for (int c = 0; c < C; c += ACT_VL) {
+            int m = C - c < ACT_VL ? C - c : ACT_VL;
+            acc += act_vload_n(dy + c, m) * act_vload_n(w + c, m) * act_vload_n(x + c, m);
+        }
+        float k = r * r * r * act_hsum(acc) / (float)C;
+        for (int c = 0; c < C; c++) dx[c] += r * dy[c] * w[c] - k * x[c];
+    }
+    // dw = Σ_rows dy ⊙ x · r: each thread owns a column range and walks the rows in order.
+    #pragma omp parallel
+    {
+        int nt = omp_get_num_threads(), th = omp_get_thread_num();
+        int c0 = (int)((int64_t)C * th / nt), c1 = (int)((int64_t)C * (th + 1) / nt);
+        for (int64_t n = 0; n < N; n++) {
+            const float *x = inp + n * C, *dy = dout + n * C;
+            float r = rstd[n];
+            for (int c = c0; c < c1; c++) dw[c] += dy[c] * x[c] * r;
+        }
+    }
+}
+
+void gated_rmsnorm_forward(float *out, float *rstd, const float *x, const float *z, int ld_z,
+                           const float *w, int64_t N, int C, float eps) {
+    #pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        const float *xr = x + n * C, *zr = z + n * ld_z;
+        float *y = out + n * C;
+        // u = x ⊙ silu(z) is staged in the output row, then normalised in place.
+        act_vf acc = act_vsplat(0.0f);
+        for (int c = 0; c < C; c += ACT_VL) {
+            int m = C - c < ACT_VL ? C - c : ACT_VL;
+            act_vf u = act_vload_n(xr + c, m) * act_vsilu(act_vload_n(zr + c, m));
+            act_vstore_n(y + c, u, m);
+            acc += u * u;
+        }
+        float ss = act_hsum(acc);
+        float r = 1.0f / sqrtf(ss / (float)C + eps);
+        for (int c = 0; c < C; c++) y[c] = y[c] * r * w[c];
+        rstd[n] = r;
+    }
+}
+
+void gated_rmsnorm_backward(float *dx, float *dz, float *dw, const float *dout, const float *x,
+                            const float *z, int ld_z, const float *w, const float *rstd,
+                            int64_t N, int C) {
+    // u = x ⊙ silu(z) is recomputed rather than saved. du is RMSNorm's dx at u; then the product rule:
+    // dx = du ⊙ silu(z), dz = du ⊙ x ⊙ silu'(z).
+    #pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        const float *xr = x + n * C, *zr = z + n * ld_z, *dy = dout + n * C;
+        float *dxr = dx + n * C, *dzr = dz + n * ld_z;
+        float r = rstd[n];
+        act_vf acc = act_vsplat(0.0f);
+        for (int c = 0; c < C; c += ACT_VL) {
+            int m = C - c < ACT_VL ? C - c : ACT_VL;
+            acc += act_vload_n(dy + c, m) * act_vload_n(w + c, m) * act_vload_n(xr + c, m) *
+                   act_vsilu(act_vload_n(zr + c, m));
+        }
+        float k = r * r * r * act_hsum(acc) / (float)C;
+        for (int c = 0; c < C; c += ACT_VL) {
+            int m = C - c < ACT_VL ? C - c : ACT_VL;
+            act_vf zv = act_vload_n(zr + c, m), xv = act_vload_n(xr + c, m);
+            act_vf s = act_vsigmoid(zv);
+            act_vf g = zv * s;                                // silu(z)
+            act_vf gp = s * (1.0f + zv * (1.0f - s));         // silu'(z)
+            act_vf du = r * act_vload_n(dy + c, m) * act_vload_n(w + c, m) - k * xv * g;
+            act_vstore_n(dxr + c, act_vload_n(dxr + c, m) + du * g, m);
+            act_vstore_n(dzr + c, act_vload_n(dzr + c, m) + du * xv * gp, m);
+        }
+    }
+    // dw = Σ_rows dy ⊙ u · r, column-parallel in fixed row order (deterministic).
+    #pragma omp parallel
+    {
+        int nt = omp_get_num_threads(), th = omp_get_thread_num();
+        int c0 = (int)((int64_t)C * th / nt), c1 = (int)((int64_t)C * (th + 1) / nt);
+        for (int64_t n = 0; n < N; n++) {
+            const float *xr = x + n * C, *zr = z + n * ld_z, *dy = dout + n * C;
+            float r = rstd[n];
+            for (int c = c0; c < c1; c += ACT_VL) {
+                int m = c1 - c < ACT_VL ? c1 - c : ACT_VL;
+                act_vf u = act_vload_n(xr + c, m) * act_vsilu(act_vload_n(zr + c, m));
+                act_vstore_n(dw + c, act_vload_n(dw + c, m) + act_vload_n(dy + c, m) * u * r, m);
+            }
+        }
+    }
+}

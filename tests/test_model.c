@@ -1,0 +1,255 @@
+// test_model.c — whole-model checks for every implemented architecture: the hand-derived backward of the
+// complete network against finite differences, recurrent/KV-cache decoding against the parallel forward,
+// tensor names and parameter counts of the paper's configs, and the initialisation rules.
+#include <string.h>
+
+#include "config.h"
+#include "model.h"
+#include "testutil.h"
+
+static const ModelType TYPES[] = {MODEL_TRANSFORMER, MODEL_MAMBA2, MODEL_LOGLINEAR_MAMBA2};
+
+// A tiny model of each type; the chunk size is small so that T spans several chunks (and levels).
+static ModelConfig tiny(ModelType t) {
+    ModelConfig c;
+    model_config_defaults(&c, t);
+    c.vocab_size = 23;
+    c.hidden_size = 16;
+    c.num_layers = 2;
+    c.intermediate_size = 24;
+    c.initializer_range = 0.3f;   // large weights so every gradient is well above fp32 noise
+    c.max_seq_len = 64;
+    c.tie_word_embeddings = false;
+    if (t == MODEL_TRANSFORMER) {
+        c.num_heads = 2;
+        c.num_kv_heads = 2;
+        c.head_dim = 8;
+    } else {
+        c.num_heads = 4;
+        c.head_dim = 8;
+        c.expand = 2;
+        c.d_inner = 32;
+        c.state_size = 8;
+        c.n_groups = 2;
+        c.chunk_size = 4;
+        c.num_levels = 7;   // bit_length(63) + 1
+        c.rescale_prenorm_residual = true;
+    }
+    return c;
+}
+
+static void random_tokens(int32_t *x, int n, int V, uint64_t *s) {
+    for (int i = 0; i < n; i++) x[i] = (int32_t)(tu_next(s) % (uint64_t)V);
+}
+
+static double mean_loss(Model *m, const int32_t *in, const int32_t *tg, int B, int T) {
+    int64_t count = 0;
+    double sum = model_forward_loss(m, in, tg, B, T, &count);
+    return sum / (double)count;
+}
+
+// Finite differences of the mean loss against the analytic gradient, on a sample of entries of every tensor.
+static void check_model_gradients(ModelType type) {
+    ModelConfig c = tiny(type);
+    const int B = 2, T = 11;   // T not a multiple of the chunk
+    Err err;
+    Model *m = model_create(&c, B, T, &err);
+    ck_assert_msg(m != NULL, "%s", err.msg);
+    model_init(m, 7);
+    uint64_t s = 99;
+    // Perturb the non-matrix parameters too (norm weights, A_log, D, L, dt_bias) so their gradients are generic.
+    float *p = model_params(m);
+    for (int i = 0; i < model_num_tensors(m); i++) {
+        const ParamInfo *pi = model_tensor(m, i);
+        if (!pi->decay)
+            for (size_t k = 0; k < pi->numel; k++) p[pi->offset + k] += 0.2f * tu_randn(&s);
+    }
+    int32_t in[B * T], tg[B * T];
+    random_tokens(in, B * T, c.vocab_size, &s);
+    random_tokens(tg, B * T, c.vocab_size, &s);
+    tg[3] = -1;   // an ignored target
+    model_zero_grad(m);
+    int64_t count = 0;
+    double sum = model_forward_backward(m, in, tg, B, T, 1.0f / (float)(B * T - 1), &count);
+    ck_assert_int_eq(count, B * T - 1);
+    ck_assert(isfinite(sum));
+    const float *g = model_grads(m);
+    double worst = 0;
+    const char *worst_name = "";
+    for (int i = 0; i < model_num_tensors(m); i++) {
+        const ParamInfo *pi = model_tensor(m, i);
+        double num = 0, den = 0;
+        int samples = pi->numel < 6 ? (int)pi->numel : 6;
+        for (int k = 0; k < samples; k++) {
+            size_t idx = pi->offset + (size_t)(tu_next(&s) % pi->numel);
+            float saved = p[idx];
+            const float h = 1e-2f * fmaxf(1.0f, fabsf(saved));
+            p[idx] = saved + h;
+            double lp = mean_loss(m, in, tg, B, T);
+            p[idx] = saved - h;
+            double lm = mean_loss(m, in, tg, B, T);
+            p[idx] = saved;
+            double fd = (lp - lm) / (2.0 * h);
+            num += (fd - g[idx]) * (fd - g[idx]);
+            den += fd * fd + (double)g[idx] * g[idx];
+        }
+        double rel = sqrt(num) / (sqrt(den) + 1e-6);
+        if (rel > worst) {
+            worst = rel;
+            worst_name = pi->name;
+        }
+    }
+    printf("%s: whole-model gradient vs finite differences: worst tensor %s rel err %.2e\n",
+           model_type_name(type), worst_name, worst);
+    ck_assert_msg(worst < 3e-2, "%s: gradient of %s off by %.3e", model_type_name(type), worst_name, worst);
+    model_free(m);
+}
+
+START_TEST(test_gradients_transformer) { check_model_gradients(MODEL_TRANSFORMER); }
+END_TEST
+START_TEST(test_gradients_mamba2) { check_model_gradients(MODEL_MAMBA2); }
+END_TEST
+START_TEST(test_gradients_loglinear_mamba2) { check_model_gradients(MODEL_LOGLINEAR_MAMBA2); }
+END_TEST
+
+// Step-by-step decoding (recurrent state / KV cache) reproduces the parallel forward's logits everywhere.
+START_TEST(test_decode_matches_forward) {
+    for (size_t ti = 0; ti < sizeof TYPES / sizeof TYPES[0]; ti++) {
+        ModelConfig c = tiny(TYPES[ti]);
+        c.initializer_range = 0.1f;
+        const int T = 45;   // many chunks of 4: levels up to bit_length(44)+1 = 7
+        Err err;
+        Model *m = model_create(&c, 1, T, &err);
+        ck_assert_msg(m != NULL, "%s", err.msg);
+        model_init(m, 3);
+        uint64_t s = 5 + ti;
+        int32_t in[T];
+        random_tokens(in, T, c.vocab_size, &s);
+        float *ref = xmalloc((size_t)T * c.vocab_size * sizeof(float));
+        float *got = xmalloc((size_t)c.vocab_size * sizeof(float));
+        model_forward_logits(m, in, 1, T, ref);
+        DecodeState *ds = decode_create(m, T);
+        double worst = 0;
+        for (int t = 0; t < T; t++) {
+            decode_step(m, ds, in[t], got);
+            double e = tu_rel_error(got, ref + (size_t)t * c.vocab_size, (size_t)c.vocab_size);
+            if (e > worst) worst = e;
+        }
+        printf("%s: decode vs parallel forward logits, worst rel err over %d positions %.2e\n",
+               model_type_name(TYPES[ti]), T, worst);
+        ck_assert_msg(worst < 1e-4, "%s: decode differs from forward (%.3e)", model_type_name(TYPES[ti]), worst);
+        decode_free(ds);
+        free(ref);
+        free(got);
+        model_free(m);
+    }
+}
+END_TEST
+
+// The paper's configs give the documented tensor counts and parameter counts (checkpoint-names.md §0).
+START_TEST(test_paper_param_counts) {
+    struct {
+        const char *file;
+        int keys;
+        int64_t params;
+    } cases[] = {
+        {"configs/flame/transformer_mid.json", 219, 777856512},
+        {"configs/flame/mamba2_mid.json", 276, 802225872},
+        {"configs/flame/hattention_mid.json", 297, 825465312},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        Config cfg;
+        Err err;
+        ck_assert_msg(config_load(&cfg, cases[i].file, NULL, 0, &err), "%s", err.msg);
+        int n = 0;
+        int64_t params = 0;
+        ParamInfo *table = model_table(&cfg.model, &n);
+        for (int k = 0; k < n; k++) params += (int64_t)table[k].numel;
+        printf("%s: %d tensors, %lld params\n", cases[i].file, n, (long long)params);
+        ck_assert_int_eq(n, cases[i].keys);
+        ck_assert_int_eq(params, cases[i].params);
+        free(table);
+    }
+}
+END_TEST
+
+// Names and shapes exactly as the paper's state_dict, including the fused in_proj of the log-linear model.
+START_TEST(test_tensor_names) {
+    Config cfg;
+    Err err;
+    ck_assert_msg(config_load(&cfg, "configs/flame/hattention_mid.json", NULL, 0, &err), "%s", err.msg);
+    int n = 0;
+    ParamInfo *t = model_table(&cfg.model, &n);
+    ck_assert_str_eq(t[0].name, "backbone.embeddings.weight");
+    ck_assert_str_eq(t[1].name, "backbone.layers.0.mixer_norm.weight");
+    ck_assert_str_eq(t[5].name, "backbone.layers.0.mixer.L");
+    ck_assert_int_eq(t[5].shape[0], 48);
+    ck_assert_int_eq(t[5].shape[1], 15);
+    ck_assert_str_eq(t[9].name, "backbone.layers.0.mixer.in_proj.weight");
+    ck_assert_int_eq(t[9].shape[0], 7168);
+    ck_assert_int_eq(t[9].shape[1], 1536);
+    ck_assert_str_eq(t[7].name, "backbone.layers.0.mixer.conv1d.weight");
+    ck_assert_int_eq(t[7].ndim, 3);
+    ck_assert_int_eq(t[7].shape[0], 3328);
+    ck_assert_int_eq(t[7].shape[1], 1);
+    ck_assert_int_eq(t[7].shape[2], 4);
+    ck_assert_str_eq(t[n - 2].name, "backbone.norm_f.weight");
+    ck_assert_str_eq(t[n - 1].name, "lm_head.weight");
+    free(t);
+    ck_assert_msg(config_load(&cfg, "configs/flame/transformer_mid.json", NULL, 0, &err), "%s", err.msg);
+    t = model_table(&cfg.model, &n);
+    ck_assert_str_eq(t[1].name, "model.layers.0.attn_norm.weight");
+    ck_assert_str_eq(t[2].name, "model.layers.0.attn.q_proj.weight");
+    ck_assert_str_eq(t[n - 2].name, "model.norm.weight");
+    free(t);
+}
+END_TEST
+
+// Initialisation rules: A_log = log(1..H), D = 1, L = 1, softplus(dt_bias) in [dt_min, dt_max], norms 1,
+// out_proj within the rescaled kaiming bound, matrices with the configured std.
+START_TEST(test_init_rules) {
+    ModelConfig c = tiny(MODEL_LOGLINEAR_MAMBA2);
+    c.initializer_range = 0.006f;
+    Err err;
+    Model *m = model_create(&c, 1, 8, &err);
+    ck_assert_msg(m != NULL, "%s", err.msg);
+    model_init(m, 1);
+    const Weights *w = model_weights(m);
+    for (int l = 0; l < c.num_layers; l++) {
+        const LayerWeights *lw = &w->layers[l];
+        for (int h = 0; h < c.num_heads; h++) {
+            ck_assert_float_eq_tol(lw->A_log[h], logf((float)(h + 1)), 1e-6);
+            ck_assert_float_eq(lw->D[h], 1.0f);
+            float dt = log1pf(expf(lw->dt_bias[h]));
+            ck_assert_msg(dt >= 0.99e-3f && dt <= 0.101f, "dt %g outside [1e-3, 0.1]", dt);
+        }
+        for (int k = 0; k < c.num_heads * c.num_levels; k++) ck_assert_float_eq(lw->L[k], 1.0f);
+        float bound = 1.0f / sqrtf((float)c.d_inner) / sqrtf(2.0f * c.num_layers);
+        for (int k = 0; k < c.hidden_size * c.d_inner; k++) ck_assert(fabsf(lw->out_proj[k]) <= bound);
+        ck_assert_float_eq(lw->gnorm[0], 1.0f);
+        ck_assert_float_eq(lw->mixer_norm[0], 1.0f);
+    }
+    // std of the embedding ~ initializer_range
+    double ss = 0;
+    size_t n = (size_t)c.vocab_size * c.hidden_size;
+    for (size_t i = 0; i < n; i++) ss += (double)w->embed[i] * w->embed[i];
+    double std = sqrt(ss / (double)n);
+    ck_assert_msg(fabs(std - 0.006) < 0.0015, "embedding std %g", std);
+    model_free(m);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("model");
+    TCase *tc = tcase_create("model");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_gradients_transformer);
+    tcase_add_test(tc, test_gradients_mamba2);
+    tcase_add_test(tc, test_gradients_loglinear_mamba2);
+    tcase_add_test(tc, test_decode_matches_forward);
+    tcase_add_test(tc, test_paper_param_counts);
+    tcase_add_test(tc, test_tensor_names);
+    tcase_add_test(tc, test_init_rules);
+    suite_add_tcase(s, tc);
+    return tu_run_suite(s);
+}

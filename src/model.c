@@ -10,7 +10,7 @@
 #include "norm.h"
 #include "rng.h"
 
-enum { LM_HEAD_CHUNK_ROWS = 128 };   // rows of logits alive at once: 128 x V floats (25 MB at V=50257)
+enum { LM_HEAD_CHUNK_ROWS = 256 };   // rows of logits alive at once: 256 x V floats (51 MB at V=50257); fewer rows re-stream dW too often
 
 typedef struct {
     float *res_in;            // (N, d) residual stream entering the block

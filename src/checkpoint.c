@@ -439,8 +439,8 @@ bool checkpoint_resolve(const char *path, char *dir_out, size_t dir_len, Err *er
     char latest[CK_PATH], *txt = NULL;
     size_t len;
     bool latest_bad = false;
+    Err e = {{0}};   // why `latest` was rejected, reported if nothing else is usable
     if (path_join(latest, base, "latest", err) && access(latest, F_OK) == 0) {
-        Err e;
         if (read_small_file(latest, &txt, &len, &e)) {
             char *s = txt;
             while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == '\r' || s[len - 1] == ' ')) s[--len] = '\0';
@@ -458,18 +458,21 @@ bool checkpoint_resolve(const char *path, char *dir_out, size_t dir_len, Err *er
     int64_t *steps = list_steps(base, "step_", &cnt);
     char name[64];
     for (int i = cnt - 1; i >= 0; i--) {
-        Err e;
-        if (!path_join(p, base, checkpoint_dir_name(name, sizeof name, steps[i]), &e) || !checkpoint_complete(p, &e))
+        Err skip;
+        if (!path_join(p, base, checkpoint_dir_name(name, sizeof name, steps[i]), &skip) ||
+            !checkpoint_complete(p, &skip))
             continue;
         free(steps);
         if (latest_bad)
-            fprintf(stderr, "warning: %s does not name a complete checkpoint; using %s\n", latest, p);
+            fprintf(stderr, "warning: %s does not name a complete checkpoint (%s); using %s\n", latest, e.msg, p);
         return set_out(dir_out, dir_len, p, err);
     }
     free(steps);
-    return err_set(err, "no checkpoint found in %s: %s and no complete step_XXXXXXXX directory; pass a run "
+    return err_set(err, "no checkpoint found in %s: %s%s%s%s and no complete step_XXXXXXXX directory; pass a run "
                    "directory written by this trainer, or a directory holding %s", base,
-                   latest_bad ? "`latest` names no complete checkpoint" : "no `latest` file", kModelFile);
+                   latest_bad ? "`latest` names no complete checkpoint" : "no `latest` file",
+                   latest_bad && e.msg[0] ? " (" : "", latest_bad && e.msg[0] ? e.msg : "",
+                   latest_bad && e.msg[0] ? ")" : "", kModelFile);
 }
 
 bool checkpoint_read_text(const char *dir, const char *file, char **out, Err *err) {

@@ -25,11 +25,11 @@ typedef struct {
     int n;
     const float *exp_avg;        // AdamW moments: flat, in the order/sizes of params' data concatenated;
     const float *exp_avg_sq;     //   both NULL = no optimizer.safetensors (e.g. an export of weights only)
-    int n_moments;               // moments cover params[0, n_moments) (0 = all n); lets tied aliases at
-                                 //   the end of the list (lm_head.weight = embeddings) be skipped
     const char *hf_config_json;  // contents of config.json, or NULL to omit the file
     const char *config_json;     // contents of train_config.json, or NULL to omit
     const char *state_json;      // contents of state.json, or NULL to omit
+    int n_moments;               // moments cover params[0, n_moments) (0 = all n); lets tied aliases at
+                                 //   the end of the list (lm_head.weight = embeddings) be skipped
 } CheckpointData;
 
 // Saves step `step` under run_dir (created with its parents if missing) as described above, then deletes the

@@ -31,6 +31,7 @@ typedef struct {
     const char *config_path;
     const char *resume;
     const char *dump_grads;
+    long long stop_at;         // --stop-at: checkpoint and exit after this step (0 = run to the end)
     const char *overrides[128];
     int noverrides;
 } Args;
@@ -40,6 +41,7 @@ static void usage(FILE *f) {
             "usage: ./train --config FILE [--KEY VALUE ...]\n"
             "       ./train --resume RUN_DIR|CHECKPOINT_DIR [--config FILE] [--KEY VALUE ...]\n"
             "       ./train --config FILE --dump-grads OUT.safetensors\n"
+            "       add --stop-at STEP to checkpoint and exit after STEP (e.g. to fit a job time limit)\n"
             "\n"
             "FILE is looked up as given, then under configs/. It is our format ({\"model\":{...},\"train\":{...}})\n"
             "or one of the paper's HF-style model configs (train defaults then apply).\n"
@@ -65,6 +67,11 @@ static Args parse_args(int argc, char **argv) {
         if (strcmp(s, "--config") == 0) a.config_path = v;
         else if (strcmp(s, "--resume") == 0) a.resume = v;
         else if (strcmp(s, "--dump-grads") == 0) a.dump_grads = v;
+        else if (strcmp(s, "--stop-at") == 0) {
+            char *end;
+            a.stop_at = strtoll(v, &end, 10);
+            if (*end || a.stop_at <= 0) die("--stop-at needs a positive step number, got '%s'", v);
+        }
         else {
             if (a.noverrides >= 128) die("too many overrides");
             size_t n = strlen(s + 2) + strlen(v) + 2;
@@ -325,11 +332,10 @@ int main(int argc, char **argv) {
     if (!tc->run_dir[0]) {
         const char *base = strrchr(t.config_origin, '/');
         base = base ? base + 1 : t.config_origin;
-        char stem[256];
-        snprintf(stem, sizeof stem, "%s", base);
-        char *dot = strrchr(stem, '.');
-        if (dot) *dot = 0;
-        snprintf(tc->run_dir, sizeof tc->run_dir, "runs/%s", stem);
+        const char *dot = strrchr(base, '.');
+        int stem_len = dot ? (int)(dot - base) : (int)strlen(base);
+        if (stem_len > 200) stem_len = 200;
+        snprintf(tc->run_dir, sizeof tc->run_dir, "runs/%.*s", stem_len, base);
     }
     if (!config_validate(&t.cfg, t.config_origin, &err)) die("%s", err.msg);
     threads_setup(tc->threads);
@@ -470,7 +476,13 @@ int main(int argc, char **argv) {
         }
         if ((tc->sample_every > 0 && t.st.step % tc->sample_every == 0) || last) print_sample(&t);
         fflush(t.log);
-        if ((tc->save_every > 0 && t.st.step % tc->save_every == 0) || last) save_checkpoint(&t);
+        const bool stop = args.stop_at > 0 && t.st.step == args.stop_at && !last;
+        if ((tc->save_every > 0 && t.st.step % tc->save_every == 0) || last || stop) save_checkpoint(&t);
+        if (stop) {
+            printf("stopped at step %lld as asked (--stop-at); continue with: ./train --resume %s\n",
+                   (long long)t.st.step, tc->run_dir);
+            break;
+        }
     }
     printf("done: %lld steps, %lld tokens, %.1f s training | train loss %.4f -> %.4f | val loss %.4f | "
            "%.0f tok/s | %lld skipped steps\n",

@@ -68,7 +68,7 @@ static const char *kCfg = "{\"model\": {\"model_type\": \"mamba2\"}, \"train\": 
 static void save_step(const Model *md, int64_t step, int keep_last) {
     char state[128];
     snprintf(state, sizeof state, "{\"step\": %lld, \"data_pos\": 12345}", (long long)step);
-    CheckpointData cd = {md->p, NP, md->m, md->v, kHf, kCfg, state};
+    CheckpointData cd = {md->p, NP, md->m, md->v, kHf, kCfg, state, 0};
     Err e;
     ck_assert_msg(checkpoint_save(g_run, step, &cd, keep_last, &e), "%s", e.msg);
 }
@@ -324,7 +324,7 @@ START_TEST(test_load_errors) {
     expect_error(checkpoint_load_model(dir, md.p, NP, &e), &e, "corrupt weight", "corrupt", "'model.norm.weight'");
 
     // Saved without optimizer state.
-    CheckpointData cd = {md.p, NP, NULL, NULL, kHf, NULL, NULL};
+    CheckpointData cd = {md.p, NP, NULL, NULL, kHf, NULL, NULL, 0};
     ck_assert_msg(checkpoint_save(g_run, 6, &cd, 0, &e), "%s", e.msg);
     ck_assert(checkpoint_resolve(g_run, dir, sizeof dir, &e));
     ck_assert_msg(checkpoint_load_model(dir, md.p, NP, &e), "%s", e.msg);
@@ -333,7 +333,7 @@ START_TEST(test_load_errors) {
     expect_error(checkpoint_read_text(dir, "state.json", &txt, &e), &e, "omitted state.json", "cannot read", NULL);
 
     // Save into an unwritable place fails cleanly.
-    CheckpointData cd2 = {md.p, NP, md.m, md.v, kHf, kCfg, "{}"};
+    CheckpointData cd2 = {md.p, NP, md.m, md.v, kHf, kCfg, "{}", 0};
     expect_error(checkpoint_save("/proc/nonexistent_run", 1, &cd2, 2, &e), &e, "unwritable run dir", "cannot create",
                  "/proc/nonexistent_run");
 }
@@ -360,7 +360,7 @@ static int saver_main(const char *run_dir, int64_t first) {
     float *w = xmalloc(n * 4), *m = xmalloc(n * 4), *v = xmalloc(n * 4);
     TensorRef p[2] = {{"big.weight", 2, {KB_ROWS, KB_COLS}, w}, {"small.weight", 1, {8}, w + n - 8}};
     char state[64];
-    CheckpointData cd = {p, 2, m, v, kHf, kCfg, state};
+    CheckpointData cd = {p, 2, m, v, kHf, kCfg, state, 0};
     for (int64_t s = first;; s++) {
         kb_fill(w, m, v, n, s);
         snprintf(state, sizeof state, "{\"step\": %lld}", (long long)s);
@@ -380,7 +380,7 @@ START_TEST(test_kill_during_save) {
     char state[64];
     kb_fill(w, m, v, n, 0);
     snprintf(state, sizeof state, "{\"step\": 0}");
-    CheckpointData cd = {p, 2, m, v, kHf, kCfg, state};
+    CheckpointData cd = {p, 2, m, v, kHf, kCfg, state, 0};
     ck_assert_msg(checkpoint_save(g_run, 0, &cd, 2, &e), "%s", e.msg);
 
     uint64_t seed = 42;

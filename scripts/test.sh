@@ -7,4 +7,3 @@ cd "$(dirname "$0")/.."
 make -j"$(nproc)" all
 ./data/build_corpus.sh
 make -j"$(nproc)" test
-./scripts/e2e.sh

@@ -1,0 +1,151 @@
+// scan_common.h — internals shared by scan_ssd.c and scan_loglinear.c (not a public API).
+//
+// Both scans run in phases, each one OpenMP loop:
+//   chunk tasks (b, chunk, group): everything local to one chunk, for all heads of a B/C group. C·Bᵀ is
+//       shared by the heads of a group, and the task owns the dB/dC rows of its chunk, so the group sum of
+//       dB/dC needs no atomics and is deterministic.
+//   head tasks (b, head): the cheap passes along the chunks (state scan, Fenwick tree of states).
+// The routines for the chunk tasks are common to both scans (the SSD is the log-linear op with λ = 1 and
+// one read of the running state per chunk) and live in scan_ssd.c.
+#ifndef LL_SCAN_COMMON_H
+#define LL_SCAN_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "scan_ssd.h"
+
+// Everything after this line (the scan_exp loops in particular) is compiled without -ftrapping-math:
+// with it GCC refuses to if-convert the clamps in scan_exp and the decay loops stay scalar (~4x slower).
+// It only drops the guarantee about FP exception flags; results and NaN propagation are unchanged.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
+// Row panel of the intra-chunk blocks: only panels on or below the diagonal are multiplied, which skips
+// ~3/8 of the flops of a 256-token chunk (the block is lower triangular).
+#define SCAN_PANEL 64
+// Most inter-chunk state reads one chunk can have (popcount of a chunk index < 2^31, plus one).
+#define SCAN_MAX_READS 32
+// Rows per GEMM of the log-linear tree-node gradients (longer reader blocks are cut in pieces).
+#define SCAN_QT_ROWS 512
+
+// e^x for x <= 0 (positive x is clamped to 0, x < -87.3 gives ~1e-38 instead of a denormal), within
+// 2 ulp of expf. Branch-free so the compiler vectorizes the loops that call it: the decay masks need
+// one exp per (i, j) pair of a chunk, and a libm call per element dominated the elementwise passes.
+// Cody-Waite reduction x = n·ln2 + r, |r| <= ln2/2, then Cephes' degree-7 expf polynomial for e^r.
+static inline float scan_exp(float x) {
+    x = x > 0.0f ? 0.0f : x;
+    x = x < -87.3f ? -87.3f : x;
+    const float magic = 12582912.0f;  // 1.5·2^23: adding it rounds to an integer in the low mantissa bits
+    float kf = x * 1.44269504088896341f + magic;
+    float n = kf - magic;
+    float r = x - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { int32_t i; float f; } scale = {.i = ((int32_t)n + 127) << 23};  // 2^n; n in [-126, 0]
+    return p * scale.f;
+}
+
+// C (M×N, row stride ldc) = op(A) op(B). OpenBLAS 0.3.21 clears C for beta = 0 with a slow scalar pass
+// (~20% of a 64×64×64 product here), so clear it with memset and accumulate with beta = 1.
+static inline void scan_gemm0(enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int M, int N, int K, const float *A,
+                              int lda, const float *B, int ldb, float *C, int ldc) {
+    for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, sizeof(float) * (size_t)N);
+    cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 1.0f, C, ldc);
+}
+
+// Dot product and sum with 8 independent partial sums: a plain `s += a[i]*b[i]` loop must keep the
+// sequential order (no -ffast-math), so it runs as scalar adds; this vectorizes into one ymm accumulator.
+static inline float scan_dot(const float *restrict a, const float *restrict b, int n) {
+    float acc[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) acc[l] += a[i + l] * b[i + l];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static inline float scan_sum(const float *restrict a, int n) {
+    float acc[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) acc[l] += a[i + l];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; i++) s += a[i];
+    return s;
+}
+
+static inline int scan_bit_length(uint64_t v) { return v ? 64 - __builtin_clzll(v) : 0; }
+
+// Everything a phase needs: dims, the caller's tensors, and pointers into the scratch.
+typedef struct {
+    int64_t T;
+    int B, H, P, G, N, ld_x, ld_bc, levels;
+    int Cs, lc, NC;      // chunk length, log2(chunk), number of chunks (last one may be partial)
+    int Hg, HB;          // heads per group, heads per batched GEMM
+    int nclev;           // chunk levels: bit_length(NC-1) (log-linear)
+    int maxreads;        // most state reads of one chunk: nclev (log-linear), 1 (SSD)
+    bool loglinear;
+    // inputs (see scan_ssd.h for layouts)
+    const float *x, *dt, *A, *Bm, *Cm, *D, *lam, *dy;
+    // outputs
+    float *y, *dx, *ddt, *dBm, *dCm, *dlam;
+    // scratch
+    float *S;       // (B, NC, H, P, N) chunk states -> entering states (SSD) / Fenwick tree nodes (log-linear)
+    float *dS;      // (B, NC, H, P, N) their gradients
+    float *cs;      // (B, H, T) chunk-local inclusive cumsum of dt·A
+    float *ecs;     // (B, H, T) exp(cs)
+    float *dgam;    // (B, H, NC) SSD: gradient of each chunk's total log decay from the state scan
+    double *gc;     // (B, H, NC+1) log-linear: decay of the chunks before chunk c (sum of their totals)
+    double *gdiff;  // (B, H, NC+1) log-linear: difference array of the chunk-total decay gradients
+    float *ddelta;  // (B, H, NC, nclev) log-linear: gradient of the decay of each inter-chunk read
+    float *partA;   // (B, NC, H) per-chunk-task partial dA; then (B, H) per-head-task parts in partA2
+    float *partD;   // (B, NC, H) per-chunk-task partial dD
+    float *partA2;  // (B, H)
+    float *tbuf;    // per-thread buffers, nthreads x tstride floats
+    size_t tstride;
+    int nthreads;
+} ScanCtx;
+
+// The inter-chunk state reads of one chunk: state node `slot` (index into S), decayed over the chunks
+// [base, c) (log-linear; base = c means no decay), weighted by λ level `lev` (-1: weight 1, SSD).
+typedef struct {
+    int n;
+    int slot[SCAN_MAX_READS], base[SCAN_MAX_READS], lev[SCAN_MAX_READS];
+} ScanReads;
+
+// Fills dims and scratch pointers (scratch may be NULL to only size it) and returns the scratch floats.
+size_t scan_setup(ScanCtx *k, const ScanDims *d, bool loglinear, float *scratch);
+
+// Chunk task, forward: cs/ecs of the chunk, y = intra-chunk part + D x (overwrites y rows), and the
+// chunk's local state (all heads of group g) into S, unless it is the last chunk.
+void scan_chunk_forward(const ScanCtx *k, int b, int c, int g, float *tb);
+// Chunk task, forward: y += the inter-chunk reads.
+void scan_chunk_read_forward(const ScanCtx *k, int b, int c, int g, const ScanReads *rd, float *tb);
+// Chunk task, backward prologue: cs/ecs, local state into S; with_dread also stores into dS the read
+// gradient Σ_i e^{cs_i} dy_i q_iᵀ of the chunk (SSD).
+void scan_chunk_backward_prep(const ScanCtx *k, int b, int c, int g, bool with_dread, float *tb);
+// Chunk task, backward: all gradients local to the chunk (intra block, reads of states S via `rd`,
+// local state with gradient dS, D skip, chunk-local decays). dgam (SSD) is added to the chunk's total
+// decay gradient; log-linear read-decay gradients go to k->ddelta.
+void scan_chunk_backward(const ScanCtx *k, int b, int c, int g, const ScanReads *rd, float *tb);
+// Adds the per-task partial sums into dA and dD (serial, fixed order: deterministic).
+void scan_reduce_partials(const ScanCtx *k, float *dA, float *dD);
+
+static inline float *scan_state(const ScanCtx *k, float *base, int b, int c, int h) {
+    return base + (((size_t)b * k->NC + c) * k->H + h) * (size_t)k->P * k->N;
+}
+
+#endif

@@ -1,0 +1,301 @@
+// scan_loglinear.c — log-linear Mamba-2 scan (see scan_loglinear.h). The chunk-local work (intra-chunk
+// blocks with per-level λ, chunk states, state reads) is shared with the SSD (scan_ssd.c); this file holds
+// the inter-chunk structure: a Fenwick tree over the per-chunk states, its backward, and the drivers.
+//
+// Tree of chunk states (one per (b, h)), built in place in S: the node of level j over chunks
+// [m·2^j, (m+1)·2^j) is the state at the end of that block started from zero; it lives in slot
+// (m+1)·2^j - 1 (the block's last chunk), which the node's right child occupied before. Node of level
+// j+1 = exp(Γ of its right half)·left + right. Slot s ends up holding the node of level tz(s+1) (tz =
+// trailing zeros), which is a left child: the writer block of chunk level j. Chunk c reads, for each set
+// bit j of c, slot ((c>>j)<<j) - 1 decayed over chunks [(c>>j)<<j, c), with λ level log2(chunk)+1+j.
+// The last chunk's state is never read, so it is never formed. Cost: O(NC·P·N) for the tree, plus
+// popcount(c) state reads per chunk: O(T log T · P·N) overall, the log-linear cost.
+//
+// Backward of the tree: for every slot s the gradient of its node is the sum over its reader tokens t
+// (the block right after it) of exp(cs_t + decay since the block start)·λ_t·dy_t q_tᵀ — one tall GEMM
+// (weighted dY)ᵀ Q per slot and batch of heads; then down the tree (per (b, h)), top level first: left
+// child += exp(Γ_R)·parent gradient, right child = parent gradient (same slot, so nothing to do), and the
+// right half's total decay gets exp(Γ_R)<left, parent gradient>. Each slot then holds its leaf's gradient.
+// Chunk-total decay gradients (tree and read decays, each over a range of chunks) go through a double
+// difference array and are finally added to every token of each chunk.
+#include "scan_loglinear.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "scan_common.h"
+
+int loglinear_level(int64_t t, int64_t s) { return scan_bit_length((uint64_t)(t ^ s)); }
+
+int loglinear_levels_needed(int64_t T) { return T <= 1 ? 1 : scan_bit_length((uint64_t)(T - 1)) + 1; }
+
+size_t loglinear_scratch_floats(const ScanDims *d) {
+    ScanCtx k;
+    return scan_setup(&k, d, true, NULL);
+}
+
+static inline float *thread_buf(const ScanCtx *k) { return k->tbuf + (size_t)omp_get_thread_num() * k->tstride; }
+
+static void ll_reads(const ScanCtx *k, int c, ScanReads *rd) {
+    rd->n = 0;
+    for (int j = 0; (c >> j) != 0; j++) {
+        if (!((c >> j) & 1)) continue;
+        const int base = (c >> j) << j;
+        rd->slot[rd->n] = base - 1;
+        rd->base[rd->n] = base;
+        rd->lev[rd->n] = k->lc + 1 + j;
+        rd->n++;
+    }
+}
+
+// gc[c] = Σ_{c' < c} Γ_c' in double: differences of it are the decays between chunk boundaries.
+static void ll_chunk_prefix(const ScanCtx *k, int b, int h) {
+    const float *csh = k->cs + ((size_t)b * k->H + h) * k->T;
+    double *gch = k->gc + ((size_t)b * k->H + h) * (k->NC + 1);
+    gch[0] = 0.0;
+    for (int c = 0; c < k->NC; c++) {
+        const int64_t last = LL_MIN((int64_t)(c + 1) * k->Cs, k->T) - 1;
+        gch[c + 1] = gch[c] + (double)csh[last];
+    }
+}
+
+static void ll_tree_build(const ScanCtx *k, int b, int h) {
+    const size_t PN = (size_t)k->P * k->N;
+    const double *gch = k->gc + ((size_t)b * k->H + h) * (k->NC + 1);
+    const int64_t nslot = k->NC - 1;  // chunks whose state can be read: 0 .. NC-2
+    for (int64_t span = 1; 2 * span <= nslot; span *= 2) {
+        for (int64_t lo = 0; lo + 2 * span <= nslot; lo += 2 * span) {
+            const float *restrict Ls = scan_state(k, k->S, b, (int)(lo + span - 1), h);
+            float *restrict Rs = scan_state(k, k->S, b, (int)(lo + 2 * span - 1), h);
+            const float eg = scan_exp((float)(gch[lo + 2 * span] - gch[lo + span]));
+            for (size_t e = 0; e < PN; e++) Rs[e] += eg * Ls[e];
+        }
+    }
+}
+
+// dS[s] (heads hb0 .. hb0+nh-1 of group g) = gradient of the node in slot s from its reads: the sum over
+// the reader block's tokens t of exp(cs_t + decay since the block start)·λ_t[lev]·dy_t q_tᵀ. One GEMM per
+// piece of the block for all nh heads (the weights go on dY, so Q is shared and read in place).
+static void ll_read_grads(const ScanCtx *k, int b, int g, int hb0, int nh, int s, float *dYt, int64_t qt_chunks) {
+    const int N = k->N, P = k->P, H = k->H, HP = H * P, Cs = k->Cs, ldt = nh * P;
+    const size_t ld_lam = (size_t)H * k->levels;
+    const int J = __builtin_ctz((unsigned)(s + 1));
+    const int64_t c_lo = s + 1, c_hi = LL_MIN(c_lo + ((int64_t)1 << J), (int64_t)k->NC);
+    const int lev = k->lc + 1 + J;
+    float *dst = scan_state(k, k->dS, b, s, hb0);
+    memset(dst, 0, sizeof(float) * (size_t)nh * P * N);  // (beta = 0 is slow in OpenBLAS, see scan_gemm0)
+    for (int64_t c0 = c_lo; c0 < c_hi; c0 += qt_chunks) {
+        const int64_t c1 = LL_MIN(c_hi, c0 + qt_chunks);
+        const int64_t t_beg = c0 * Cs, t_end = LL_MIN(c1 * Cs, k->T);
+        for (int hh = 0; hh < nh; hh++) {
+            const int h = hb0 + hh;
+            const double *gch = k->gc + ((size_t)b * H + h) * (k->NC + 1);
+            const float *ech = k->ecs + ((size_t)b * H + h) * k->T;
+            for (int64_t cc = c0; cc < c1; cc++) {
+                const float ed = scan_exp((float)(gch[cc] - gch[c_lo]));
+                const int64_t u_end = LL_MIN((cc + 1) * Cs, k->T);
+                for (int64_t t = cc * Cs; t < u_end; t++) {
+                    const size_t row = (size_t)b * k->T + t;
+                    const float wt = ech[t] * ed * k->lam[row * ld_lam + (size_t)h * k->levels + lev];
+                    const float *restrict dyt = k->dy + row * HP + (size_t)h * P;
+                    float *restrict o = dYt + (size_t)(t - t_beg) * ldt + (size_t)hh * P;
+                    for (int p = 0; p < P; p++) o[p] = wt * dyt[p];
+                }
+            }
+        }
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nh * P, N, (int)(t_end - t_beg), 1.0f, dYt, ldt,
+                    k->Cm + ((size_t)b * k->T + t_beg) * k->ld_bc + (size_t)g * N, k->ld_bc, 1.0f, dst, N);
+    }
+}
+
+// Down the tree: dS[s] becomes the gradient of leaf s (the chunk state Sc_s); tree decay gradients go to
+// the difference array gdiff.
+static void ll_tree_backward(const ScanCtx *k, int b, int h) {
+    const size_t PN = (size_t)k->P * k->N;
+    const double *gch = k->gc + ((size_t)b * k->H + h) * (k->NC + 1);
+    double *gd = k->gdiff + ((size_t)b * k->H + h) * (k->NC + 1);
+    const int64_t nslot = k->NC - 1;
+    int64_t top = 0;
+    for (int64_t span = 1; 2 * span <= nslot; span *= 2) top = span;
+    for (int64_t span = top; span >= 1; span /= 2) {
+        for (int64_t lo = 0; lo + 2 * span <= nslot; lo += 2 * span) {
+            const float *restrict Ls = scan_state(k, k->S, b, (int)(lo + span - 1), h);
+            float *restrict dLs = scan_state(k, k->dS, b, (int)(lo + span - 1), h);
+            const float *restrict dRs = scan_state(k, k->dS, b, (int)(lo + 2 * span - 1), h);
+            const float eg = scan_exp((float)(gch[lo + 2 * span] - gch[lo + span]));
+            const double v = eg * (double)scan_dot(Ls, dRs, (int)PN);
+            for (size_t e = 0; e < PN; e++) dLs[e] += eg * dRs[e];
+            gd[lo + span] += v;
+            gd[lo + 2 * span] -= v;
+        }
+    }
+}
+
+static void ll_set_tensors(ScanCtx *k, const float *x, const float *dt, const float *A, const float *Bm,
+                           const float *Cm, const float *D, const float *lam) {
+    k->x = x; k->dt = dt; k->A = A; k->Bm = Bm; k->Cm = Cm; k->D = D; k->lam = lam;
+}
+
+void loglinear_forward(float *y, const float *x, const float *dt, const float *A, const float *Bm,
+                       const float *Cm, const float *D, const float *lam, const ScanDims *d, float *scratch) {
+    ScanCtx k;
+    scan_setup(&k, d, true, scratch);
+    ll_set_tensors(&k, x, dt, A, Bm, Cm, D, lam);
+    k.y = y;
+    const int64_t ntask = (int64_t)k.B * k.NC * k.G;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(k.nthreads)
+    for (int64_t task = 0; task < ntask; task++) {
+        int g = (int)(task % k.G), c = (int)((task / k.G) % k.NC), b = (int)(task / ((int64_t)k.G * k.NC));
+        scan_chunk_forward(&k, b, c, g, thread_buf(&k));
+    }
+    if (k.NC == 1) return;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(k.nthreads)
+    for (int bh = 0; bh < k.B * k.H; bh++) {
+        ll_chunk_prefix(&k, bh / k.H, bh % k.H);
+        ll_tree_build(&k, bh / k.H, bh % k.H);
+    }
+    const int64_t nread = (int64_t)k.B * (k.NC - 1) * k.G;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(k.nthreads)
+    for (int64_t task = 0; task < nread; task++) {
+        int g = (int)(task % k.G), c = 1 + (int)((task / k.G) % (k.NC - 1));
+        int b = (int)(task / ((int64_t)k.G * (k.NC - 1)));
+        ScanReads rd;
+        ll_reads(&k, c, &rd);
+        scan_chunk_read_forward(&k, b, c, g, &rd, thread_buf(&k));
+    }
+}
+
+void loglinear_backward(float *dx, float *ddt, float *dA, float *dBm, float *dCm, float *dD, float *dlam,
+                        const float *dy, const float *x, const float *dt, const float *A, const float *Bm,
+                        const float *Cm, const float *D, const float *lam, const ScanDims *d, float *scratch) {
+    ScanCtx k;
+    scan_setup(&k, d, true, scratch);
+    ll_set_tensors(&k, x, dt, A, Bm, Cm, D, lam);
+    k.dy = dy; k.dx = dx; k.ddt = ddt; k.dBm = dBm; k.dCm = dCm; k.dlam = dlam;
+    const int64_t ntask = (int64_t)k.B * k.NC * k.G;
+    // 1. recompute cs and the chunk states
+#pragma omp parallel for schedule(dynamic, 1) num_threads(k.nthreads)
+    for (int64_t task = 0; task < ntask; task++) {
+        int g = (int)(task % k.G), c = (int)((task / k.G) % k.NC), b = (int)(task / ((int64_t)k.G * k.NC));
+        scan_chunk_backward_prep(&k, b, c, g, false, thread_buf(&k));
+    }
+    // 2. the tree (per (b, h)), the read gradients of its nodes (per (b, group, head batch, slot)), and
+    //    the tree backward (per (b, h)) -> dS holds the leaf (chunk state) gradients
+    memset(k.gdiff, 0, sizeof(double) * (size_t)k.B * k.H * (k.NC + 1));
+    if (k.NC > 1) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(k.nthreads)
+        for (int bh = 0; bh < k.B * k.H; bh++) {
+            ll_chunk_prefix(&k, bh / k.H, bh % k.H);
+            ll_tree_build(&k, bh / k.H, bh % k.H);
+        }
+        const int64_t qt_chunks = LL_MAX(1, SCAN_QT_ROWS / k.Cs);
+        const int nhb = (k.Hg + k.HB - 1) / k.HB, nslot = k.NC - 1;
+        const int64_t ngrad = (int64_t)k.B * k.G * nhb * nslot;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(k.nthreads)
+        for (int64_t task = 0; task < ngrad; task++) {
+            // slots in decreasing order of their reader-block size, for load balance
+            const int si = (int)(task % nslot);
+            int s = 0, seen = 0;
+            for (int J = k.nclev; J >= 0 && s == 0 && seen <= si; J--) {
+                // slots with trailing-ones count J: s+1 = (2m+1)·2^J, m >= 0, s <= NC-2
+                const int64_t cnt = (nslot >> J) >= 1 ? ((nslot >> J) + 1) / 2 : 0;
+                if (si < seen + cnt) s = (int)((2 * (int64_t)(si - seen) + 1) << J) - 1;
+                seen += (int)cnt;
+            }
+            const int64_t rest = task / nslot;
+            const int hbi = (int)(rest % nhb), g = (int)((rest / nhb) % k.G), b = (int)(rest / ((int64_t)nhb * k.G));
+            const int hb0 = g * k.Hg + hbi * k.HB, nh = LL_MIN(k.HB, (g + 1) * k.Hg - hb0);
+            ll_read_grads(&k, b, g, hb0, nh, s, thread_buf(&k), qt_chunks);
+        }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(k.nthreads)
+        for (int bh = 0; bh < k.B * k.H; bh++) ll_tree_backward(&k, bh / k.H, bh % k.H);
+    }
+    // 3. everything local to each chunk (intra blocks, reads, local states)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(k.nthreads)
+    for (int64_t task = 0; task < ntask; task++) {
+        int g = (int)(task % k.G), c = (int)((task / k.G) % k.NC), b = (int)(task / ((int64_t)k.G * k.NC));
+        ScanReads rd;
+        ll_reads(&k, c, &rd);
+        scan_chunk_backward(&k, b, c, g, &rd, thread_buf(&k));
+    }
+    // 4. per (b, h): chunk-total decay gradients (tree + read decays) to every token of each chunk
+#pragma omp parallel for schedule(dynamic, 1) num_threads(k.nthreads)
+    for (int bh = 0; bh < k.B * k.H; bh++) {
+        const int b = bh / k.H, h = bh % k.H;
+        double *gd = k.gdiff + (size_t)bh * (k.NC + 1);
+        for (int c = 1; c < k.NC; c++) {
+            for (int j = 0; (c >> j) != 0; j++) {
+                if (!((c >> j) & 1)) continue;
+                const double v = k.ddelta[((size_t)bh * k.NC + c) * k.nclev + j];
+                gd[(c >> j) << j] += v;
+                gd[c] -= v;
+            }
+        }
+        double acc = 0.0, dAs = 0.0;
+        const float Ah = A[h];
+        for (int c = 0; c < k.NC; c++) {
+            acc += gd[c];
+            if (acc == 0.0) continue;
+            const float g = (float)acc;
+            const int64_t t_end = LL_MIN((int64_t)(c + 1) * k.Cs, k.T);
+            double sdt = 0.0;
+            for (int64_t t = (int64_t)c * k.Cs; t < t_end; t++) {
+                const size_t i = ((size_t)b * k.T + t) * k.H + h;
+                ddt[i] += Ah * g;
+                sdt += dt[i];
+            }
+            dAs += acc * sdt;
+        }
+        k.partA2[bh] = (float)dAs;
+    }
+    scan_reduce_partials(&k, dA, dD);
+}
+
+void loglinear_step(float *y, float *state, int64_t t, const float *x, const float *dt, const float *A,
+                    const float *Bv, const float *Cv, const float *D, const float *lam, int H, int P, int G,
+                    int N, int levels) {
+    const int Hg = H / G;
+    const size_t PN = (size_t)P * N;
+    for (int h = 0; h < H; h++) {
+        float *Sh = state + (size_t)h * levels * PN;
+        const float *Bg = Bv + (size_t)(h / Hg) * N, *Cg = Cv + (size_t)(h / Hg) * N;
+        const float *lh = lam + (size_t)h * levels;
+        if (t == 0) {
+            memset(Sh, 0, sizeof(float) * levels * PN);
+        } else {
+            // cascade: levels 0..k (k = ctz(t)) hold 1+1+2+..+2^(k-1) = 2^k tokens and merge into level k+1,
+            // which is empty because bit k of t-1 is 0
+            const int kz = __builtin_ctzll((unsigned long long)t);
+            const int tgt = LL_MIN(kz + 1, levels - 1);
+            float *St = Sh + (size_t)tgt * PN;
+            for (int l = 0; l <= kz && l < tgt; l++) {
+                float *Sl = Sh + (size_t)l * PN;
+                for (size_t e = 0; e < PN; e++) St[e] += Sl[e];
+                memset(Sl, 0, sizeof(float) * PN);
+            }
+        }
+        const float a = expf(dt[h] * A[h]);
+        for (int l = 1; l < levels && l <= 63; l++) {  // level l >= 1 is occupied iff bit l-1 of t is set
+            if (!(((uint64_t)t >> (l - 1)) & 1)) continue;
+            float *Sl = Sh + (size_t)l * PN;
+            for (size_t e = 0; e < PN; e++) Sl[e] *= a;
+        }
+        for (int p = 0; p < P; p++) {  // level 0 = this token, ungated
+            const float v = dt[h] * x[(size_t)h * P + p];
+            for (int n = 0; n < N; n++) Sh[(size_t)p * N + n] = v * Bg[n];
+        }
+        for (int p = 0; p < P; p++) {
+            float acc = 0.0f;
+            for (int l = 0; l < levels && l <= 63; l++) {
+                if (l > 0 && !(((uint64_t)t >> (l - 1)) & 1)) continue;
+                const float *s = Sh + (size_t)l * PN + (size_t)p * N;
+                float dot = 0.0f;
+                for (int n = 0; n < N; n++) dot += s[n] * Cg[n];
+                acc += lh[l] * dot;
+            }
+            y[(size_t)h * P + p] = acc + D[h] * x[(size_t)h * P + p];
+        }
+    }
+}

@@ -74,34 +74,37 @@ static void check_model_gradients(ModelType type) {
     ck_assert_int_eq(count, B * T - 1);
     ck_assert(isfinite(sum));
     const float *g = model_grads(m);
-    double worst = 0;
+    // |fd - g| <= atol + rtol·max(|fd|, |g|): atol covers the fp32 noise of the loss difference
+    // (~1e-6 / 2h), rtol the truncation error of central differences.
+    const double atol = 5e-5, rtol = 2e-2;
+    double worst = 0, worst_fd = 0, worst_g = 0;
     const char *worst_name = "";
     for (int i = 0; i < model_num_tensors(m); i++) {
         const ParamInfo *pi = model_tensor(m, i);
-        double num = 0, den = 0;
         int samples = pi->numel < 6 ? (int)pi->numel : 6;
         for (int k = 0; k < samples; k++) {
             size_t idx = pi->offset + (size_t)(tu_next(&s) % pi->numel);
             float saved = p[idx];
-            const float h = 1e-2f * fmaxf(1.0f, fabsf(saved));
+            const float h = 3e-3f * fmaxf(1.0f, fabsf(saved));
             p[idx] = saved + h;
             double lp = mean_loss(m, in, tg, B, T);
             p[idx] = saved - h;
             double lm = mean_loss(m, in, tg, B, T);
             p[idx] = saved;
             double fd = (lp - lm) / (2.0 * h);
-            num += (fd - g[idx]) * (fd - g[idx]);
-            den += fd * fd + (double)g[idx] * g[idx];
-        }
-        double rel = sqrt(num) / (sqrt(den) + 1e-6);
-        if (rel > worst) {
-            worst = rel;
-            worst_name = pi->name;
+            double v = fabs(fd - g[idx]) / (atol + rtol * fmax(fabs(fd), fabs((double)g[idx])));
+            if (!(v <= worst)) {
+                worst = v;
+                worst_name = pi->name;
+                worst_fd = fd;
+                worst_g = g[idx];
+            }
         }
     }
-    printf("%s: whole-model gradient vs finite differences: worst tensor %s rel err %.2e\n",
-           model_type_name(type), worst_name, worst);
-    ck_assert_msg(worst < 3e-2, "%s: gradient of %s off by %.3e", model_type_name(type), worst_name, worst);
+    printf("%s: whole-model gradient vs finite differences: worst %s (fd %.4e, analytic %.4e), %.2f of tolerance\n",
+           model_type_name(type), worst_name, worst_fd, worst_g, worst);
+    ck_assert_msg(worst <= 1.0, "%s: gradient of %s off: fd %.5e vs analytic %.5e", model_type_name(type), worst_name,
+                  worst_fd, worst_g);
     model_free(m);
 }
 

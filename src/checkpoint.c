@@ -464,7 +464,8 @@ bool checkpoint_resolve(const char *path, char *dir_out, size_t dir_len, Err *er
             continue;
         free(steps);
         if (latest_bad)
-            fprintf(stderr, "warning: %s does not name a complete checkpoint (%s); using %s\n", latest, e.msg, p);
+            fprintf(stderr, "warning: %s does not name a complete checkpoint%s%s%s; using %s\n", latest,
+                    e.msg[0] ? " (" : "", e.msg, e.msg[0] ? ")" : "", p);
         return set_out(dir_out, dir_len, p, err);
     }
     free(steps);

@@ -1,10 +1,12 @@
 // common.c — see common.h.
 #include "common.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <zlib.h>
 
 bool err_set(Err *err, const char *fmt, ...) {
@@ -60,4 +62,18 @@ uint32_t crc32_update(uint32_t crc, const void *data, size_t bytes) {
         bytes -= n;
     }
     return crc;
+}
+
+bool write_all(int fd, const void *buf, size_t len) {
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return false;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    return true;
 }

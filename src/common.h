@@ -30,6 +30,9 @@ double now_seconds(void);
 // CRC32 (zlib polynomial) of a byte range; chain with crc = crc32_update(crc, ...), start from 0.
 uint32_t crc32_update(uint32_t crc, const void *data, size_t bytes);
 
+// write(2) until all len bytes are written (retrying on EINTR); false with errno set on failure.
+bool write_all(int fd, const void *buf, size_t len);
+
 #define LL_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define LL_MAX(a, b) ((a) > (b) ? (a) : (b))
 

@@ -105,20 +105,6 @@ static const char *shape_str(char *buf, size_t len, int ndim, const int64_t *sha
 // ---------------------------------------------------------------------------------------------
 // IO helpers.
 
-static bool write_all(int fd, const void *buf, size_t len) {
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return false;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    return true;
-}
-
 // Returns 0 on success, an errno value on error, -1 if the file ended early.
 static int pread_all(int fd, void *buf, size_t len, int64_t off) {
     char *p = buf;

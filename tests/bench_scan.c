@@ -1,4 +1,5 @@
-// bench_scan.c — speed of the SSD and log-linear scans: B=1, H=8, P=64, G=1, N in {64, 128},
+// bench_scan.c — speed of the sequence mixers alone: the SSD and log-linear scans (B=1, H=8, P=64, G=1,
+// N in {64, 128}) and, for comparison, causal softmax attention with the same heads (H=8, hd=64), at
 // T in {1024, 2048, 4096, 8192}; ms for forward and forward+backward, tokens/s of forward+backward.
 // x, B and C live in one conv-output-like buffer (row = [x (H·P) | B (N) | C (N)]) as in the model.
 // blas_setup() picks the OpenBLAS kernels for this CPU (Debian's OpenBLAS misdetects some); thread count
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attention.h"
 #include "blas_setup.h"
 #include "common.h"
 #include "scan_loglinear.h"
@@ -82,6 +84,38 @@ static double time_once(Bench *bn, bool loglinear, bool backward) {
     return (now_seconds() - t0) * 1e3;
 }
 
+// Softmax attention core (RoPE and projections excluded, like the scans): best of a few rounds.
+static void time_attention(int T, double *f_ms, double *fb_ms) {
+    const int B = 1, H = 8, hd = 64;
+    const size_t n = (size_t)B * T * H * hd;
+    uint64_t s = 99;
+    float *q = xmalloc(n * sizeof(float)), *k = xmalloc(n * sizeof(float)), *v = xmalloc(n * sizeof(float));
+    float *o = xmalloc(n * sizeof(float)), *dout = xmalloc(n * sizeof(float));
+    float *dq = xcalloc(n, sizeof(float)), *dk = xcalloc(n, sizeof(float)), *dv = xcalloc(n, sizeof(float));
+    float *lse = xmalloc((size_t)B * H * T * sizeof(float));
+    float *scr = xcalloc(attention_scratch_floats(B, T, H, hd), sizeof(float));
+    tu_fill_randn(q, n, 1.0f, &s);
+    tu_fill_randn(k, n, 1.0f, &s);
+    tu_fill_randn(v, n, 1.0f, &s);
+    tu_fill_randn(dout, n, 1.0f, &s);
+    *f_ms = *fb_ms = 1e30;
+    double spent = 0;
+    for (int round = 0; round < 20 && (round < 2 || spent < 3000.0); round++) {
+        double t0 = now_seconds();
+        attention_forward(o, lse, q, k, v, B, T, H, H, hd, scr);
+        double t1 = now_seconds();
+        attention_backward(dq, dk, dv, dout, q, k, v, o, lse, B, T, H, H, hd, scr);
+        double t2 = now_seconds();
+        if (round > 0) {   // the first round pays the page faults
+            *f_ms = LL_MIN(*f_ms, (t1 - t0) * 1e3);
+            *fb_ms = LL_MIN(*fb_ms, (t2 - t0) * 1e3);
+        }
+        spent += (t2 - t0) * 1e3;
+    }
+    float *ps[] = {q, k, v, o, dout, dq, dk, dv, lse, scr};
+    for (size_t i = 0; i < sizeof ps / sizeof *ps; i++) free(ps[i]);
+}
+
 int main(int argc, char **argv) {
     (void)argc;
     blas_setup(argv);
@@ -95,6 +129,7 @@ int main(int argc, char **argv) {
         int chunk;
     } ops[] = {{"ssd", false, 256}, {"ssd", false, 64}, {"loglinear", true, 64}};
     double ref_f[2] = {0}, ref_fb[2] = {0}, ll_f[2] = {0}, ll_fb[2] = {0};
+    double att_fb[4] = {0}, ll64_fb[4] = {0};
     for (int ni = 0; ni < 2; ni++) {
         for (int ti = 0; ti < 4; ti++) {
             // The three ops run interleaved, round after round, keeping each one's best time: on a shared
@@ -120,6 +155,14 @@ int main(int argc, char **argv) {
                        fb[oi], Ts[ti] / (fb[oi] * 1e-3));
                 bench_free(&bn[oi]);
             }
+            if (ni == 0) {
+                double af, afb;
+                time_attention(Ts[ti], &af, &afb);
+                printf("%-10s %5s %4s %6d %10.2f %10.2f %12.0f\n", "attention", "-", "-", Ts[ti], af, afb,
+                       Ts[ti] / (afb * 1e-3));
+                att_fb[ti] = afb;
+                ll64_fb[ti] = fb[2];
+            }
             fflush(stdout);
             if (Ts[ti] == 2048) ref_f[ni] = f[0], ref_fb[ni] = fb[0], ll_f[ni] = f[2], ll_fb[ni] = fb[2];
         }
@@ -127,5 +170,8 @@ int main(int argc, char **argv) {
     for (int ni = 0; ni < 2; ni++)
         printf("T=2048 N=%d: loglinear(64) / ssd(256): forward %.2fx, forward+backward %.2fx\n", Ns[ni],
                ll_f[ni] / ref_f[ni], ll_fb[ni] / ref_fb[ni]);
+    for (int ti = 0; ti < 4; ti++)
+        printf("T=%d N=64: forward+backward loglinear / softmax attention = %.2fx%s\n", Ts[ti], ll64_fb[ti] / att_fb[ti],
+               ll64_fb[ti] < att_fb[ti] ? " (log-linear is cheaper)" : "");
     return 0;
 }

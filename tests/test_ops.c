@@ -16,50 +16,6 @@
 #include "norm.h"
 #include "testutil.h"
 
-// ---------------------------------------------------------------------------------------------------
-// Finite-difference helper
-
-typedef double (*LossFn)(void *ctx);  // runs the forward on the current inputs, returns Σ r ⊙ out
-
-// Central differences of f w.r.t. x[i], for all i (n <= max_checks) or a random sample of max_checks
-// coordinates. Returns ||num − ana|| / max(||num||, ||ana||) over those coordinates and prints it.
-// FD_DEBUG=1 in the environment prints the first coordinates side by side.
-static double fd_rel_error(const char *name, LossFn f, void *ctx, float *x, const float *ana, size_t n,
-                           float eps, size_t max_checks, uint64_t *rng) {
-    size_t m = n < max_checks ? n : max_checks;
-    float *num = xmalloc(m * sizeof(float)), *an = xmalloc(m * sizeof(float));
-    for (size_t c = 0; c < m; c++) {
-        size_t i = (m == n) ? c : (size_t)(tu_next(rng) % n);
-        float x0 = x[i], xp = x0 + eps, xm = x0 - eps;
-        x[i] = xp;
-        double lp = f(ctx);
-        x[i] = xm;
-        double lm = f(ctx);
-        x[i] = x0;
-        num[c] = (float)((lp - lm) / ((double)xp - (double)xm));  // the float step actually taken
-        an[c] = ana[i];
-        if (getenv("FD_DEBUG") && c < 12) printf("    [%zu] num %.6f ana %.6f\n", i, num[c], an[c]);
-    }
-    double e = tu_rel_error(num, an, m);
-    printf("  %-40s FD rel error %.2e (%zu coords, eps %.0e)\n", name, e, m, (double)eps);
-    free(num);
-    free(an);
-    return e;
-}
-
-static double dot_rd(const float *r, const float *out, size_t n) {
-    double s = 0;
-    for (size_t i = 0; i < n; i++) s += (double)r[i] * (double)out[i];
-    return s;
-}
-
-static float *randn_buf(size_t n, float scale, uint64_t *rng) {
-    float *p = xmalloc((n ? n : 1) * sizeof(float));
-    tu_fill_randn(p, n, scale, rng);
-    return p;
-}
-
-static float *zeros(size_t n) { return xcalloc(n ? n : 1, sizeof(float)); }
 
 // ---------------------------------------------------------------------------------------------------
 // activations
@@ -144,20 +100,20 @@ typedef struct {
 static double lin_loss(void *p) {
     LinCtx *c = p;
     linear_forward(c->out, c->inp, c->W, c->bias, c->N, c->IC, c->OC);
-    return dot_rd(c->r, c->out, (size_t)c->N * c->OC);
+    return tu_dot_rd(c->r, c->out, (size_t)c->N * c->OC);
 }
 
 START_TEST(test_linear) {
     uint64_t rng = 11;
     const int64_t N = 23;
     const int IC = 17, OC = 13;
-    LinCtx c = {zeros(N * OC), randn_buf(N * IC, 1, &rng), randn_buf((size_t)OC * IC, 0.5f, &rng),
-                randn_buf(OC, 1, &rng), randn_buf(N * OC, 1, &rng), N, IC, OC};
+    LinCtx c = {tu_zeros(N * OC), tu_randn_buf(N * IC, 1, &rng), tu_randn_buf((size_t)OC * IC, 0.5f, &rng),
+                tu_randn_buf(OC, 1, &rng), tu_randn_buf(N * OC, 1, &rng), N, IC, OC};
     // Forward vs naive double, with and without bias.
     for (int with_bias = 0; with_bias < 2; with_bias++) {
         float *bias = with_bias ? c.bias : NULL;
         linear_forward(c.out, c.inp, c.W, bias, N, IC, OC);
-        float *ref = zeros(N * OC);
+        float *ref = tu_zeros(N * OC);
         for (int64_t n = 0; n < N; n++)
             for (int o = 0; o < OC; o++) {
                 double s = bias ? bias[o] : 0.0;
@@ -170,7 +126,7 @@ START_TEST(test_linear) {
         free(ref);
     }
     // Backward: grads start from a non-zero value to check accumulation (+=).
-    float *dinp = zeros(N * IC), *dW = zeros((size_t)OC * IC), *db = zeros(OC);
+    float *dinp = tu_zeros(N * IC), *dW = tu_zeros((size_t)OC * IC), *db = tu_zeros(OC);
     for (int64_t i = 0; i < N * IC; i++) dinp[i] = 1.0f;
     for (int i = 0; i < OC * IC; i++) dW[i] = 1.0f;
     for (int i = 0; i < OC; i++) db[i] = 1.0f;
@@ -178,11 +134,11 @@ START_TEST(test_linear) {
     for (int64_t i = 0; i < N * IC; i++) dinp[i] -= 1.0f;
     for (int i = 0; i < OC * IC; i++) dW[i] -= 1.0f;
     for (int i = 0; i < OC; i++) db[i] -= 1.0f;
-    ck_assert(fd_rel_error("linear d inp", lin_loss, &c, c.inp, dinp, N * IC, 1e-2f, 2000, &rng) < 1e-3);
-    ck_assert(fd_rel_error("linear d W", lin_loss, &c, c.W, dW, (size_t)OC * IC, 1e-2f, 2000, &rng) < 1e-3);
-    ck_assert(fd_rel_error("linear d bias", lin_loss, &c, c.bias, db, OC, 1e-2f, 2000, &rng) < 1e-3);
+    ck_assert(tu_fd_rel_error("linear d inp", lin_loss, &c, c.inp, dinp, N * IC, 1e-2f, 2000, &rng) < 1e-3);
+    ck_assert(tu_fd_rel_error("linear d W", lin_loss, &c, c.W, dW, (size_t)OC * IC, 1e-2f, 2000, &rng) < 1e-3);
+    ck_assert(tu_fd_rel_error("linear d bias", lin_loss, &c, c.bias, db, OC, 1e-2f, 2000, &rng) < 1e-3);
     // NULL dinp / dbias give the same dW.
-    float *dW2 = zeros((size_t)OC * IC);
+    float *dW2 = tu_zeros((size_t)OC * IC);
     linear_backward(NULL, dW2, NULL, c.r, c.inp, c.W, N, IC, OC);
     ck_assert(tu_max_violation(dW2, dW, (size_t)OC * IC, 1e-5, 1e-5) <= 1);
     free(dW2); free(dinp); free(dW); free(db);
@@ -203,24 +159,24 @@ typedef struct {
 static double rms_loss(void *p) {
     NormCtx *c = p;
     rmsnorm_forward(c->out, c->rstd, c->x, c->w, c->N, c->C, c->eps);
-    return dot_rd(c->r, c->out, (size_t)c->N * c->C);
+    return tu_dot_rd(c->r, c->out, (size_t)c->N * c->C);
 }
 
 static double grms_loss(void *p) {
     NormCtx *c = p;
     gated_rmsnorm_forward(c->out, c->rstd, c->x, c->z, c->ld_z, c->w, c->N, c->C, c->eps);
-    return dot_rd(c->r, c->out, (size_t)c->N * c->C);
+    return tu_dot_rd(c->r, c->out, (size_t)c->N * c->C);
 }
 
 START_TEST(test_rmsnorm) {
     uint64_t rng = 21;
     const int64_t N = 19;
     const int C = 24;
-    NormCtx c = {zeros(N * C), zeros(N), randn_buf(N * C, 1, &rng), NULL, randn_buf(C, 1, &rng),
-                 randn_buf(N * C, 1, &rng), N, C, 0, 1e-5f};
+    NormCtx c = {tu_zeros(N * C), tu_zeros(N), tu_randn_buf(N * C, 1, &rng), NULL, tu_randn_buf(C, 1, &rng),
+                 tu_randn_buf(N * C, 1, &rng), N, C, 0, 1e-5f};
     for (int i = 0; i < C; i++) c.w[i] += 1.0f;
     rmsnorm_forward(c.out, c.rstd, c.x, c.w, N, C, c.eps);
-    float *ref = zeros(N * C);
+    float *ref = tu_zeros(N * C);
     for (int64_t n = 0; n < N; n++) {
         double ss = 0;
         for (int i = 0; i < C; i++) ss += (double)c.x[n * C + i] * c.x[n * C + i];
@@ -230,10 +186,10 @@ START_TEST(test_rmsnorm) {
     double v = tu_max_violation(c.out, ref, N * C, 1e-6, 1e-5);
     printf("  rmsnorm forward max violation %.2e\n", v);
     ck_assert_msg(v <= 1, "rmsnorm forward mismatch %.3e", v);
-    float *dx = zeros(N * C), *dw = zeros(C);
+    float *dx = tu_zeros(N * C), *dw = tu_zeros(C);
     rmsnorm_backward(dx, dw, c.r, c.x, c.w, c.rstd, N, C);
-    ck_assert(fd_rel_error("rmsnorm d x", rms_loss, &c, c.x, dx, N * C, 1e-2f, 2000, &rng) < 1e-3);
-    ck_assert(fd_rel_error("rmsnorm d w", rms_loss, &c, c.w, dw, C, 1e-2f, 2000, &rng) < 1e-3);
+    ck_assert(tu_fd_rel_error("rmsnorm d x", rms_loss, &c, c.x, dx, N * C, 1e-2f, 2000, &rng) < 1e-3);
+    ck_assert(tu_fd_rel_error("rmsnorm d w", rms_loss, &c, c.w, dw, C, 1e-2f, 2000, &rng) < 1e-3);
     free(ref); free(dx); free(dw);
     free(c.out); free(c.rstd); free(c.x); free(c.w); free(c.r);
 }
@@ -243,12 +199,12 @@ START_TEST(test_gated_rmsnorm) {
     uint64_t rng = 31;
     const int64_t N = 17;
     const int C = 20, ld_z = 27;  // z is a column slice of wider rows
-    NormCtx c = {zeros(N * C), zeros(N), randn_buf(N * C, 1, &rng), randn_buf(N * ld_z, 1.5f, &rng),
-                 randn_buf(C, 0.5f, &rng), randn_buf(N * C, 1, &rng), N, C, ld_z, 1e-5f};
+    NormCtx c = {tu_zeros(N * C), tu_zeros(N), tu_randn_buf(N * C, 1, &rng), tu_randn_buf(N * ld_z, 1.5f, &rng),
+                 tu_randn_buf(C, 0.5f, &rng), tu_randn_buf(N * C, 1, &rng), N, C, ld_z, 1e-5f};
     for (int i = 0; i < C; i++) c.w[i] += 1.0f;
     gated_rmsnorm_forward(c.out, c.rstd, c.x, c.z, ld_z, c.w, N, C, c.eps);
     // Naive double: y = RMSNorm(x ⊙ silu(z)) ⊙ w over the whole row.
-    float *ref = zeros(N * C);
+    float *ref = tu_zeros(N * C);
     for (int64_t n = 0; n < N; n++) {
         double u[64], ss = 0;
         for (int i = 0; i < C; i++) {
@@ -263,7 +219,7 @@ START_TEST(test_gated_rmsnorm) {
     printf("  gated rmsnorm forward max violation %.2e\n", v);
     ck_assert_msg(v <= 1, "gated rmsnorm forward mismatch %.3e", v);
 
-    float *dx = zeros(N * C), *dz = zeros(N * ld_z), *dw = zeros(C);
+    float *dx = tu_zeros(N * C), *dz = tu_zeros(N * ld_z), *dw = tu_zeros(C);
     for (int64_t i = 0; i < N * ld_z; i++) dz[i] = 7.0f;  // sentinel: columns >= C must stay 7
     gated_rmsnorm_backward(dx, dz, dw, c.r, c.x, c.z, ld_z, c.w, c.rstd, N, C);
     for (int64_t n = 0; n < N; n++)
@@ -271,10 +227,10 @@ START_TEST(test_gated_rmsnorm) {
             if (i >= C) ck_assert_msg(dz[n * ld_z + i] == 7.0f, "dz column %d outside C written", i);
             dz[n * ld_z + i] -= 7.0f;
         }
-    ck_assert(fd_rel_error("gated rmsnorm d x", grms_loss, &c, c.x, dx, N * C, 1e-2f, 2000, &rng) < 1e-3);
-    ck_assert(fd_rel_error("gated rmsnorm d z (ld_z > C)", grms_loss, &c, c.z, dz, N * ld_z, 1e-2f, 2000,
+    ck_assert(tu_fd_rel_error("gated rmsnorm d x", grms_loss, &c, c.x, dx, N * C, 1e-2f, 2000, &rng) < 1e-3);
+    ck_assert(tu_fd_rel_error("gated rmsnorm d z (ld_z > C)", grms_loss, &c, c.z, dz, N * ld_z, 1e-2f, 2000,
                            &rng) < 1e-3);
-    ck_assert(fd_rel_error("gated rmsnorm d w", grms_loss, &c, c.w, dw, C, 1e-2f, 2000, &rng) < 1e-3);
+    ck_assert(tu_fd_rel_error("gated rmsnorm d w", grms_loss, &c, c.w, dw, C, 1e-2f, 2000, &rng) < 1e-3);
     free(ref); free(dx); free(dz); free(dw);
     free(c.out); free(c.rstd); free(c.x); free(c.z); free(c.w); free(c.r);
 }
@@ -285,13 +241,13 @@ START_TEST(test_norm_determinism) {
     uint64_t rng = 41;
     const int64_t N = 301;
     const int C = 67, ld_z = 70;
-    float *x = randn_buf(N * C, 1, &rng), *z = randn_buf(N * ld_z, 1, &rng), *w = randn_buf(C, 1, &rng);
-    float *dout = randn_buf(N * C, 1, &rng), *out = zeros(N * C), *rstd = zeros(N);
+    float *x = tu_randn_buf(N * C, 1, &rng), *z = tu_randn_buf(N * ld_z, 1, &rng), *w = tu_randn_buf(C, 1, &rng);
+    float *dout = tu_randn_buf(N * C, 1, &rng), *out = tu_zeros(N * C), *rstd = tu_zeros(N);
     float *dw[3], *gdw[3], *dx[3], *dz[3];
     int threads[3] = {1, 2, 3};
     for (int t = 0; t < 3; t++) {
         omp_set_num_threads(threads[t]);
-        dw[t] = zeros(C); gdw[t] = zeros(C); dx[t] = zeros(N * C); dz[t] = zeros(N * ld_z);
+        dw[t] = tu_zeros(C); gdw[t] = tu_zeros(C); dx[t] = tu_zeros(N * C); dz[t] = tu_zeros(N * ld_z);
         rmsnorm_forward(out, rstd, x, w, N, C, 1e-6f);
         rmsnorm_backward(dx[t], dw[t], dout, x, w, rstd, N, C);
         gated_rmsnorm_forward(out, rstd, x, z, ld_z, w, N, C, 1e-5f);
@@ -321,13 +277,13 @@ typedef struct {
 static double swi_loss(void *p) {
     SwiCtx *c = p;
     swiglu_forward(c->out, c->gate, c->up, c->n);
-    return dot_rd(c->r, c->out, (size_t)c->n);
+    return tu_dot_rd(c->r, c->out, (size_t)c->n);
 }
 
 START_TEST(test_swiglu) {
     uint64_t rng = 51;
     const int64_t n = 333;
-    SwiCtx c = {zeros(n), randn_buf(n, 2, &rng), randn_buf(n, 1, &rng), randn_buf(n, 1, &rng), n};
+    SwiCtx c = {tu_zeros(n), tu_randn_buf(n, 2, &rng), tu_randn_buf(n, 1, &rng), tu_randn_buf(n, 1, &rng), n};
     swiglu_forward(c.out, c.gate, c.up, n);
     double worst = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -336,10 +292,10 @@ START_TEST(test_swiglu) {
     }
     printf("  swiglu forward max violation %.2e\n", worst);
     ck_assert(worst <= 1);
-    float *dg = zeros(n), *du = zeros(n);
+    float *dg = tu_zeros(n), *du = tu_zeros(n);
     swiglu_backward(dg, du, c.r, c.gate, c.up, n);
-    ck_assert(fd_rel_error("swiglu d gate", swi_loss, &c, c.gate, dg, n, 1e-2f, 2000, &rng) < 1e-3);
-    ck_assert(fd_rel_error("swiglu d up", swi_loss, &c, c.up, du, n, 1e-2f, 2000, &rng) < 1e-3);
+    ck_assert(tu_fd_rel_error("swiglu d gate", swi_loss, &c, c.gate, dg, n, 1e-2f, 2000, &rng) < 1e-3);
+    ck_assert(tu_fd_rel_error("swiglu d up", swi_loss, &c, c.up, du, n, 1e-2f, 2000, &rng) < 1e-3);
     free(dg); free(du); free(c.out); free(c.gate); free(c.up); free(c.r);
 }
 END_TEST
@@ -366,9 +322,9 @@ START_TEST(test_conv) {
     // C = 70 spans two channel blocks of the backward; ld_in/ld_out > C exercise the strides.
     const int B = 2, T = 9, C = 70, K = 4, ld_in = 75, ld_out = 73;
     for (int with_bias = 1; with_bias >= 0; with_bias--) {
-        ConvCtx c = {zeros((size_t)B * T * ld_out), zeros((size_t)B * T * C),
-                     randn_buf((size_t)B * T * ld_in, 1, &rng), randn_buf((size_t)C * K, 0.7f, &rng),
-                     with_bias ? randn_buf(C, 0.5f, &rng) : NULL, randn_buf((size_t)B * T * ld_out, 1, &rng),
+        ConvCtx c = {tu_zeros((size_t)B * T * ld_out), tu_zeros((size_t)B * T * C),
+                     tu_randn_buf((size_t)B * T * ld_in, 1, &rng), tu_randn_buf((size_t)C * K, 0.7f, &rng),
+                     with_bias ? tu_randn_buf(C, 0.5f, &rng) : NULL, tu_randn_buf((size_t)B * T * ld_out, 1, &rng),
                      B, T, C, K, ld_in, ld_out};
         conv_loss(&c);
         // Naive double reference.
@@ -389,7 +345,7 @@ START_TEST(test_conv) {
         ck_assert(worst <= 1);
 
         // Decoding steps reproduce the forward exactly (same summation order).
-        float *state = zeros((size_t)C * (K - 1)), *o = zeros(C);
+        float *state = tu_zeros((size_t)C * (K - 1)), *o = tu_zeros(C);
         for (int b = 0; b < B; b++) {
             memset(state, 0, (size_t)C * (K - 1) * sizeof(float));
             for (int t = 0; t < T; t++) {
@@ -401,7 +357,7 @@ START_TEST(test_conv) {
         }
         free(state); free(o);
 
-        float *dinp = zeros((size_t)B * T * ld_in), *dw = zeros((size_t)C * K), *db = zeros(C);
+        float *dinp = tu_zeros((size_t)B * T * ld_in), *dw = tu_zeros((size_t)C * K), *db = tu_zeros(C);
         for (int64_t i = 0; i < (int64_t)B * T * ld_in; i++) dinp[i] = 3.0f;  // accumulate + sentinel
         conv1d_silu_backward(dinp, dw, with_bias ? db : NULL, c.r, c.pre, c.inp, c.w, B, T, C, K, ld_in,
                              ld_out);
@@ -410,10 +366,10 @@ START_TEST(test_conv) {
                 if (i >= C) ck_assert_msg(dinp[row * ld_in + i] == 3.0f, "conv dinp column %d written", i);
                 dinp[row * ld_in + i] -= 3.0f;
             }
-        ck_assert(fd_rel_error(with_bias ? "conv d inp" : "conv d inp (no bias)", conv_loss, &c, c.inp, dinp,
+        ck_assert(tu_fd_rel_error(with_bias ? "conv d inp" : "conv d inp (no bias)", conv_loss, &c, c.inp, dinp,
                                (size_t)B * T * ld_in, 1e-2f, 3000, &rng) < 1e-3);
-        ck_assert(fd_rel_error("conv d w", conv_loss, &c, c.w, dw, (size_t)C * K, 1e-2f, 3000, &rng) < 1e-3);
-        if (with_bias) ck_assert(fd_rel_error("conv d bias", conv_loss, &c, c.bias, db, C, 1e-2f, 3000, &rng) < 1e-3);
+        ck_assert(tu_fd_rel_error("conv d w", conv_loss, &c, c.w, dw, (size_t)C * K, 1e-2f, 3000, &rng) < 1e-3);
+        if (with_bias) ck_assert(tu_fd_rel_error("conv d bias", conv_loss, &c, c.bias, db, C, 1e-2f, 3000, &rng) < 1e-3);
         free(dinp); free(dw); free(db);
         free(c.out); free(c.pre); free(c.inp); free(c.w); free(c.bias); free(c.r);
     }
@@ -423,14 +379,14 @@ END_TEST
 START_TEST(test_conv_determinism) {
     uint64_t rng = 71;
     const int B = 3, T = 40, C = 200, K = 4;
-    float *inp = randn_buf((size_t)B * T * C, 1, &rng), *w = randn_buf((size_t)C * K, 1, &rng);
-    float *bias = randn_buf(C, 1, &rng), *dout = randn_buf((size_t)B * T * C, 1, &rng);
-    float *out = zeros((size_t)B * T * C), *pre = zeros((size_t)B * T * C);
+    float *inp = tu_randn_buf((size_t)B * T * C, 1, &rng), *w = tu_randn_buf((size_t)C * K, 1, &rng);
+    float *bias = tu_randn_buf(C, 1, &rng), *dout = tu_randn_buf((size_t)B * T * C, 1, &rng);
+    float *out = tu_zeros((size_t)B * T * C), *pre = tu_zeros((size_t)B * T * C);
     conv1d_silu_forward(out, pre, inp, w, bias, B, T, C, K, C, C);
     float *dw[2], *db[2], *dx[2];
     for (int t = 0; t < 2; t++) {
         omp_set_num_threads(t + 1);
-        dw[t] = zeros((size_t)C * K); db[t] = zeros(C); dx[t] = zeros((size_t)B * T * C);
+        dw[t] = tu_zeros((size_t)C * K); db[t] = tu_zeros(C); dx[t] = tu_zeros((size_t)B * T * C);
         conv1d_silu_backward(dx[t], dw[t], db[t], dout, pre, inp, w, B, T, C, K, C, C);
     }
     ck_assert(memcmp(dw[0], dw[1], (size_t)C * K * sizeof(float)) == 0);
@@ -454,26 +410,26 @@ typedef struct {
 static double emb_loss(void *p) {
     EmbCtx *c = p;
     embedding_forward(c->out, c->tok, c->E, c->N, c->d);
-    return dot_rd(c->r, c->out, (size_t)c->N * c->d);
+    return tu_dot_rd(c->r, c->out, (size_t)c->N * c->d);
 }
 
 START_TEST(test_embedding) {
     uint64_t rng = 81;
     const int64_t N = 50;
     const int d = 19, V = 7;  // 50 tokens over 7 ids: every id repeats many times
-    EmbCtx c = {zeros(N * d), randn_buf((size_t)V * d, 1, &rng), randn_buf(N * d, 1, &rng),
+    EmbCtx c = {tu_zeros(N * d), tu_randn_buf((size_t)V * d, 1, &rng), tu_randn_buf(N * d, 1, &rng),
                 xmalloc(N * sizeof(int32_t)), N, d};
     for (int64_t n = 0; n < N; n++) c.tok[n] = (int32_t)(tu_next(&rng) % V);
     c.tok[0] = c.tok[1] = c.tok[2] = 3;
     embedding_forward(c.out, c.tok, c.E, N, d);
     for (int64_t n = 0; n < N; n++) ck_assert(memcmp(c.out + n * d, c.E + c.tok[n] * d, d * sizeof(float)) == 0);
-    float *dE = zeros((size_t)V * d);
+    float *dE = tu_zeros((size_t)V * d);
     embedding_backward(dE, c.tok, c.r, N, d);
-    float *ref = zeros((size_t)V * d);
+    float *ref = tu_zeros((size_t)V * d);
     for (int64_t n = 0; n < N; n++)
         for (int i = 0; i < d; i++) ref[c.tok[n] * d + i] += c.r[n * d + i];  // serial, same order
     ck_assert_msg(memcmp(dE, ref, (size_t)V * d * sizeof(float)) == 0, "embedding backward != serial sum");
-    ck_assert(fd_rel_error("embedding d E (repeated tokens)", emb_loss, &c, c.E, dE, (size_t)V * d, 1e-2f, 2000,
+    ck_assert(tu_fd_rel_error("embedding d E (repeated tokens)", emb_loss, &c, c.E, dE, (size_t)V * d, 1e-2f, 2000,
                            &rng) < 1e-4);
     free(dE); free(ref); free(c.out); free(c.E); free(c.r); free(c.tok);
 }
@@ -538,7 +494,7 @@ START_TEST(test_lm_head) {
     uint64_t rng = 91;
     const int64_t N = 37;
     const int d = 16, V = 50, chunks[3] = {8, 37, 100};  // 8 does not divide 37; 100 > N
-    float *x = randn_buf(N * d, 1, &rng), *W = randn_buf((size_t)V * d, 0.5f, &rng);
+    float *x = tu_randn_buf(N * d, 1, &rng), *W = tu_randn_buf((size_t)V * d, 0.5f, &rng);
     int32_t *tg = xmalloc(N * sizeof(int32_t));
     for (int64_t n = 0; n < N; n++) tg[n] = (int32_t)(tu_next(&rng) % V);
     tg[0] = -100; tg[9] = -1; tg[N - 1] = -100;  // ignored targets, including the last row
@@ -553,7 +509,7 @@ START_TEST(test_lm_head) {
     for (int ci = 0; ci < 3; ci++) {
         int chunk = chunks[ci];
         float *scratch = xmalloc(lm_head_scratch_floats(chunk, V) * sizeof(float));
-        float *dx = zeros(N * d), *dW = zeros((size_t)V * d);
+        float *dx = tu_zeros(N * d), *dW = tu_zeros((size_t)V * d);
         int64_t count = -1;
         double loss = lm_head_loss(dx, dW, &count, x, W, tg, N, d, V, gs, scratch, chunk);
         double ex = tu_rel_error(dx, rdxf, N * d), eW = tu_rel_error(dW, rdWf, (size_t)V * d);
@@ -565,7 +521,7 @@ START_TEST(test_lm_head) {
         // Without gradients: same loss, and dx-only works.
         int64_t c2;
         ck_assert(fabs(lm_head_loss(NULL, NULL, &c2, x, W, tg, N, d, V, gs, scratch, chunk) - loss) == 0);
-        float *dx2 = zeros(N * d);
+        float *dx2 = tu_zeros(N * d);
         lm_head_loss(dx2, NULL, &c2, x, W, tg, N, d, V, gs, scratch, chunk);
         ck_assert(memcmp(dx2, dx, N * d * sizeof(float)) == 0);
         free(dx2); free(scratch); free(dx); free(dW);
@@ -573,14 +529,14 @@ START_TEST(test_lm_head) {
 
     // Finite differences of the returned sum (grad_scale = 1) w.r.t. x and W.
     LmCtx c = {x, W, xmalloc(lm_head_scratch_floats(8, V) * sizeof(float)), tg, N, d, V, 8};
-    float *dx = zeros(N * d), *dW = zeros((size_t)V * d);
+    float *dx = tu_zeros(N * d), *dW = tu_zeros((size_t)V * d);
     int64_t cnt;
     lm_head_loss(dx, dW, &cnt, x, W, tg, N, d, V, 1.0f, c.scratch, 8);
-    ck_assert(fd_rel_error("lm_head_loss d x", lm_loss, &c, x, dx, N * d, 1e-2f, 600, &rng) < 1e-3);
-    ck_assert(fd_rel_error("lm_head_loss d W", lm_loss, &c, W, dW, (size_t)V * d, 1e-2f, 600, &rng) < 1e-3);
+    ck_assert(tu_fd_rel_error("lm_head_loss d x", lm_loss, &c, x, dx, N * d, 1e-2f, 600, &rng) < 1e-3);
+    ck_assert(tu_fd_rel_error("lm_head_loss d W", lm_loss, &c, W, dW, (size_t)V * d, 1e-2f, 600, &rng) < 1e-3);
 
     // Single-position logits.
-    float *lg = zeros(V);
+    float *lg = tu_zeros(V);
     lm_head_logits(lg, x + 5 * d, W, d, V);
     for (int v = 0; v < V; v++) {
         double s = 0;

@@ -10,45 +10,6 @@
 #include "common.h"
 #include "testutil.h"
 
-typedef double (*LossFn)(void *ctx);
-
-// Central differences of f w.r.t. x[i] for all i (n <= max_checks) or a random sample; returns
-// ||num − ana|| / max(||num||, ||ana||) over those coordinates and prints it.
-static double fd_rel_error(const char *name, LossFn f, void *ctx, float *x, const float *ana, size_t n,
-                           float eps, size_t max_checks, uint64_t *rng) {
-    size_t m = n < max_checks ? n : max_checks;
-    float *num = xmalloc(m * sizeof(float)), *an = xmalloc(m * sizeof(float));
-    for (size_t c = 0; c < m; c++) {
-        size_t i = (m == n) ? c : (size_t)(tu_next(rng) % n);
-        float x0 = x[i], xp = x0 + eps, xm = x0 - eps;
-        x[i] = xp;
-        double lp = f(ctx);
-        x[i] = xm;
-        double lm = f(ctx);
-        x[i] = x0;
-        num[c] = (float)((lp - lm) / ((double)xp - (double)xm));
-        an[c] = ana[i];
-    }
-    double e = tu_rel_error(num, an, m);
-    printf("  %-44s FD rel error %.2e (%zu coords, eps %.0e)\n", name, e, m, (double)eps);
-    free(num);
-    free(an);
-    return e;
-}
-
-static double dot_rd(const float *r, const float *out, size_t n) {
-    double s = 0;
-    for (size_t i = 0; i < n; i++) s += (double)r[i] * (double)out[i];
-    return s;
-}
-
-static float *randn_buf(size_t n, float scale, uint64_t *rng) {
-    float *p = xmalloc((n ? n : 1) * sizeof(float));
-    tu_fill_randn(p, n, scale, rng);
-    return p;
-}
-
-static float *zeros(size_t n) { return xcalloc(n ? n : 1, sizeof(float)); }
 
 // ---------------------------------------------------------------------------------------------------
 // RoPE
@@ -58,7 +19,7 @@ START_TEST(test_rope) {
     const int B = 2, T = 70, H = 3, hd = 12;
     const float theta = 10000.0f;
     const size_t n = (size_t)B * T * H * hd;
-    float *x = randn_buf(n, 1, &rng), *y = xmalloc(n * sizeof(float));
+    float *x = tu_randn_buf(n, 1, &rng), *y = xmalloc(n * sizeof(float));
     memcpy(y, x, n * sizeof(float));
     rope_forward(y, B, T, H, hd, theta);
     // Naive: fp32 angles as the spec (and PyTorch) computes them, rotation in double.
@@ -89,10 +50,10 @@ START_TEST(test_rope) {
     }
 
     // Backward is the transpose: <R x, g> = <x, Rᵀ g>, and Rᵀ R x = x (orthogonal).
-    float *g = randn_buf(n, 1, &rng), *gt = xmalloc(n * sizeof(float));
+    float *g = tu_randn_buf(n, 1, &rng), *gt = xmalloc(n * sizeof(float));
     memcpy(gt, g, n * sizeof(float));
     rope_backward(gt, B, T, H, hd, theta);
-    double lhs = dot_rd(y, g, n), rhs = dot_rd(x, gt, n);
+    double lhs = tu_dot_rd(y, g, n), rhs = tu_dot_rd(x, gt, n);
     printf("  rope adjoint: <Rx,g> = %.6f, <x,R'g> = %.6f\n", lhs, rhs);
     ck_assert(fabs(lhs - rhs) < 1e-4 * (1 + fabs(lhs)));
     rope_backward(y, B, T, H, hd, theta);
@@ -115,18 +76,18 @@ static double rope_loss(void *p) {
     size_t n = (size_t)c->B * c->T * c->H * c->hd;
     memcpy(c->y, c->x, n * sizeof(float));
     rope_forward(c->y, c->B, c->T, c->H, c->hd, c->theta);
-    return dot_rd(c->r, c->y, n);
+    return tu_dot_rd(c->r, c->y, n);
 }
 
 START_TEST(test_rope_fd) {
     uint64_t rng = 111;
     const int B = 2, T = 9, H = 2, hd = 8;
     size_t n = (size_t)B * T * H * hd;
-    RopeCtx c = {randn_buf(n, 1, &rng), zeros(n), randn_buf(n, 1, &rng), B, T, H, hd, 500000.0f};
+    RopeCtx c = {tu_randn_buf(n, 1, &rng), tu_zeros(n), tu_randn_buf(n, 1, &rng), B, T, H, hd, 500000.0f};
     float *dx = xmalloc(n * sizeof(float));
     memcpy(dx, c.r, n * sizeof(float));
     rope_backward(dx, B, T, H, hd, c.theta);
-    ck_assert(fd_rel_error("rope d x", rope_loss, &c, c.x, dx, n, 1e-2f, 2000, &rng) < 1e-3);
+    ck_assert(tu_fd_rel_error("rope d x", rope_loss, &c, c.x, dx, n, 1e-2f, 2000, &rng) < 1e-3);
     free(dx); free(c.x); free(c.y); free(c.r);
 }
 END_TEST
@@ -229,11 +190,11 @@ START_TEST(test_attention_vs_naive) {
         Dims d = kConfigs[ci];
         size_t nq = (size_t)d.B * d.T * d.H * d.hd, nk = (size_t)d.B * d.T * d.Hkv * d.hd;
         size_t nl = (size_t)d.B * d.H * d.T;
-        float *q = randn_buf(nq, 1, &rng), *k = randn_buf(nk, 1, &rng), *v = randn_buf(nk, 1, &rng);
-        float *dout = randn_buf(nq, 1, &rng);
-        float *out = zeros(nq), *lse = zeros(nl), *rout = zeros(nq), *rlse = zeros(nl);
-        float *dq = zeros(nq), *dk = zeros(nk), *dv = zeros(nk);
-        float *rdq = zeros(nq), *rdk = zeros(nk), *rdv = zeros(nk);
+        float *q = tu_randn_buf(nq, 1, &rng), *k = tu_randn_buf(nk, 1, &rng), *v = tu_randn_buf(nk, 1, &rng);
+        float *dout = tu_randn_buf(nq, 1, &rng);
+        float *out = tu_zeros(nq), *lse = tu_zeros(nl), *rout = tu_zeros(nq), *rlse = tu_zeros(nl);
+        float *dq = tu_zeros(nq), *dk = tu_zeros(nk), *dv = tu_zeros(nk);
+        float *rdq = tu_zeros(nq), *rdk = tu_zeros(nk), *rdv = tu_zeros(nk);
         float *scratch = xmalloc(attention_scratch_floats(d.B, d.T, d.H, d.hd) * sizeof(float));
         attention_forward(out, lse, q, k, v, d.B, d.T, d.H, d.Hkv, d.hd, scratch);
         attention_backward(dq, dk, dv, dout, q, k, v, out, lse, d.B, d.T, d.H, d.Hkv, d.hd, scratch);
@@ -263,7 +224,7 @@ static double att_loss(void *p) {
     AttCtx *c = p;
     Dims d = c->d;
     attention_forward(c->out, c->lse, c->q, c->k, c->v, d.B, d.T, d.H, d.Hkv, d.hd, c->scratch);
-    return dot_rd(c->r, c->out, (size_t)d.B * d.T * d.H * d.hd);
+    return tu_dot_rd(c->r, c->out, (size_t)d.B * d.T * d.H * d.hd);
 }
 
 START_TEST(test_attention_fd) {
@@ -276,10 +237,10 @@ START_TEST(test_attention_fd) {
     for (int di = 0; di < 2; di++) {
         Dims d = dims[di];
         size_t nq = (size_t)d.B * d.T * d.H * d.hd, nk = (size_t)d.B * d.T * d.Hkv * d.hd;
-        AttCtx c = {zeros(nq), zeros((size_t)d.B * d.H * d.T), randn_buf(nq, 1, &rng), randn_buf(nk, 1, &rng),
-                    randn_buf(nk, 1, &rng), randn_buf(nq, 1, &rng),
+        AttCtx c = {tu_zeros(nq), tu_zeros((size_t)d.B * d.H * d.T), tu_randn_buf(nq, 1, &rng), tu_randn_buf(nk, 1, &rng),
+                    tu_randn_buf(nk, 1, &rng), tu_randn_buf(nq, 1, &rng),
                     xmalloc(attention_scratch_floats(d.B, d.T, d.H, d.hd) * sizeof(float)), d};
-        float *dq = zeros(nq), *dk = zeros(nk), *dv = zeros(nk);
+        float *dq = tu_zeros(nq), *dk = tu_zeros(nk), *dv = tu_zeros(nk);
         // Start the grads at 1 to check that backward accumulates.
         for (size_t i = 0; i < nq; i++) dq[i] = 1.0f;
         for (size_t i = 0; i < nk; i++) dk[i] = dv[i] = 1.0f;
@@ -289,11 +250,11 @@ START_TEST(test_attention_fd) {
         for (size_t i = 0; i < nk; i++) { dk[i] -= 1.0f; dv[i] -= 1.0f; }
         char name[96];
         snprintf(name, sizeof name, "attention d q (T=%d H=%d Hkv=%d)", d.T, d.H, d.Hkv);
-        ck_assert(fd_rel_error(name, att_loss, &c, c.q, dq, nq, 1e-2f, checks[di], &rng) < 3e-3);
+        ck_assert(tu_fd_rel_error(name, att_loss, &c, c.q, dq, nq, 1e-2f, checks[di], &rng) < 3e-3);
         snprintf(name, sizeof name, "attention d k (T=%d H=%d Hkv=%d)", d.T, d.H, d.Hkv);
-        ck_assert(fd_rel_error(name, att_loss, &c, c.k, dk, nk, 1e-2f, checks[di], &rng) < 3e-3);
+        ck_assert(tu_fd_rel_error(name, att_loss, &c, c.k, dk, nk, 1e-2f, checks[di], &rng) < 3e-3);
         snprintf(name, sizeof name, "attention d v (T=%d H=%d Hkv=%d)", d.T, d.H, d.Hkv);
-        ck_assert(fd_rel_error(name, att_loss, &c, c.v, dv, nk, 1e-2f, checks[di], &rng) < 3e-3);
+        ck_assert(tu_fd_rel_error(name, att_loss, &c, c.v, dv, nk, 1e-2f, checks[di], &rng) < 3e-3);
         free(dq); free(dk); free(dv);
         free(c.out); free(c.lse); free(c.q); free(c.k); free(c.v); free(c.r); free(c.scratch);
     }
@@ -304,14 +265,14 @@ START_TEST(test_attention_determinism) {
     uint64_t rng = 141;
     const Dims d = {2, 200, 4, 2, 8};
     size_t nq = (size_t)d.B * d.T * d.H * d.hd, nk = (size_t)d.B * d.T * d.Hkv * d.hd;
-    float *q = randn_buf(nq, 1, &rng), *k = randn_buf(nk, 1, &rng), *v = randn_buf(nk, 1, &rng);
-    float *dout = randn_buf(nq, 1, &rng), *lse = zeros((size_t)d.B * d.H * d.T);
+    float *q = tu_randn_buf(nq, 1, &rng), *k = tu_randn_buf(nk, 1, &rng), *v = tu_randn_buf(nk, 1, &rng);
+    float *dout = tu_randn_buf(nq, 1, &rng), *lse = tu_zeros((size_t)d.B * d.H * d.T);
     float *out[3], *dq[3], *dk[3], *dv[3];
     omp_set_num_threads(3);
     float *scratch = xmalloc(attention_scratch_floats(d.B, d.T, d.H, d.hd) * sizeof(float));
     for (int t = 0; t < 3; t++) {
         omp_set_num_threads(t + 1);
-        out[t] = zeros(nq); dq[t] = zeros(nq); dk[t] = zeros(nk); dv[t] = zeros(nk);
+        out[t] = tu_zeros(nq); dq[t] = tu_zeros(nq); dk[t] = tu_zeros(nk); dv[t] = tu_zeros(nk);
         attention_forward(out[t], lse, q, k, v, d.B, d.T, d.H, d.Hkv, d.hd, scratch);
         attention_backward(dq[t], dk[t], dv[t], dout, q, k, v, out[t], lse, d.B, d.T, d.H, d.Hkv, d.hd, scratch);
     }

@@ -6,7 +6,10 @@
 #include <check.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+
+#include "common.h"
 
 // splitmix64: deterministic test data independent of the library RNG.
 static inline uint64_t tu_next(uint64_t *s) {
@@ -45,6 +48,49 @@ static inline double tu_rel_error(const float *a, const float *b, size_t n) {
     double den = sqrt(na > nb ? na : nb);
     return sqrt(num) / (den > 1e-30 ? den : 1e-30);
 }
+
+// ---- finite differences of a scalar loss (kernels' tests) -------------------------------------------
+typedef double (*TuLossFn)(void *ctx);  // runs the forward on the current inputs, returns Σ r ⊙ out
+
+// Central differences of f w.r.t. x[i], for all i (n <= max_checks) or a random sample of max_checks
+// coordinates. Returns ||num − ana|| / max(||num||, ||ana||) over those coordinates and prints it.
+// FD_DEBUG=1 in the environment prints the first coordinates side by side.
+static inline double tu_fd_rel_error(const char *name, TuLossFn f, void *ctx, float *x, const float *ana, size_t n,
+                           float eps, size_t max_checks, uint64_t *rng) {
+    size_t m = n < max_checks ? n : max_checks;
+    float *num = xmalloc(m * sizeof(float)), *an = xmalloc(m * sizeof(float));
+    for (size_t c = 0; c < m; c++) {
+        size_t i = (m == n) ? c : (size_t)(tu_next(rng) % n);
+        float x0 = x[i], xp = x0 + eps, xm = x0 - eps;
+        x[i] = xp;
+        double lp = f(ctx);
+        x[i] = xm;
+        double lm = f(ctx);
+        x[i] = x0;
+        num[c] = (float)((lp - lm) / ((double)xp - (double)xm));  // the float step actually taken
+        an[c] = ana[i];
+        if (getenv("FD_DEBUG") && c < 12) printf("    [%zu] num %.6f ana %.6f\n", i, num[c], an[c]);
+    }
+    double e = tu_rel_error(num, an, m);
+    printf("  %-44s FD rel error %.2e (%zu coords, eps %.0e)\n", name, e, m, (double)eps);
+    free(num);
+    free(an);
+    return e;
+}
+
+static inline double tu_dot_rd(const float *r, const float *out, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)r[i] * (double)out[i];
+    return s;
+}
+
+static inline float *tu_randn_buf(size_t n, float scale, uint64_t *rng) {
+    float *p = xmalloc((n ? n : 1) * sizeof(float));
+    tu_fill_randn(p, n, scale, rng);
+    return p;
+}
+
+static inline float *tu_zeros(size_t n) { return xcalloc(n ? n : 1, sizeof(float)); }
 
 // Run a single Check suite and exit with a status CI understands.
 static inline int tu_run_suite(Suite *s) {

@@ -40,7 +40,7 @@ build/rel/bench_%: tests/bench_%.c $(REL_OBJ)
 
 # Each test binary runs on its own so one failure names its suite; all must pass.
 test: $(TESTS) train tokenize
-	@ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 ./tests/run_tests.sh $(TESTS)
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 ./tests/run_tests.sh $(TESTS)
 
 bench: $(BENCHES)
 	@for b in $(BENCHES); do ./$$b || exit 1; done

@@ -149,6 +149,50 @@ START_TEST(test_decode_matches_forward) {
 }
 END_TEST
 
+// With L = 0 every level weight is λ = softplus(0) = ln 2, so the log-linear mixer computes
+// ln2·SSD + D·x. A Mamba-2 model with the same weights and D/ln2 computes (that)/ln2, and the gated
+// RMSNorm that follows is scale-invariant: the two models give the same logits (up to the norm's eps).
+START_TEST(test_equal_lambda_reduces_to_mamba2) {
+    ModelConfig cl = tiny(MODEL_LOGLINEAR_MAMBA2), cm = tiny(MODEL_MAMBA2);
+    cl.initializer_range = cm.initializer_range = 0.1f;
+    cl.norm_eps = cm.norm_eps = 1e-12f;   // make the norm exactly scale-invariant for the comparison
+    const int T = 40;
+    Err err;
+    Model *ml = model_create(&cl, 1, T, &err), *mm = model_create(&cm, 1, T, &err);
+    ck_assert(ml && mm);
+    model_init(ml, 11);
+    model_init(mm, 12);
+    // Copy every tensor of the Mamba-2 model from the log-linear one (in_proj: its first rows; the dl
+    // rows only feed λ), then L = 0 and D_mamba2 = D / ln 2.
+    for (int i = 0; i < model_num_tensors(mm); i++) {
+        const ParamInfo *pm = model_tensor(mm, i);
+        const ParamInfo *pl = NULL;
+        for (int j = 0; j < model_num_tensors(ml); j++)
+            if (strcmp(model_tensor(ml, j)->name, pm->name) == 0) pl = model_tensor(ml, j);
+        ck_assert_msg(pl != NULL, "%s missing in the log-linear model", pm->name);
+        memcpy(model_params(mm) + pm->offset, model_params(ml) + pl->offset, pm->numel * sizeof(float));
+    }
+    const Weights *wl = model_weights(ml), *wm = model_weights(mm);
+    for (int l = 0; l < cl.num_layers; l++) {
+        memset(wl->layers[l].L, 0, (size_t)cl.num_heads * cl.num_levels * sizeof(float));
+        for (int h = 0; h < cl.num_heads; h++) wm->layers[l].D[h] = wl->layers[l].D[h] / logf(2.0f);
+    }
+    uint64_t s = 21;
+    int32_t in[T];
+    random_tokens(in, T, cl.vocab_size, &s);
+    float *a = xmalloc((size_t)T * cl.vocab_size * sizeof(float)), *b = xmalloc((size_t)T * cl.vocab_size * sizeof(float));
+    model_forward_logits(ml, in, 1, T, a);
+    model_forward_logits(mm, in, 1, T, b);
+    double e = tu_rel_error(a, b, (size_t)T * cl.vocab_size);
+    printf("log-linear Mamba-2 with equal λ vs Mamba-2: logits rel err %.2e\n", e);
+    ck_assert_msg(e < 1e-5, "equal-λ log-linear model differs from Mamba-2 (%.3e)", e);
+    free(a);
+    free(b);
+    model_free(ml);
+    model_free(mm);
+}
+END_TEST
+
 // The paper's configs give the documented tensor counts and parameter counts (checkpoint-names.md §0).
 START_TEST(test_paper_param_counts) {
     struct {
@@ -250,6 +294,7 @@ int main(void) {
     tcase_add_test(tc, test_gradients_mamba2);
     tcase_add_test(tc, test_gradients_loglinear_mamba2);
     tcase_add_test(tc, test_decode_matches_forward);
+    tcase_add_test(tc, test_equal_lambda_reduces_to_mamba2);
     tcase_add_test(tc, test_paper_param_counts);
     tcase_add_test(tc, test_tensor_names);
     tcase_add_test(tc, test_init_rules);

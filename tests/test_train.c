@@ -130,6 +130,46 @@ END_TEST
 START_TEST(test_resume_bit_identical_mamba2) { check_resume("tiny_mamba2.json"); }
 END_TEST
 
+// The training losses of a run, in order.
+static int read_losses(const char *run_dir, double *loss, int max) {
+    char path[512], line[1024];
+    snprintf(path, sizeof path, "%s/log.jsonl", run_dir);
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "no %s", path);
+    int n = 0;
+    const char *p;
+    while (fgets(line, sizeof line, f) && n < max)
+        if (!strstr(line, "val_loss") && (p = strstr(line, "\"loss\": "))) loss[n++] = atof(p + 8);
+    fclose(f);
+    return n;
+}
+
+// Gradient accumulation: 2 micro-batches of 2 sequences make the same steps as 1 batch of 4 (the loader
+// hands out the same windows in the same order), up to float summation order.
+START_TEST(test_grad_accumulation) {
+    char *out;
+    int rc = run(&out, "./train --config tiny_mamba2.json --run_dir %s/b4 --steps 6 --warmup_steps 1 --batch_size 4 "
+                       "--grad_accum 1 --save_every 0", g_tmp);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    rc = run(&out, "./train --config tiny_mamba2.json --run_dir %s/b2 --steps 6 --warmup_steps 1 --batch_size 2 "
+                   "--grad_accum 2 --save_every 0", g_tmp);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    double a[16], b[16];
+    char da[300], db[300];
+    snprintf(da, sizeof da, "%s/b4", g_tmp);
+    snprintf(db, sizeof db, "%s/b2", g_tmp);
+    int na = read_losses(da, a, 16), nb = read_losses(db, b, 16);
+    ck_assert_int_eq(na, 6);
+    ck_assert_int_eq(nb, 6);
+    double worst = 0;
+    for (int i = 0; i < 6; i++) worst = fmax(worst, fabs(a[i] - b[i]));
+    printf("batch 4 x accum 1 vs batch 2 x accum 2: max loss difference over 6 steps %.2e\n", worst);
+    ck_assert_msg(worst < 1e-4, "gradient accumulation changes the training (%.3e)", worst);
+}
+END_TEST
+
 START_TEST(test_dump_grads) {
     char *out, path[512];
     snprintf(path, sizeof path, "%s/grads.safetensors", g_tmp);
@@ -223,6 +263,7 @@ int main(void) {
     tcase_add_test(tc, test_resume_bit_identical_transformer);
     tcase_add_test(tc, test_resume_bit_identical_mamba2);
     tcase_add_test(tc, test_resume_bit_identical_loglinear);
+    tcase_add_test(tc, test_grad_accumulation);
     tcase_add_test(tc, test_dump_grads);
     tcase_add_test(tc, test_user_errors);
     tcase_add_test(tc, test_checkpoint_errors);

@@ -5,8 +5,9 @@
 //       shared by the heads of a group, and the task owns the dB/dC rows of its chunk, so the group sum of
 //       dB/dC needs no atomics and is deterministic.
 //   head tasks (b, head): the cheap passes along the chunks (state scan, Fenwick tree of states).
-// The routines for the chunk tasks are common to both scans (the SSD is the log-linear op with λ = 1 and
-// one read of the running state per chunk) and live in scan_ssd.c.
+// The chunk-task routines and the phase loops are common to both scans (the SSD is the log-linear op with
+// λ = 1 and one read of the running state per chunk) and live in scan_common.c; the head tasks are each
+// scan's own (scan_ssd.c, scan_loglinear.c).
 #ifndef LL_SCAN_COMMON_H
 #define LL_SCAN_COMMON_H
 
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #include <cblas.h>
+#include <omp.h>
 
 #include "scan_ssd.h"
 
@@ -129,20 +131,46 @@ typedef struct {
 // Fills dims and scratch pointers (scratch may be NULL to only size it) and returns the scratch floats.
 size_t scan_setup(ScanCtx *k, const ScanDims *d, bool loglinear, float *scratch);
 
+static inline void scan_set_inputs(ScanCtx *k, const float *x, const float *dt, const float *A, const float *Bm,
+                                   const float *Cm, const float *D, const float *lam) {
+    k->x = x; k->dt = dt; k->A = A; k->Bm = Bm; k->Cm = Cm; k->D = D; k->lam = lam;
+}
+
+// The state reads of chunk c: SSD, the running state (slot c) for c >= 1; log-linear, for each set bit j of
+// c the tree node in slot ((c>>j)<<j) - 1, decayed over chunks [(c>>j)<<j, c), λ level log2(chunk)+1+j.
+void scan_reads(const ScanCtx *k, int c, ScanReads *rd);
+
+// A chunk task (b, chunk c, group g) with the reads of chunk c, and its per-thread buffer.
+typedef void ScanChunkFn(const ScanCtx *k, int b, int c, int g, const ScanReads *rd, float *tb);
+// A head task (b, h) with its per-thread buffer (k->tstride floats).
+typedef void ScanHeadFn(const ScanCtx *k, int b, int h, float *tb);
+
 // Chunk task, forward: cs/ecs of the chunk, y = intra-chunk part + D x (overwrites y rows), and the
-// chunk's local state (all heads of group g) into S, unless it is the last chunk.
-void scan_chunk_forward(const ScanCtx *k, int b, int c, int g, float *tb);
+// chunk's local state (all heads of group g) into S, unless it is the last chunk. (rd unused.)
+void scan_chunk_forward(const ScanCtx *k, int b, int c, int g, const ScanReads *rd, float *tb);
 // Chunk task, forward: y += the inter-chunk reads.
 void scan_chunk_read_forward(const ScanCtx *k, int b, int c, int g, const ScanReads *rd, float *tb);
-// Chunk task, backward prologue: cs/ecs, local state into S; with_dread also stores into dS the read
-// gradient Σ_i e^{cs_i} dy_i q_iᵀ of the chunk (SSD).
-void scan_chunk_backward_prep(const ScanCtx *k, int b, int c, int g, bool with_dread, float *tb);
+// Chunk task, backward prologue: cs/ecs, local state into S; for the SSD also stores into dS the read
+// gradient Σ_i e^{cs_i} dy_i q_iᵀ of the chunk.
+void scan_chunk_backward_prep(const ScanCtx *k, int b, int c, int g, const ScanReads *rd, float *tb);
 // Chunk task, backward: all gradients local to the chunk (intra block, reads of states S via `rd`,
 // local state with gradient dS, D skip, chunk-local decays). dgam (SSD) is added to the chunk's total
 // decay gradient; log-linear read-decay gradients go to k->ddelta.
 void scan_chunk_backward(const ScanCtx *k, int b, int c, int g, const ScanReads *rd, float *tb);
 // Adds the per-task partial sums into dA and dD (serial, fixed order: deterministic).
 void scan_reduce_partials(const ScanCtx *k, float *dA, float *dD);
+
+// One OpenMP loop running fn on every chunk task with chunk index >= c_first.
+void scan_chunk_tasks(const ScanCtx *k, ScanChunkFn *fn, int c_first);
+// One OpenMP loop running fn on every head task.
+void scan_head_tasks(const ScanCtx *k, ScanHeadFn *fn);
+// The whole forward (inputs and y set in k): chunk tasks; if there is more than one chunk, `link` per head
+// turns the chunk states in S into the states the chunks read, then the read tasks add them to y.
+void scan_forward(const ScanCtx *k, ScanHeadFn *link);
+
+static inline float *scan_thread_buf(const ScanCtx *k) {
+    return k->tbuf + (size_t)omp_get_thread_num() * k->tstride;
+}
 
 static inline float *scan_state(const ScanCtx *k, float *base, int b, int c, int h) {
     return base + (((size_t)b * k->NC + c) * k->H + h) * (size_t)k->P * k->N;

@@ -1,13 +1,15 @@
 // scan_loglinear.c — log-linear Mamba-2 scan (see scan_loglinear.h). The chunk-local work (intra-chunk
-// blocks with per-level λ, chunk states, state reads) is shared with the SSD (scan_ssd.c); this file holds
-// the inter-chunk structure: a Fenwick tree over the per-chunk states, its backward, and the drivers.
+// blocks with per-level λ, chunk states, state reads) and the phase loops are shared with the SSD
+// (scan_common.c); this file holds the inter-chunk structure: a Fenwick tree over the per-chunk states, its
+// backward, and the drivers.
 //
 // Tree of chunk states (one per (b, h)), built in place in S: the node of level j over chunks
 // [m·2^j, (m+1)·2^j) is the state at the end of that block started from zero; it lives in slot
 // (m+1)·2^j - 1 (the block's last chunk), which the node's right child occupied before. Node of level
 // j+1 = exp(Γ of its right half)·left + right. Slot s ends up holding the node of level tz(s+1) (tz =
 // trailing zeros), which is a left child: the writer block of chunk level j. Chunk c reads, for each set
-// bit j of c, slot ((c>>j)<<j) - 1 decayed over chunks [(c>>j)<<j, c), with λ level log2(chunk)+1+j.
+// bit j of c, slot ((c>>j)<<j) - 1 decayed over chunks [(c>>j)<<j, c), with λ level log2(chunk)+1+j (see
+// scan_reads).
 // The last chunk's state is never read, so it is never formed. Cost: O(NC·P·N) for the tree, plus
 // popcount(c) state reads per chunk: O(T log T · P·N) overall, the log-linear cost.
 //
@@ -22,7 +24,6 @@
 
 #include <cblas.h>
 #include <math.h>
-#include <omp.h>
 #include <string.h>
 
 #include "scan_common.h"
@@ -36,20 +37,6 @@ size_t loglinear_scratch_floats(const ScanDims *d) {
     return scan_setup(&k, d, true, NULL);
 }
 
-static inline float *thread_buf(const ScanCtx *k) { return k->tbuf + (size_t)omp_get_thread_num() * k->tstride; }
-
-static void ll_reads(const ScanCtx *k, int c, ScanReads *rd) {
-    rd->n = 0;
-    for (int j = 0; (c >> j) != 0; j++) {
-        if (!((c >> j) & 1)) continue;
-        const int base = (c >> j) << j;
-        rd->slot[rd->n] = base - 1;
-        rd->base[rd->n] = base;
-        rd->lev[rd->n] = k->lc + 1 + j;
-        rd->n++;
-    }
-}
-
 // gc[c] = Σ_{c' < c} Γ_c' in double: differences of it are the decays between chunk boundaries.
 static void ll_chunk_prefix(const ScanCtx *k, int b, int h) {
     const float *csh = k->cs + ((size_t)b * k->H + h) * k->T;
@@ -61,7 +48,10 @@ static void ll_chunk_prefix(const ScanCtx *k, int b, int h) {
     }
 }
 
-static void ll_tree_build(const ScanCtx *k, int b, int h) {
+// The chunk prefix decays gc, then the tree over the chunk states in S (head task; tb unused).
+static void ll_tree_build(const ScanCtx *k, int b, int h, float *tb) {
+    (void)tb;
+    ll_chunk_prefix(k, b, h);
     const size_t PN = (size_t)k->P * k->N;
     const double *gch = k->gc + ((size_t)b * k->H + h) * (k->NC + 1);
     const int64_t nslot = k->NC - 1;  // chunks whose state can be read: 0 .. NC-2
@@ -112,7 +102,8 @@ static void ll_read_grads(const ScanCtx *k, int b, int g, int hb0, int nh, int s
 
 // Down the tree: dS[s] becomes the gradient of leaf s (the chunk state Sc_s); tree decay gradients go to
 // the difference array gdiff.
-static void ll_tree_backward(const ScanCtx *k, int b, int h) {
+static void ll_tree_backward(const ScanCtx *k, int b, int h, float *tb) {
+    (void)tb;
     const size_t PN = (size_t)k->P * k->N;
     const double *gch = k->gc + ((size_t)b * k->H + h) * (k->NC + 1);
     double *gd = k->gdiff + ((size_t)b * k->H + h) * (k->NC + 1);
@@ -133,38 +124,45 @@ static void ll_tree_backward(const ScanCtx *k, int b, int h) {
     }
 }
 
-static void ll_set_tensors(ScanCtx *k, const float *x, const float *dt, const float *A, const float *Bm,
-                           const float *Cm, const float *D, const float *lam) {
-    k->x = x; k->dt = dt; k->A = A; k->Bm = Bm; k->Cm = Cm; k->D = D; k->lam = lam;
+// Chunk-total decay gradients of (b, h) (tree decays already in gdiff, plus the read decays in ddelta) to
+// every token of each chunk; the dA part goes to partA2 (head task; tb unused).
+static void ll_decay_grads(const ScanCtx *k, int b, int h, float *tb) {
+    (void)tb;
+    const size_t bh = (size_t)b * k->H + h;
+    double *gd = k->gdiff + bh * (k->NC + 1);
+    for (int c = 1; c < k->NC; c++) {
+        for (int j = 0; (c >> j) != 0; j++) {
+            if (!((c >> j) & 1)) continue;
+            const double v = k->ddelta[(bh * k->NC + c) * k->nclev + j];
+            gd[(c >> j) << j] += v;
+            gd[c] -= v;
+        }
+    }
+    double acc = 0.0, dAs = 0.0;
+    const float Ah = k->A[h];
+    for (int c = 0; c < k->NC; c++) {
+        acc += gd[c];
+        if (acc == 0.0) continue;
+        const float g = (float)acc;
+        const int64_t t_end = LL_MIN((int64_t)(c + 1) * k->Cs, k->T);
+        double sdt = 0.0;
+        for (int64_t t = (int64_t)c * k->Cs; t < t_end; t++) {
+            const size_t i = ((size_t)b * k->T + t) * k->H + h;
+            k->ddt[i] += Ah * g;
+            sdt += k->dt[i];
+        }
+        dAs += acc * sdt;
+    }
+    k->partA2[bh] = (float)dAs;
 }
 
 void loglinear_forward(float *y, const float *x, const float *dt, const float *A, const float *Bm,
                        const float *Cm, const float *D, const float *lam, const ScanDims *d, float *scratch) {
     ScanCtx k;
     scan_setup(&k, d, true, scratch);
-    ll_set_tensors(&k, x, dt, A, Bm, Cm, D, lam);
+    scan_set_inputs(&k, x, dt, A, Bm, Cm, D, lam);
     k.y = y;
-    const int64_t ntask = (int64_t)k.B * k.NC * k.G;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(k.nthreads)
-    for (int64_t task = 0; task < ntask; task++) {
-        int g = (int)(task % k.G), c = (int)((task / k.G) % k.NC), b = (int)(task / ((int64_t)k.G * k.NC));
-        scan_chunk_forward(&k, b, c, g, thread_buf(&k));
-    }
-    if (k.NC == 1) return;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(k.nthreads)
-    for (int bh = 0; bh < k.B * k.H; bh++) {
-        ll_chunk_prefix(&k, bh / k.H, bh % k.H);
-        ll_tree_build(&k, bh / k.H, bh % k.H);
-    }
-    const int64_t nread = (int64_t)k.B * (k.NC - 1) * k.G;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(k.nthreads)
-    for (int64_t task = 0; task < nread; task++) {
-        int g = (int)(task % k.G), c = 1 + (int)((task / k.G) % (k.NC - 1));
-        int b = (int)(task / ((int64_t)k.G * (k.NC - 1)));
-        ScanReads rd;
-        ll_reads(&k, c, &rd);
-        scan_chunk_read_forward(&k, b, c, g, &rd, thread_buf(&k));
-    }
+    scan_forward(&k, ll_tree_build);
 }
 
 void loglinear_backward(float *dx, float *ddt, float *dA, float *dBm, float *dCm, float *dD, float *dlam,
@@ -172,24 +170,15 @@ void loglinear_backward(float *dx, float *ddt, float *dA, float *dBm, float *dCm
                         const float *Cm, const float *D, const float *lam, const ScanDims *d, float *scratch) {
     ScanCtx k;
     scan_setup(&k, d, true, scratch);
-    ll_set_tensors(&k, x, dt, A, Bm, Cm, D, lam);
+    scan_set_inputs(&k, x, dt, A, Bm, Cm, D, lam);
     k.dy = dy; k.dx = dx; k.ddt = ddt; k.dBm = dBm; k.dCm = dCm; k.dlam = dlam;
-    const int64_t ntask = (int64_t)k.B * k.NC * k.G;
     // 1. recompute cs and the chunk states
-#pragma omp parallel for schedule(dynamic, 1) num_threads(k.nthreads)
-    for (int64_t task = 0; task < ntask; task++) {
-        int g = (int)(task % k.G), c = (int)((task / k.G) % k.NC), b = (int)(task / ((int64_t)k.G * k.NC));
-        scan_chunk_backward_prep(&k, b, c, g, false, thread_buf(&k));
-    }
+    scan_chunk_tasks(&k, scan_chunk_backward_prep, 0);
     // 2. the tree (per (b, h)), the read gradients of its nodes (per (b, group, head batch, slot)), and
     //    the tree backward (per (b, h)) -> dS holds the leaf (chunk state) gradients
     memset(k.gdiff, 0, sizeof(double) * (size_t)k.B * k.H * (k.NC + 1));
     if (k.NC > 1) {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(k.nthreads)
-        for (int bh = 0; bh < k.B * k.H; bh++) {
-            ll_chunk_prefix(&k, bh / k.H, bh % k.H);
-            ll_tree_build(&k, bh / k.H, bh % k.H);
-        }
+        scan_head_tasks(&k, ll_tree_build);
         const int64_t qt_chunks = LL_MAX(1, SCAN_QT_ROWS / k.Cs);
         const int nhb = (k.Hg + k.HB - 1) / k.HB, nslot = k.NC - 1;
         const int64_t ngrad = (int64_t)k.B * k.G * nhb * nslot;
@@ -207,49 +196,14 @@ void loglinear_backward(float *dx, float *ddt, float *dA, float *dBm, float *dCm
             const int64_t rest = task / nslot;
             const int hbi = (int)(rest % nhb), g = (int)((rest / nhb) % k.G), b = (int)(rest / ((int64_t)nhb * k.G));
             const int hb0 = g * k.Hg + hbi * k.HB, nh = LL_MIN(k.HB, (g + 1) * k.Hg - hb0);
-            ll_read_grads(&k, b, g, hb0, nh, s, thread_buf(&k), qt_chunks);
+            ll_read_grads(&k, b, g, hb0, nh, s, scan_thread_buf(&k), qt_chunks);
         }
-#pragma omp parallel for schedule(dynamic, 1) num_threads(k.nthreads)
-        for (int bh = 0; bh < k.B * k.H; bh++) ll_tree_backward(&k, bh / k.H, bh % k.H);
+        scan_head_tasks(&k, ll_tree_backward);
     }
     // 3. everything local to each chunk (intra blocks, reads, local states)
-#pragma omp parallel for schedule(dynamic, 1) num_threads(k.nthreads)
-    for (int64_t task = 0; task < ntask; task++) {
-        int g = (int)(task % k.G), c = (int)((task / k.G) % k.NC), b = (int)(task / ((int64_t)k.G * k.NC));
-        ScanReads rd;
-        ll_reads(&k, c, &rd);
-        scan_chunk_backward(&k, b, c, g, &rd, thread_buf(&k));
-    }
+    scan_chunk_tasks(&k, scan_chunk_backward, 0);
     // 4. per (b, h): chunk-total decay gradients (tree + read decays) to every token of each chunk
-#pragma omp parallel for schedule(dynamic, 1) num_threads(k.nthreads)
-    for (int bh = 0; bh < k.B * k.H; bh++) {
-        const int b = bh / k.H, h = bh % k.H;
-        double *gd = k.gdiff + (size_t)bh * (k.NC + 1);
-        for (int c = 1; c < k.NC; c++) {
-            for (int j = 0; (c >> j) != 0; j++) {
-                if (!((c >> j) & 1)) continue;
-                const double v = k.ddelta[((size_t)bh * k.NC + c) * k.nclev + j];
-                gd[(c >> j) << j] += v;
-                gd[c] -= v;
-            }
-        }
-        double acc = 0.0, dAs = 0.0;
-        const float Ah = A[h];
-        for (int c = 0; c < k.NC; c++) {
-            acc += gd[c];
-            if (acc == 0.0) continue;
-            const float g = (float)acc;
-            const int64_t t_end = LL_MIN((int64_t)(c + 1) * k.Cs, k.T);
-            double sdt = 0.0;
-            for (int64_t t = (int64_t)c * k.Cs; t < t_end; t++) {
-                const size_t i = ((size_t)b * k.T + t) * k.H + h;
-                ddt[i] += Ah * g;
-                sdt += dt[i];
-            }
-            dAs += acc * sdt;
-        }
-        k.partA2[bh] = (float)dAs;
-    }
+    scan_head_tasks(&k, ll_decay_grads);
     scan_reduce_partials(&k, dA, dD);
 }
 

@@ -207,7 +207,7 @@ static void save_checkpoint(Trainer *t) {
 
 static double evaluate(Trainer *t) {
     const TrainConfig *tc = &t->cfg.train;
-    dataloader_rewind(t->val);   // the same validation batches every time
+    dataloader_rewind(t->val);   // the same validation sample every time
     double sum = 0;
     int64_t count = 0;
     int batches = tc->eval_batches;
@@ -359,7 +359,10 @@ int main(int argc, char **argv) {
     // ---- data
     if (!dataloader_open(&t.train, tc->train_data, B, T, mc->vocab_size, tc->seed, true, &err))
         die("%s (train_data in %s)", err.msg, t.config_origin);
-    if (!dataloader_open(&t.val, tc->val_data, B, T, mc->vocab_size, tc->seed, false, &err))
+    // The validation loader is shuffled too (with a fixed seed, rewound before every evaluation): the first
+    // eval_batches batches are then a uniform sample of the whole validation set, the same each time,
+    // rather than its first documents only.
+    if (!dataloader_open(&t.val, tc->val_data, B, T, mc->vocab_size, tc->seed, true, &err))
         die("%s (val_data in %s)", err.msg, t.config_origin);
     if (tc->tokenizer[0]) {
         if (!decoder_open(&t.decoder, tc->tokenizer, &err)) {

@@ -32,6 +32,7 @@ typedef struct {
     const char *resume;
     const char *dump_grads;
     long long stop_at;         // --stop-at: checkpoint and exit after this step (0 = run to the end)
+    bool eval_only;            // --eval: validation loss of the (resumed) model, then exit
     const char *overrides[128];
     int noverrides;
 } Args;
@@ -41,6 +42,7 @@ static void usage(FILE *f) {
             "usage: ./train --config FILE [--KEY VALUE ...]\n"
             "       ./train --resume RUN_DIR|CHECKPOINT_DIR [--config FILE] [--KEY VALUE ...]\n"
             "       ./train --config FILE --dump-grads OUT.safetensors\n"
+            "       ./train --resume RUN_DIR --eval [--eval_batches N]\n"
             "       add --stop-at STEP to checkpoint and exit after STEP (e.g. to fit a job time limit)\n"
             "\n"
             "FILE is looked up as given, then under configs/. It is our format ({\"model\":{...},\"train\":{...}})\n"
@@ -49,6 +51,8 @@ static void usage(FILE *f) {
             "  --seq_len 512 --grad_accum 2 --seed 7 --threads 2 --run_dir runs/x --eval_every 50 ...\n"
             "--resume continues from the latest checkpoint in RUN_DIR (or from CHECKPOINT_DIR) exactly as if\n"
             "  the run had not stopped; overrides (e.g. a larger --steps) apply on top of the saved config.\n"
+            "--eval prints the validation loss over eval_batches batches sampled from the whole validation set\n"
+            "  (all of it if eval_batches is large enough) and exits.\n"
             "--dump-grads writes the first batch's input_ids, labels, loss and every parameter gradient\n"
             "  (tensor names as the paper's PyTorch models) to a safetensors file, then exits.\n");
 }
@@ -60,6 +64,10 @@ static Args parse_args(int argc, char **argv) {
         if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) {
             usage(stdout);
             exit(0);
+        }
+        if (strcmp(s, "--eval") == 0) {
+            a.eval_only = true;
+            continue;
         }
         if (strncmp(s, "--", 2) != 0) die("unexpected argument '%s' (options start with --; see --help)", s);
         if (i + 1 >= argc) die("option '%s' needs a value (see --help)", s);
@@ -391,6 +399,14 @@ int main(int argc, char **argv) {
 
     if (args.dump_grads) {
         dump_grads(&t, args.dump_grads);
+        return 0;
+    }
+    if (args.eval_only) {
+        const int64_t avail = dataloader_num_windows(t.val) / B;
+        const double loss = evaluate(&t);
+        printf("%s at step %lld: val loss %.4f (ppl %.2f) over %lld of %lld validation batches\n",
+               ckpt_dir[0] ? ckpt_dir : "initial model", (long long)t.st.step, loss, exp(loss),
+               (long long)LL_MIN((int64_t)tc->eval_batches, avail), (long long)avail);
         return 0;
     }
 

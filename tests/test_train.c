@@ -123,6 +123,20 @@ static void check_resume(const char *config) {
     printf("%s: 20 straight steps == 10 + resume + 10 (model and optimizer byte-identical)\n", config);
 }
 
+// --eval: the validation loss of a checkpoint, over the whole validation set when eval_batches allows.
+START_TEST(test_eval_only) {
+    char *out;
+    int rc = run(&out, "./train --config tiny_transformer.json --run_dir %s/e --steps 10 --save_every 0", g_tmp);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    rc = run(&out, "./train --resume %s/e --eval --eval_batches 4", g_tmp);
+    ck_assert_msg(rc == 0 && strstr(out, "at step 10: val loss ") && strstr(out, "over 4 of "), "%s", out);
+    double loss = atof(strstr(out, "val loss ") + 9);
+    ck_assert_msg(loss > 2.0 && loss < 5.0, "val loss %g", loss);
+    free(out);
+}
+END_TEST
+
 START_TEST(test_resume_bit_identical_transformer) { check_resume("tiny_transformer.json"); }
 END_TEST
 START_TEST(test_resume_bit_identical_loglinear) { check_resume("tiny_loglinear_mamba2.json"); }
@@ -264,6 +278,7 @@ int main(void) {
     tcase_add_test(tc, test_resume_bit_identical_mamba2);
     tcase_add_test(tc, test_resume_bit_identical_loglinear);
     tcase_add_test(tc, test_grad_accumulation);
+    tcase_add_test(tc, test_eval_only);
     tcase_add_test(tc, test_dump_grads);
     tcase_add_test(tc, test_user_errors);
     tcase_add_test(tc, test_checkpoint_errors);

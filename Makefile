@@ -33,7 +33,7 @@ train: src/train.c $(REL_OBJ)
 tokenize: data/tokenize.c $(REL_OBJ)
 	$(CC) $(REL_CFLAGS) $^ -o $@ $(LIBS)
 
-build/asan/test_%: tests/test_%.c tests/testutil.h $(TEST_OBJ)
+build/asan/test_%: tests/test_%.c $(wildcard tests/*.h) $(TEST_OBJ)
 	$(CC) $(TEST_CFLAGS) -Itests $< $(TEST_OBJ) -o $@ $(LIBS) $(CHECK_LIBS)
 build/rel/bench_%: tests/bench_%.c $(REL_OBJ)
 	$(CC) $(REL_CFLAGS) -Itests $^ -o $@ $(LIBS)

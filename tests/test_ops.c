@@ -569,9 +569,8 @@ START_TEST(test_lm_head) {
 END_TEST
 
 static Suite *ops_suite(void) {
-    Suite *s = suite_create("ops");
     // One test case per test, so CK_RUN_CASE=<name> runs a single one.
-    struct { const char *name; const TTest *fn; } tests[] = {
+    const TuNamedTest tests[] = {
         {"activations", test_activations},
         {"expf", test_expf},
         {"linear", test_linear},
@@ -584,13 +583,7 @@ static Suite *ops_suite(void) {
         {"embedding", test_embedding},
         {"lm_head", test_lm_head},
     };
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        TCase *tc = tcase_create(tests[i].name);
-        tcase_set_timeout(tc, 60);
-        tcase_add_test(tc, tests[i].fn);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return tu_suite_of("ops", tests, sizeof tests / sizeof tests[0], 60);
 }
 
 int main(void) {

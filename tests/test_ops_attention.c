@@ -288,22 +288,15 @@ START_TEST(test_attention_determinism) {
 END_TEST
 
 static Suite *attention_suite(void) {
-    Suite *s = suite_create("ops_attention");
     // One test case per test, so CK_RUN_CASE=<name> runs a single one.
-    struct { const char *name; const TTest *fn; } tests[] = {
+    const TuNamedTest tests[] = {
         {"rope", test_rope},
         {"rope_fd", test_rope_fd},
         {"attention_vs_naive", test_attention_vs_naive},
         {"attention_fd", test_attention_fd},
         {"attention_determinism", test_attention_determinism},
     };
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        TCase *tc = tcase_create(tests[i].name);
-        tcase_set_timeout(tc, 60);
-        tcase_add_test(tc, tests[i].fn);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return tu_suite_of("ops_attention", tests, sizeof tests / sizeof tests[0], 60);
 }
 
 int main(void) {

@@ -92,6 +92,22 @@ static inline float *tu_randn_buf(size_t n, float scale, uint64_t *rng) {
 
 static inline float *tu_zeros(size_t n) { return xcalloc(n ? n : 1, sizeof(float)); }
 
+// A suite with one test case per test (so CK_RUN_CASE=<name> runs a single one), each with a timeout.
+typedef struct {
+    const char *name;
+    const TTest *fn;
+} TuNamedTest;
+static inline Suite *tu_suite_of(const char *suite_name, const TuNamedTest *tests, size_t n, int timeout_s) {
+    Suite *s = suite_create(suite_name);
+    for (size_t i = 0; i < n; i++) {
+        TCase *tc = tcase_create(tests[i].name);
+        tcase_set_timeout(tc, timeout_s);
+        tcase_add_test(tc, tests[i].fn);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
 // Run a single Check suite and exit with a status CI understands.
 static inline int tu_run_suite(Suite *s) {
     SRunner *sr = srunner_create(s);

@@ -32,7 +32,7 @@ size_t lm_head_scratch_floats(int chunk_rows, int V) {
     return 2 * (size_t)chunk_rows + (size_t)chunk_rows * (size_t)V;
 }
 
-double lm_head_loss(float *dx, float *dW, int64_t *count, const float *x, const float *W,
+double lm_head_loss(float *dx, float *dW, int64_t *count, float *token_loss, const float *x, const float *W,
                     const int32_t *targets, int64_t N, int d, int V, float grad_scale,
                     float *scratch, int chunk_rows) {
     double *row_loss = (double *)scratch;                 // (chunk_rows)
@@ -83,6 +83,7 @@ double lm_head_loss(float *dx, float *dW, int64_t *count, const float *x, const 
         for (int r = 0; r < rows; r++) {
             total += row_loss[r];
             if (tc[r] >= 0) counted++;
+            if (token_loss) token_loss[n0 + r] = (float)row_loss[r];
         }
         if (want_grad) {
             // dx (rows, d) += G (rows, V) · W (V, d)

@@ -36,6 +36,7 @@ size_t lm_head_scratch_floats(int chunk_rows, int V);
 double lm_head_loss(float *dx,              // (N, d) += or NULL
                     float *dW,              // (V, d) += or NULL
                     int64_t *count,         // number of targets >= 0
+                    float *token_loss,      // (N) per-row loss (0 where ignored), or NULL
                     const float *x,         // (N, d) final-norm output
                     const float *W,         // (V, d)
                     const int32_t *targets, // (N)

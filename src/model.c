@@ -329,10 +329,11 @@ static void check_batch(const Model *m, int B, int T) {
         die("internal: batch (%d, %d) exceeds the model's activation arena (%d, %d)", B, T, m->B, m->T);
 }
 
-double model_forward_loss(Model *m, const int32_t *inputs, const int32_t *targets, int B, int T, int64_t *count) {
+double model_forward_loss(Model *m, const int32_t *inputs, const int32_t *targets, int B, int T, int64_t *count,
+                          float *token_loss) {
     check_batch(m, B, T);
     forward_body(m, inputs, B, T);
-    return lm_head_loss(NULL, NULL, count, m->hf, m->w.lm_head, targets, (int64_t)B * T, m->cfg.hidden_size,
+    return lm_head_loss(NULL, NULL, count, token_loss, m->hf, m->w.lm_head, targets, (int64_t)B * T, m->cfg.hidden_size,
                         m->cfg.vocab_size, 0.0f, m->kscratch, LM_HEAD_CHUNK_ROWS);
 }
 
@@ -353,7 +354,7 @@ double model_forward_backward(Model *m, const int32_t *inputs, const int32_t *ta
     forward_body(m, inputs, B, T);
     // Loss and its gradient w.r.t. the final norm output, chunked over rows (no B×T×V logits).
     memset(m->dh, 0, (size_t)N * d * sizeof(float));
-    double loss = lm_head_loss(m->dh, m->gw.lm_head, count, m->hf, m->w.lm_head, targets, N, d, c->vocab_size,
+    double loss = lm_head_loss(m->dh, m->gw.lm_head, count, NULL, m->hf, m->w.lm_head, targets, N, d, c->vocab_size,
                                grad_scale, m->kscratch, LM_HEAD_CHUNK_ROWS);
     memset(m->dres, 0, (size_t)N * d * sizeof(float));
     rmsnorm_backward(m->dres, m->gw.final_norm, m->dh, m->res_final, m->w.final_norm, m->rstdf, N, d);

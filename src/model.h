@@ -57,8 +57,10 @@ void model_init(Model *m, uint64_t seed);
 // model_zero_grad first). Returns the summed loss over counted targets, *count = number of counted targets.
 double model_forward_backward(Model *m, const int32_t *inputs, const int32_t *targets, int B, int T,
                               float grad_scale, int64_t *count);
-// Forward only (evaluation): summed loss and count.
-double model_forward_loss(Model *m, const int32_t *inputs, const int32_t *targets, int B, int T, int64_t *count);
+// Forward only (evaluation): summed loss and count; token_loss (B, T) receives each position's loss
+// (0 where the target is ignored) unless NULL.
+double model_forward_loss(Model *m, const int32_t *inputs, const int32_t *targets, int B, int T, int64_t *count,
+                          float *token_loss);
 // Forward only, returning the logits of every position: logits (B, T, V).
 void model_forward_logits(Model *m, const int32_t *inputs, int B, int T, float *logits);
 void model_zero_grad(Model *m);

@@ -33,6 +33,7 @@ typedef struct {
     const char *dump_grads;
     long long stop_at;         // --stop-at: checkpoint and exit after this step (0 = run to the end)
     bool eval_only;            // --eval: validation loss of the (resumed) model, then exit
+    const char *positions;     // --positions FILE (with --eval): mean loss at each position, as TSV
     const char *overrides[128];
     int noverrides;
 } Args;
@@ -42,7 +43,7 @@ static void usage(FILE *f) {
             "usage: ./train --config FILE [--KEY VALUE ...]\n"
             "       ./train --resume RUN_DIR|CHECKPOINT_DIR [--config FILE] [--KEY VALUE ...]\n"
             "       ./train --config FILE --dump-grads OUT.safetensors\n"
-            "       ./train --resume RUN_DIR --eval [--eval_batches N]\n"
+            "       ./train --resume RUN_DIR --eval [--eval_batches N] [--positions LOSS.tsv]\n"
             "       add --stop-at STEP to checkpoint and exit after STEP (e.g. to fit a job time limit)\n"
             "\n"
             "FILE is looked up as given, then under configs/. It is our format ({\"model\":{...},\"train\":{...}})\n"
@@ -52,7 +53,8 @@ static void usage(FILE *f) {
             "--resume continues from the latest checkpoint in RUN_DIR (or from CHECKPOINT_DIR) exactly as if\n"
             "  the run had not stopped; overrides (e.g. a larger --steps) apply on top of the saved config.\n"
             "--eval prints the validation loss over eval_batches batches sampled from the whole validation set\n"
-            "  (all of it if eval_batches is large enough) and exits.\n"
+            "  (all of it if eval_batches is large enough) and exits; --positions also writes the mean loss\n"
+            "  at each position 0..seq_len-1 (TSV: position, loss, count), the paper's per-position curve.\n"
             "--dump-grads writes the first batch's input_ids, labels, loss and every parameter gradient\n"
             "  (tensor names as the paper's PyTorch models) to a safetensors file, then exits.\n");
 }
@@ -75,6 +77,7 @@ static Args parse_args(int argc, char **argv) {
         if (strcmp(s, "--config") == 0) a.config_path = v;
         else if (strcmp(s, "--resume") == 0) a.resume = v;
         else if (strcmp(s, "--dump-grads") == 0) a.dump_grads = v;
+        else if (strcmp(s, "--positions") == 0) a.positions = v;
         else if (strcmp(s, "--stop-at") == 0) {
             char *end;
             a.stop_at = strtoll(v, &end, 10);
@@ -88,6 +91,7 @@ static Args parse_args(int argc, char **argv) {
             a.overrides[a.noverrides++] = kv;
         }
     }
+    if (a.positions && !a.eval_only) die("--positions goes with --eval (see --help)");
     if (!a.config_path && !a.resume) {
         usage(stderr);
         die("give --config FILE (or --resume RUN_DIR)");
@@ -213,20 +217,30 @@ static void save_checkpoint(Trainer *t) {
     free(state);
 }
 
-static double evaluate(Trainer *t) {
+// Mean validation loss over eval_batches batches of the (fixed, seeded) validation sample. With
+// pos_sum/pos_count (T each) non-NULL, also accumulates the loss at each position of the sequences.
+static double evaluate(Trainer *t, double *pos_sum, int64_t *pos_count) {
     const TrainConfig *tc = &t->cfg.train;
+    const int B = tc->batch_size, T = tc->seq_len;
     dataloader_rewind(t->val);   // the same validation sample every time
     double sum = 0;
     int64_t count = 0;
     int batches = tc->eval_batches;
-    int64_t available = dataloader_num_windows(t->val) / tc->batch_size;
+    int64_t available = dataloader_num_windows(t->val) / B;
     if (batches > available) batches = (int)available;
+    float *token_loss = pos_sum ? xmalloc((size_t)B * T * sizeof(float)) : NULL;
     for (int i = 0; i < batches; i++) {
         int64_t c = 0;
         dataloader_next(t->val, t->inputs, t->targets);
-        sum += model_forward_loss(t->model, t->inputs, t->targets, tc->batch_size, tc->seq_len, &c);
+        sum += model_forward_loss(t->model, t->inputs, t->targets, B, T, &c, token_loss);
         count += c;
+        for (int64_t k = 0; token_loss && k < (int64_t)B * T; k++) {
+            if (t->targets[k] < 0) continue;
+            pos_sum[k % T] += token_loss[k];
+            pos_count[k % T]++;
+        }
     }
+    free(token_loss);
     return count ? sum / (double)count : NAN;
 }
 
@@ -403,7 +417,21 @@ int main(int argc, char **argv) {
     }
     if (args.eval_only) {
         const int64_t avail = dataloader_num_windows(t.val) / B;
-        const double loss = evaluate(&t);
+        double *pos_sum = args.positions ? xcalloc((size_t)T, sizeof(double)) : NULL;
+        int64_t *pos_count = args.positions ? xcalloc((size_t)T, sizeof(int64_t)) : NULL;
+        const double loss = evaluate(&t, pos_sum, pos_count);
+        if (args.positions) {
+            FILE *f = fopen(args.positions, "w");
+            if (!f) die("cannot write %s (--positions): %s", args.positions, strerror(errno));
+            fprintf(f, "position\tloss\tcount\n");
+            for (int p = 0; p < T; p++)
+                fprintf(f, "%d\t%.6f\t%lld\n", p, pos_count[p] ? pos_sum[p] / (double)pos_count[p] : NAN,
+                        (long long)pos_count[p]);
+            if (fclose(f) != 0) die("cannot write %s (--positions): %s", args.positions, strerror(errno));
+            printf("wrote the per-position validation loss to %s\n", args.positions);
+            free(pos_sum);
+            free(pos_count);
+        }
         printf("%s at step %lld: val loss %.4f (ppl %.2f) over %lld of %lld validation batches\n",
                ckpt_dir[0] ? ckpt_dir : "initial model", (long long)t.st.step, loss, exp(loss),
                (long long)LL_MIN((int64_t)tc->eval_batches, avail), (long long)avail);
@@ -489,7 +517,7 @@ int main(int argc, char **argv) {
                 (long long)t.st.step, loss, hyper.lr, norm, tps, gflops, gflops / PEAK_GFLOPS, dt * 1e3);
         const bool last = t.st.step == tc->steps;
         if ((tc->eval_every > 0 && t.st.step % tc->eval_every == 0) || last) {
-            last_val = evaluate(&t);
+            last_val = evaluate(&t, NULL, NULL);
             printf("step %5lld | val loss %.4f (ppl %.2f)\n", (long long)t.st.step, last_val, exp(last_val));
             fprintf(t.log, "{\"step\": %lld, \"val_loss\": %.6f}\n", (long long)t.st.step, last_val);
         }

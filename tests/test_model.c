@@ -44,7 +44,7 @@ static void random_tokens(int32_t *x, int n, int V, uint64_t *s) {
 
 static double mean_loss(Model *m, const int32_t *in, const int32_t *tg, int B, int T) {
     int64_t count = 0;
-    double sum = model_forward_loss(m, in, tg, B, T, &count);
+    double sum = model_forward_loss(m, in, tg, B, T, &count, NULL);
     return sum / (double)count;
 }
 

@@ -481,7 +481,7 @@ typedef struct {
 static double lm_loss(void *p) {
     LmCtx *c = p;
     int64_t cnt;
-    return lm_head_loss(NULL, NULL, &cnt, c->x, c->W, c->tg, c->N, c->d, c->V, 1.0f, c->scratch, c->chunk);
+    return lm_head_loss(NULL, NULL, &cnt, NULL, c->x, c->W, c->tg, c->N, c->d, c->V, 1.0f, c->scratch, c->chunk);
 }
 
 static float *to_float(const double *a, size_t n) {
@@ -511,7 +511,7 @@ START_TEST(test_lm_head) {
         float *scratch = xmalloc(lm_head_scratch_floats(chunk, V) * sizeof(float));
         float *dx = tu_zeros(N * d), *dW = tu_zeros((size_t)V * d);
         int64_t count = -1;
-        double loss = lm_head_loss(dx, dW, &count, x, W, tg, N, d, V, gs, scratch, chunk);
+        double loss = lm_head_loss(dx, dW, &count, NULL, x, W, tg, N, d, V, gs, scratch, chunk);
         double ex = tu_rel_error(dx, rdxf, N * d), eW = tu_rel_error(dW, rdWf, (size_t)V * d);
         printf("  lm_head chunk %3d: loss %.6f vs ref %.6f (rel %.1e), dx rel %.1e, dW rel %.1e\n", chunk, loss,
                rloss, fabs(loss - rloss) / rloss, ex, eW);
@@ -520,9 +520,19 @@ START_TEST(test_lm_head) {
         ck_assert(ex < 1e-5 && eW < 1e-5);
         // Without gradients: same loss, and dx-only works.
         int64_t c2;
-        ck_assert(fabs(lm_head_loss(NULL, NULL, &c2, x, W, tg, N, d, V, gs, scratch, chunk) - loss) == 0);
+        ck_assert(fabs(lm_head_loss(NULL, NULL, &c2, NULL, x, W, tg, N, d, V, gs, scratch, chunk) - loss) == 0);
+        // per-row losses: 0 on ignored rows, and they add up to the total
+        float *rows = tu_zeros((size_t)N);
+        lm_head_loss(NULL, NULL, &c2, rows, x, W, tg, N, d, V, gs, scratch, chunk);
+        double row_sum = 0;
+        for (int64_t r = 0; r < N; r++) {
+            if (tg[r] < 0) ck_assert(rows[r] == 0.0f);
+            row_sum += rows[r];
+        }
+        ck_assert_msg(fabs(row_sum - loss) < 1e-5 * fabs(loss), "row losses sum %g vs %g", row_sum, loss);
+        free(rows);
         float *dx2 = tu_zeros(N * d);
-        lm_head_loss(dx2, NULL, &c2, x, W, tg, N, d, V, gs, scratch, chunk);
+        lm_head_loss(dx2, NULL, &c2, NULL, x, W, tg, N, d, V, gs, scratch, chunk);
         ck_assert(memcmp(dx2, dx, N * d * sizeof(float)) == 0);
         free(dx2); free(scratch); free(dx); free(dW);
     }
@@ -531,7 +541,7 @@ START_TEST(test_lm_head) {
     LmCtx c = {x, W, xmalloc(lm_head_scratch_floats(8, V) * sizeof(float)), tg, N, d, V, 8};
     float *dx = tu_zeros(N * d), *dW = tu_zeros((size_t)V * d);
     int64_t cnt;
-    lm_head_loss(dx, dW, &cnt, x, W, tg, N, d, V, 1.0f, c.scratch, 8);
+    lm_head_loss(dx, dW, &cnt, NULL, x, W, tg, N, d, V, 1.0f, c.scratch, 8);
     ck_assert(tu_fd_rel_error("lm_head_loss d x", lm_loss, &c, x, dx, N * d, 1e-2f, 600, &rng) < 1e-3);
     ck_assert(tu_fd_rel_error("lm_head_loss d W", lm_loss, &c, W, dW, (size_t)V * d, 1e-2f, 600, &rng) < 1e-3);
 
@@ -547,20 +557,20 @@ START_TEST(test_lm_head) {
     // Non-finite values propagate into the sum; a target >= V gives NaN instead of reading past W.
     float saved = x[3 * d + 2];
     x[3 * d + 2] = NAN;
-    double bad = lm_head_loss(NULL, NULL, &cnt, x, W, tg, N, d, V, 1.0f, c.scratch, 8);
+    double bad = lm_head_loss(NULL, NULL, &cnt, NULL, x, W, tg, N, d, V, 1.0f, c.scratch, 8);
     ck_assert_msg(isnan(bad), "NaN input gave loss %f", bad);
     x[3 * d + 2] = INFINITY;
-    bad = lm_head_loss(dx, dW, &cnt, x, W, tg, N, d, V, 1.0f, c.scratch, 8);
+    bad = lm_head_loss(dx, dW, &cnt, NULL, x, W, tg, N, d, V, 1.0f, c.scratch, 8);
     ck_assert_msg(!isfinite(bad), "inf input gave loss %f", bad);
     x[3 * d + 2] = saved;
     int32_t t4 = tg[4];
     tg[4] = V;
-    ck_assert(isnan(lm_head_loss(NULL, NULL, &cnt, x, W, tg, N, d, V, 1.0f, c.scratch, 8)));
+    ck_assert(isnan(lm_head_loss(NULL, NULL, &cnt, NULL, x, W, tg, N, d, V, 1.0f, c.scratch, 8)));
     tg[4] = t4;
     // The ignored rows alone: NaN there does not count.
     saved = x[0];
     x[0] = NAN;
-    ck_assert(isfinite(lm_head_loss(NULL, NULL, &cnt, x, W, tg, N, d, V, 1.0f, c.scratch, 8)));
+    ck_assert(isfinite(lm_head_loss(NULL, NULL, &cnt, NULL, x, W, tg, N, d, V, 1.0f, c.scratch, 8)));
     x[0] = saved;
 
     free(lg); free(dx); free(dW); free(c.scratch);

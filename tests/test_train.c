@@ -126,14 +126,40 @@ static void check_resume(const char *config) {
 // --eval: the validation loss of a checkpoint, over the whole validation set when eval_batches allows.
 START_TEST(test_eval_only) {
     char *out;
-    int rc = run(&out, "./train --config tiny_transformer.json --run_dir %s/e --steps 10 --save_every 0", g_tmp);
+    int rc = run(&out, "./train --config tiny_transformer.json --run_dir %s/e --steps 40 --save_every 0 --eval_every 0 --sample_tokens 0", g_tmp);
     ck_assert_msg(rc == 0, "%s", out);
     free(out);
     rc = run(&out, "./train --resume %s/e --eval --eval_batches 4", g_tmp);
-    ck_assert_msg(rc == 0 && strstr(out, "at step 10: val loss ") && strstr(out, "over 4 of "), "%s", out);
+    ck_assert_msg(rc == 0 && strstr(out, "at step 40: val loss ") && strstr(out, "over 4 of "), "%s", out);
     double loss = atof(strstr(out, "val loss ") + 9);
-    ck_assert_msg(loss > 2.0 && loss < 5.0, "val loss %g", loss);
+    ck_assert_msg(loss > 2.0 && loss < 4.5, "val loss %g", loss);
     free(out);
+    // per-position loss: one row per position, each over every evaluated sequence; their mean is the
+    // validation loss of the same sample
+    char tsv[512];
+    snprintf(tsv, sizeof tsv, "%s/pos.tsv", g_tmp);
+    rc = run(&out, "./train --resume %s/e --eval --eval_batches 8 --positions %s", g_tmp, tsv);
+    ck_assert_msg(rc == 0, "%s", out);
+    double val8 = atof(strstr(out, "val loss ") + 9);
+    free(out);
+    FILE *f = fopen(tsv, "r");
+    ck_assert(f != NULL);
+    char line[256];
+    ck_assert(fgets(line, sizeof line, f) && strncmp(line, "position\tloss\tcount\n", 20) == 0);
+    double mean = 0;
+    int rows = 0, pos, cnt;
+    double l;
+    while (fscanf(f, "%d %lf %d", &pos, &l, &cnt) == 3) {
+        ck_assert_int_eq(pos, rows);
+        ck_assert_int_eq(cnt, 8 * 4);   // eval_batches x batch_size sequences
+        ck_assert(l > 0 && l < 10);
+        mean += l / 64.0;
+        rows++;
+    }
+    fclose(f);
+    ck_assert_int_eq(rows, 64);
+    printf("per-position val loss: mean over 64 positions %.4f, val loss %.4f\n", mean, val8);
+    ck_assert_msg(fabs(mean - val8) < 2e-4, "per-position mean %.5f != val loss %.5f", mean, val8);
 }
 END_TEST
 

@@ -14,6 +14,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <cjson/cJSON.h>
+
 #include "blas_setup.h"
 #include "checkpoint.h"
 #include "config.h"
@@ -148,31 +150,28 @@ static char *state_to_json(const TrainState *s, uint64_t seed) {
     return buf;
 }
 
-static bool json_field(const char *json, const char *key, char *out, size_t outlen) {
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *p = strstr(json, pat);
-    if (!p) return false;
-    p += strlen(pat);
-    while (*p == ' ' || *p == '"') p++;
-    size_t n = 0;
-    while (p[n] && p[n] != '"' && p[n] != ',' && p[n] != '\n' && n + 1 < outlen) n++;
-    memcpy(out, p, n);
-    out[n] = 0;
-    return n > 0;
-}
-
+// Reads state.json (written by state_to_json; 64-bit values travel as strings to stay exact).
 static void state_from_json(TrainState *s, const char *json, const char *origin) {
-    char v[64];
-#define FIELD(key) (json_field(json, key, v, sizeof v) ? v : (die("%s: missing field '%s'", origin, key), ""))
-    s->step = strtoll(FIELD("step"), NULL, 10);
-    s->data.epoch = strtoull(FIELD("data_epoch"), NULL, 10);
-    s->data.cursor = strtoull(FIELD("data_cursor"), NULL, 10);
-    s->tokens_seen = strtoll(FIELD("tokens_seen"), NULL, 10);
-    s->bad_steps_total = strtoll(FIELD("bad_steps_total"), NULL, 10);
-    s->consecutive_bad = (int)strtol(FIELD("consecutive_bad"), NULL, 10);
-    s->elapsed = strtod(FIELD("elapsed_seconds"), NULL);
-#undef FIELD
+    cJSON *root = cJSON_Parse(json);
+    if (!root) die("%s/state.json is not valid JSON; resume from another checkpoint", origin);
+    const char *keys[] = {"step", "data_epoch", "data_cursor", "tokens_seen", "bad_steps_total",
+                          "consecutive_bad", "elapsed_seconds"};
+    double num[7];
+    unsigned long long u64[7];
+    for (int i = 0; i < 7; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, keys[i]);
+        if (cJSON_IsNumber(v)) num[i] = v->valuedouble, u64[i] = (unsigned long long)v->valuedouble;
+        else if (cJSON_IsString(v)) num[i] = strtod(v->valuestring, NULL), u64[i] = strtoull(v->valuestring, NULL, 10);
+        else die("%s/state.json: missing field '%s'; resume from another checkpoint", origin, keys[i]);
+    }
+    s->step = (int64_t)num[0];
+    s->data.epoch = u64[1];
+    s->data.cursor = u64[2];
+    s->tokens_seen = (int64_t)num[3];
+    s->bad_steps_total = (int64_t)num[4];
+    s->consecutive_bad = (int)num[5];
+    s->elapsed = num[6];
+    cJSON_Delete(root);
 }
 
 // ---------------------------------------------------------------------------------------------------

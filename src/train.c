@@ -36,6 +36,7 @@ typedef struct {
     long long stop_at;         // --stop-at: checkpoint and exit after this step (0 = run to the end)
     bool eval_only;            // --eval: validation loss of the (resumed) model, then exit
     const char *positions;     // --positions FILE (with --eval): mean loss at each position, as TSV
+    const char *init_from;     // --init-from: start from these weights (a model.safetensors, e.g. from PyTorch)
     const char *overrides[128];
     int noverrides;
 } Args;
@@ -46,6 +47,7 @@ static void usage(FILE *f) {
             "       ./train --resume RUN_DIR|CHECKPOINT_DIR [--config FILE] [--KEY VALUE ...]\n"
             "       ./train --config FILE --dump-grads OUT.safetensors\n"
             "       ./train --resume RUN_DIR --eval [--eval_batches N] [--positions LOSS.tsv]\n"
+            "       ./train --config FILE --init-from MODEL.safetensors|DIR [--KEY VALUE ...]\n"
             "       add --stop-at STEP to checkpoint and exit after STEP (e.g. to fit a job time limit)\n"
             "\n"
             "FILE is looked up as given, then under configs/. It is our format ({\"model\":{...},\"train\":{...}})\n"
@@ -57,6 +59,8 @@ static void usage(FILE *f) {
             "--eval prints the validation loss over eval_batches batches sampled from the whole validation set\n"
             "  (all of it if eval_batches is large enough) and exits; --positions also writes the mean loss\n"
             "  at each position 0..seq_len-1 (TSV: position, loss, count), the paper's per-position curve.\n"
+            "--init-from starts a new run (step 0, fresh optimizer) from the weights of a model.safetensors with\n"
+            "  the paper's tensor names, e.g. one written by PyTorch, or a checkpoint directory holding one.\n"
             "--dump-grads writes the first batch's input_ids, labels, loss and every parameter gradient\n"
             "  (tensor names as the paper's PyTorch models) to a safetensors file, then exits.\n");
 }
@@ -80,6 +84,7 @@ static Args parse_args(int argc, char **argv) {
         else if (strcmp(s, "--resume") == 0) a.resume = v;
         else if (strcmp(s, "--dump-grads") == 0) a.dump_grads = v;
         else if (strcmp(s, "--positions") == 0) a.positions = v;
+        else if (strcmp(s, "--init-from") == 0) a.init_from = v;
         else if (strcmp(s, "--stop-at") == 0) {
             char *end;
             a.stop_at = strtoll(v, &end, 10);
@@ -94,6 +99,7 @@ static Args parse_args(int argc, char **argv) {
         }
     }
     if (a.positions && !a.eval_only) die("--positions goes with --eval (see --help)");
+    if (a.init_from && a.resume) die("--init-from starts a new run and --resume continues one: give only one of them");
     if (!a.config_path && !a.resume) {
         usage(stderr);
         die("give --config FILE (or --resume RUN_DIR)");
@@ -408,6 +414,17 @@ int main(int argc, char **argv) {
         if (!dataloader_seek(t.train, t.st.data, &err)) die("%s", err.msg);
     } else {
         model_init(t.model, tc->seed);
+        if (args.init_from) {
+            char path[1100];
+            struct stat sb;
+            bool is_dir = stat(args.init_from, &sb) == 0 && S_ISDIR(sb.st_mode);
+            snprintf(path, sizeof path, is_dir ? "%s/model.safetensors" : "%s", args.init_from);
+            // Strict: every tensor of the config present with its exact shape, nothing extra; CRCs checked
+            // when the file has them (PyTorch's writer adds none).
+            if (!safetensors_read(path, t.refs, model_num_tensors(t.model), true, &err))
+                die("--init-from: %s", err.msg);
+            printf("initialised the weights from %s\n", path);
+        }
     }
 
     if (args.dump_grads) {

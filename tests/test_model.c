@@ -49,8 +49,9 @@ static double mean_loss(Model *m, const int32_t *in, const int32_t *tg, int B, i
 }
 
 // Finite differences of the mean loss against the analytic gradient, on a sample of entries of every tensor.
-static void check_model_gradients(ModelType type) {
+static void check_model_gradients(ModelType type, bool tied) {
     ModelConfig c = tiny(type);
+    c.tie_word_embeddings = tied;   // tied: the embedding gets both the lookup and the LM-head gradient
     const int B = 2, T = 11;   // T not a multiple of the chunk
     Err err;
     Model *m = model_create(&c, B, T, &err);
@@ -101,18 +102,20 @@ static void check_model_gradients(ModelType type) {
             }
         }
     }
-    printf("%s: whole-model gradient vs finite differences: worst %s (fd %.4e, analytic %.4e), %.2f of tolerance\n",
-           model_type_name(type), worst_name, worst_fd, worst_g, worst);
+    printf("%s%s: whole-model gradient vs finite differences: worst %s (fd %.4e, analytic %.4e), %.2f of tolerance\n",
+           model_type_name(type), tied ? " (tied embeddings)" : "", worst_name, worst_fd, worst_g, worst);
     ck_assert_msg(worst <= 1.0, "%s: gradient of %s off: fd %.5e vs analytic %.5e", model_type_name(type), worst_name,
                   worst_fd, worst_g);
     model_free(m);
 }
 
-START_TEST(test_gradients_transformer) { check_model_gradients(MODEL_TRANSFORMER); }
+START_TEST(test_gradients_transformer) { check_model_gradients(MODEL_TRANSFORMER, false); }
 END_TEST
-START_TEST(test_gradients_mamba2) { check_model_gradients(MODEL_MAMBA2); }
+START_TEST(test_gradients_tied_embeddings) { check_model_gradients(MODEL_TRANSFORMER, true); }
 END_TEST
-START_TEST(test_gradients_loglinear_mamba2) { check_model_gradients(MODEL_LOGLINEAR_MAMBA2); }
+START_TEST(test_gradients_mamba2) { check_model_gradients(MODEL_MAMBA2, false); }
+END_TEST
+START_TEST(test_gradients_loglinear_mamba2) { check_model_gradients(MODEL_LOGLINEAR_MAMBA2, false); }
 END_TEST
 
 // Step-by-step decoding (recurrent state / KV cache) reproduces the parallel forward's logits everywhere.
@@ -291,6 +294,7 @@ int main(void) {
     TCase *tc = tcase_create("model");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_gradients_transformer);
+    tcase_add_test(tc, test_gradients_tied_embeddings);
     tcase_add_test(tc, test_gradients_mamba2);
     tcase_add_test(tc, test_gradients_loglinear_mamba2);
     tcase_add_test(tc, test_decode_matches_forward);

@@ -265,17 +265,20 @@ static int sample_token(const float *logits, int V, Rng *r) {
 static void print_sample(Trainer *t) {
     const TrainConfig *tc = &t->cfg.train;
     const ModelConfig *mc = &t->cfg.model;
-    if (tc->sample_tokens <= 0) return;
+    // The model is defined up to its maximum context (the log-linear state has levels for that many
+    // tokens): samples stop there.
+    const int max_new = LL_MIN(tc->sample_tokens, mc->max_seq_len - 1);
+    if (max_new <= 0) return;
     const int V = mc->vocab_size;
     const int eot = t->decoder ? decoder_eot(t->decoder) : V - 1;
-    DecodeState *ds = decode_create(t->model, tc->sample_tokens + 1);
+    DecodeState *ds = decode_create(t->model, max_new + 1);
     float *logits = xmalloc((size_t)V * sizeof(float));
-    int32_t *ids = xmalloc((size_t)tc->sample_tokens * sizeof(int32_t));
+    int32_t *ids = xmalloc((size_t)max_new * sizeof(int32_t));
     Rng r;
     rng_seed(&r, rng_mix(tc->seed, (uint64_t)t->st.step));   // independent of the training stream
     int32_t tok = eot;
     int n = 0;
-    for (; n < tc->sample_tokens; n++) {
+    for (; n < max_new; n++) {
         decode_step(t->model, ds, tok, logits);
         tok = sample_token(logits, V, &r);
         if (tok == eot) break;

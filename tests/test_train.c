@@ -13,12 +13,9 @@
 static char g_tmp[256];
 
 // Runs a shell command with ./train etc.; captures stdout+stderr into *out (malloc'd); returns exit status.
-static int run(char **out, const char *fmt, ...) {
+static int vrun(char **out, const char *fmt, va_list ap) {
     char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
     char full[4200];
     snprintf(full, sizeof full, "%s 2>&1", cmd);
     // The sanitizer runtime of this test must not leak into the release binaries it starts.
@@ -37,6 +34,25 @@ static int run(char **out, const char *fmt, ...) {
     if (out) *out = buf;
     else free(buf);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+static int run(char **out, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vrun(out, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+// Runs a command that must succeed (its output is shown if it does not).
+static void run_ok(const char *fmt, ...) {
+    char *out;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vrun(&out, fmt, ap);
+    va_end(ap);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
 }
 
 static void setup(void) {
@@ -102,10 +118,8 @@ static bool files_equal(const char *a, const char *b) {
 // 20 straight steps and 10 + stop + resume + 10 give byte-identical weights and optimizer moments.
 static void check_resume(const char *config) {
     char *out;
-    int rc = run(&out, "./train --config %s --run_dir %s/straight --steps 20 --save_every 0", config, g_tmp);
-    ck_assert_msg(rc == 0, "%s", out);
-    free(out);
-    rc = run(&out, "./train --config %s --run_dir %s/split --steps 20 --save_every 0 --stop-at 10", config, g_tmp);
+    run_ok("./train --config %s --run_dir %s/straight --steps 20 --save_every 0", config, g_tmp);
+    int rc = run(&out, "./train --config %s --run_dir %s/split --steps 20 --save_every 0 --stop-at 10", config, g_tmp);
     ck_assert_msg(rc == 0, "%s", out);
     ck_assert_msg(strstr(out, "stopped at step 10") != NULL, "%s", out);
     free(out);
@@ -126,10 +140,8 @@ static void check_resume(const char *config) {
 // --eval: the validation loss of a checkpoint, over the whole validation set when eval_batches allows.
 START_TEST(test_eval_only) {
     char *out;
-    int rc = run(&out, "./train --config tiny_transformer.json --run_dir %s/e --steps 40 --save_every 0 --eval_every 0 --sample_tokens 0", g_tmp);
-    ck_assert_msg(rc == 0, "%s", out);
-    free(out);
-    rc = run(&out, "./train --resume %s/e --eval --eval_batches 4", g_tmp);
+    run_ok("./train --config tiny_transformer.json --run_dir %s/e --steps 40 --save_every 0 --eval_every 0 --sample_tokens 0", g_tmp);
+    int rc = run(&out, "./train --resume %s/e --eval --eval_batches 4", g_tmp);
     ck_assert_msg(rc == 0 && strstr(out, "at step 40: val loss ") && strstr(out, "over 4 of "), "%s", out);
     double loss = atof(strstr(out, "val loss ") + 9);
     ck_assert_msg(loss > 2.0 && loss < 4.5, "val loss %g", loss);
@@ -187,15 +199,10 @@ static int read_losses(const char *run_dir, double *loss, int max) {
 // Gradient accumulation: 2 micro-batches of 2 sequences make the same steps as 1 batch of 4 (the loader
 // hands out the same windows in the same order), up to float summation order.
 START_TEST(test_grad_accumulation) {
-    char *out;
-    int rc = run(&out, "./train --config tiny_mamba2.json --run_dir %s/b4 --steps 6 --warmup_steps 1 --batch_size 4 "
+    run_ok("./train --config tiny_mamba2.json --run_dir %s/b4 --steps 6 --warmup_steps 1 --batch_size 4 "
                        "--grad_accum 1 --save_every 0", g_tmp);
-    ck_assert_msg(rc == 0, "%s", out);
-    free(out);
-    rc = run(&out, "./train --config tiny_mamba2.json --run_dir %s/b2 --steps 6 --warmup_steps 1 --batch_size 2 "
+    run_ok("./train --config tiny_mamba2.json --run_dir %s/b2 --steps 6 --warmup_steps 1 --batch_size 2 "
                    "--grad_accum 2 --save_every 0", g_tmp);
-    ck_assert_msg(rc == 0, "%s", out);
-    free(out);
     double a[16], b[16];
     char da[300], db[300];
     snprintf(da, sizeof da, "%s/b4", g_tmp);
@@ -214,10 +221,8 @@ END_TEST
 // takes); its first loss is the loss the weights had, far below that of a fresh initialisation.
 START_TEST(test_init_from) {
     char *out;
-    int rc = run(&out, "./train --config tiny_loglinear_mamba2.json --run_dir %s/a --steps 30 --save_every 0", g_tmp);
-    ck_assert_msg(rc == 0, "%s", out);
-    free(out);
-    rc = run(&out, "./train --config tiny_loglinear_mamba2.json --run_dir %s/b --steps 2 --warmup_steps 1 --init-from "
+    run_ok("./train --config tiny_loglinear_mamba2.json --run_dir %s/a --steps 30 --save_every 0", g_tmp);
+    int rc = run(&out, "./train --config tiny_loglinear_mamba2.json --run_dir %s/b --steps 2 --warmup_steps 1 --init-from "
                    "%s/a/step_00000030", g_tmp, g_tmp);
     ck_assert_msg(rc == 0 && strstr(out, "initialised the weights from"), "%s", out);
     free(out);
@@ -235,11 +240,9 @@ START_TEST(test_init_from) {
 END_TEST
 
 START_TEST(test_dump_grads) {
-    char *out, path[512];
+    char path[512];
     snprintf(path, sizeof path, "%s/grads.safetensors", g_tmp);
-    int rc = run(&out, "./train --config tiny_loglinear_mamba2.json --run_dir %s/r --dump-grads %s", g_tmp, path);
-    ck_assert_msg(rc == 0, "%s", out);
-    free(out);
+    run_ok("./train --config tiny_loglinear_mamba2.json --run_dir %s/r --dump-grads %s", g_tmp, path);
     StFileInfo info;
     Err err;
     ck_assert_msg(safetensors_list(path, &info, &err), "%s", err.msg);
@@ -288,11 +291,9 @@ END_TEST
 
 START_TEST(test_checkpoint_errors) {
     char *out;
-    int rc = run(&out, "./train --config tiny_mamba2.json --run_dir %s/c --steps 6 --save_every 0", g_tmp);
-    ck_assert_msg(rc == 0, "%s", out);
-    free(out);
+    run_ok("./train --config tiny_mamba2.json --run_dir %s/c --steps 6 --save_every 0", g_tmp);
     // a checkpoint of another model: resume with a config that does not match
-    rc = run(&out, "./train --resume %s/c --config tiny_transformer.json", g_tmp);
+    int rc = run(&out, "./train --resume %s/c --config tiny_transformer.json", g_tmp);
     ck_assert_msg(rc != 0 && strstr(out, "different model"), "%s", out);
     free(out);
     char path[512];

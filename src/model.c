@@ -49,90 +49,58 @@ static bool is_mamba(const ModelConfig *c) { return c->type == MODEL_MAMBA2 || c
 // ---------------------------------------------------------------------------------------------------
 // Parameter table: names, shapes and order exactly as the paper's PyTorch state_dict (checkpoint-names.md).
 
-typedef struct {
-    ParamInfo *table;         // NULL: don't record
-    float *base;              // NULL: only count
-    size_t used;              // floats laid out so far; tensors are packed (no padding), so the flat
-                              // buffers are exactly the concatenation of the tensors in table order
-    int n;
-} TableBuilder;
-
-static float *add_tensor(TableBuilder *tb, const char *name, bool decay, int ndim, int64_t s0, int64_t s1, int64_t s2) {
-    const int64_t shape[3] = {s0, s1, s2};
-    size_t numel = 1;
-    for (int i = 0; i < ndim; i++) numel *= (size_t)shape[i];
-    size_t offset = tb->used;
-    float *p = tb->base ? tb->base + offset : NULL;
-    tb->used += numel;
-    if (tb->table) {
-        ParamInfo *pi = &tb->table[tb->n];
-        snprintf(pi->name, sizeof pi->name, "%s", name);
-        pi->ndim = ndim;
-        for (int i = 0; i < 4; i++) pi->shape[i] = i < ndim ? shape[i] : 1;
-        pi->offset = offset;
-        pi->numel = numel;
-        pi->decay = decay;
-    }
-    tb->n++;
-    return p;
-}
-
 // Walks the model's tensors in state_dict order, filling `w` with pointers into tb->base.
-static void build_layout(TableBuilder *tb, const ModelConfig *c, Weights *w) {
+static void build_layout(ParamTable *tb, const ModelConfig *c, Weights *w) {
     const int d = c->hidden_size, V = c->vocab_size, I = c->intermediate_size, H = c->num_heads;
     const bool mamba = is_mamba(c);
     const char *pre = mamba ? "backbone" : "model";
     char name[96];
 
     snprintf(name, sizeof name, "%s.embeddings.weight", pre);
-    w->embed = add_tensor(tb, name, true, 2, V, d, 0);
+    w->embed = param_add(tb, name, true, 2, V, d, 0);
     for (int l = 0; l < c->num_layers; l++) {
         LayerWeights *lw = &w->layers[l];
         memset(lw, 0, sizeof *lw);
 #define NAME(suffix) (snprintf(name, sizeof name, "%s.layers.%d.%s", pre, l, suffix), name)
         if (!mamba) {
             const int hd = c->head_dim, Hkv = c->num_kv_heads;
-            lw->mixer_norm = add_tensor(tb, NAME("attn_norm.weight"), false, 1, d, 0, 0);
-            lw->q_proj = add_tensor(tb, NAME("attn.q_proj.weight"), true, 2, (int64_t)H * hd, d, 0);
-            lw->k_proj = add_tensor(tb, NAME("attn.k_proj.weight"), true, 2, (int64_t)Hkv * hd, d, 0);
-            lw->v_proj = add_tensor(tb, NAME("attn.v_proj.weight"), true, 2, (int64_t)Hkv * hd, d, 0);
-            lw->o_proj = add_tensor(tb, NAME("attn.o_proj.weight"), true, 2, d, (int64_t)H * hd, 0);
-            lw->mlp_norm = add_tensor(tb, NAME("mlp_norm.weight"), false, 1, d, 0, 0);
+            lw->mixer_norm = param_add(tb, NAME("attn_norm.weight"), false, 1, d, 0, 0);
+            lw->q_proj = param_add(tb, NAME("attn.q_proj.weight"), true, 2, (int64_t)H * hd, d, 0);
+            lw->k_proj = param_add(tb, NAME("attn.k_proj.weight"), true, 2, (int64_t)Hkv * hd, d, 0);
+            lw->v_proj = param_add(tb, NAME("attn.v_proj.weight"), true, 2, (int64_t)Hkv * hd, d, 0);
+            lw->o_proj = param_add(tb, NAME("attn.o_proj.weight"), true, 2, d, (int64_t)H * hd, 0);
+            lw->mlp_norm = param_add(tb, NAME("mlp_norm.weight"), false, 1, d, 0, 0);
         } else {
             const int din = c->d_inner, GN = c->n_groups * c->state_size, K = c->conv_kernel;
             const int Cc = din + 2 * GN;
             const bool ll = c->type == MODEL_LOGLINEAR_MAMBA2;
             const int64_t rows = (int64_t)2 * din + 2 * GN + H + (ll ? (int64_t)H * c->num_levels : 0);
-            lw->mixer_norm = add_tensor(tb, NAME("mixer_norm.weight"), false, 1, d, 0, 0);
-            lw->mlp_norm = add_tensor(tb, NAME("mlp_norm.weight"), false, 1, d, 0, 0);
-            lw->dt_bias = add_tensor(tb, NAME("mixer.dt_bias"), false, 1, H, 0, 0);
-            lw->A_log = add_tensor(tb, NAME("mixer.A_log"), false, 1, H, 0, 0);
-            if (ll) lw->L = add_tensor(tb, NAME("mixer.L"), false, 2, H, c->num_levels, 0);
-            lw->D = add_tensor(tb, NAME("mixer.D"), false, 1, H, 0, 0);
-            lw->conv_w = add_tensor(tb, NAME("mixer.conv1d.weight"), true, 3, Cc, 1, K);
-            if (c->use_conv_bias) lw->conv_b = add_tensor(tb, NAME("mixer.conv1d.bias"), false, 1, Cc, 0, 0);
-            lw->in_proj = add_tensor(tb, NAME("mixer.in_proj.weight"), true, 2, rows, d, 0);
-            lw->gnorm = add_tensor(tb, NAME("mixer.norm.weight"), false, 1, din, 0, 0);
-            lw->out_proj = add_tensor(tb, NAME("mixer.out_proj.weight"), true, 2, d, din, 0);
+            lw->mixer_norm = param_add(tb, NAME("mixer_norm.weight"), false, 1, d, 0, 0);
+            lw->mlp_norm = param_add(tb, NAME("mlp_norm.weight"), false, 1, d, 0, 0);
+            lw->dt_bias = param_add(tb, NAME("mixer.dt_bias"), false, 1, H, 0, 0);
+            lw->A_log = param_add(tb, NAME("mixer.A_log"), false, 1, H, 0, 0);
+            if (ll) lw->L = param_add(tb, NAME("mixer.L"), false, 2, H, c->num_levels, 0);
+            lw->D = param_add(tb, NAME("mixer.D"), false, 1, H, 0, 0);
+            lw->conv_w = param_add(tb, NAME("mixer.conv1d.weight"), true, 3, Cc, 1, K);
+            if (c->use_conv_bias) lw->conv_b = param_add(tb, NAME("mixer.conv1d.bias"), false, 1, Cc, 0, 0);
+            lw->in_proj = param_add(tb, NAME("mixer.in_proj.weight"), true, 2, rows, d, 0);
+            lw->gnorm = param_add(tb, NAME("mixer.norm.weight"), false, 1, din, 0, 0);
+            lw->out_proj = param_add(tb, NAME("mixer.out_proj.weight"), true, 2, d, din, 0);
         }
-        lw->gate_proj = add_tensor(tb, NAME("mlp.gate_proj.weight"), true, 2, I, d, 0);
-        lw->up_proj = add_tensor(tb, NAME("mlp.up_proj.weight"), true, 2, I, d, 0);
-        lw->down_proj = add_tensor(tb, NAME("mlp.down_proj.weight"), true, 2, d, I, 0);
+        lw->gate_proj = param_add(tb, NAME("mlp.gate_proj.weight"), true, 2, I, d, 0);
+        lw->up_proj = param_add(tb, NAME("mlp.up_proj.weight"), true, 2, I, d, 0);
+        lw->down_proj = param_add(tb, NAME("mlp.down_proj.weight"), true, 2, d, I, 0);
 #undef NAME
     }
     snprintf(name, sizeof name, mamba ? "%s.norm_f.weight" : "%s.norm.weight", pre);
-    w->final_norm = add_tensor(tb, name, false, 1, d, 0, 0);
+    w->final_norm = param_add(tb, name, false, 1, d, 0, 0);
     if (c->tie_word_embeddings) {
         // Tied: PyTorch's state_dict still lists lm_head.weight (same data). Alias the embedding's
         // storage so checkpoints carry both keys while the flat buffer holds the tensor once.
         w->lm_head = w->embed;
-        if (tb->table) {
-            tb->table[tb->n] = tb->table[0];
-            snprintf(tb->table[tb->n].name, sizeof tb->table[tb->n].name, "lm_head.weight");
-        }
-        tb->n++;
+        param_add_alias(tb, "lm_head.weight", 0);
     } else {
-        w->lm_head = add_tensor(tb, "lm_head.weight", true, 2, V, d, 0);
+        w->lm_head = param_add(tb, "lm_head.weight", true, 2, V, d, 0);
     }
 }
 
@@ -182,16 +150,16 @@ Model *model_create(const ModelConfig *cfg, int B, int T, Err *err) {
     m->w.layers = xcalloc((size_t)cfg->num_layers, sizeof(LayerWeights));
     m->gw.layers = xcalloc((size_t)cfg->num_layers, sizeof(LayerWeights));
 
-    TableBuilder count = {0};
+    ParamTable count = {0};
     build_layout(&count, cfg, &m->w);
     m->ntensors = count.n;
     m->numel = count.used;
     m->table = xcalloc((size_t)m->ntensors, sizeof(ParamInfo));
     m->params = xcalloc(m->numel, sizeof(float));
     m->grads = xcalloc(m->numel, sizeof(float));
-    TableBuilder tb = {.table = m->table, .base = m->params};
+    ParamTable tb = {.table = m->table, .base = m->params};
     build_layout(&tb, cfg, &m->w);
-    TableBuilder gb = {.base = m->grads};
+    ParamTable gb = {.base = m->grads};
     build_layout(&gb, cfg, &m->gw);
 
     m->acts = xcalloc((size_t)cfg->num_layers, sizeof(LayerActs));
@@ -207,10 +175,10 @@ Model *model_create(const ModelConfig *cfg, int B, int T, Err *err) {
 
 ParamInfo *model_table(const ModelConfig *cfg, int *n) {
     Weights w = {.layers = xcalloc((size_t)cfg->num_layers, sizeof(LayerWeights))};
-    TableBuilder count = {0};
+    ParamTable count = {0};
     build_layout(&count, cfg, &w);
     ParamInfo *table = xcalloc((size_t)count.n, sizeof(ParamInfo));
-    TableBuilder tb = {.table = table};
+    ParamTable tb = {.table = table};
     build_layout(&tb, cfg, &w);
     free(w.layers);
     *n = tb.n;

@@ -10,15 +10,8 @@
 
 #include "config.h"
 #include "layers.h"
+#include "param_table.h"
 
-typedef struct {
-    char name[96];       // e.g. "model.layers.3.attn.q_proj.weight" / "backbone.layers.0.mixer.A_log"
-    int ndim;
-    int64_t shape[4];
-    size_t offset;       // in floats, into the flat buffers
-    size_t numel;
-    bool decay;          // weight decay under DECAY_MATRICES (linear/conv/embedding weights)
-} ParamInfo;
 
 
 typedef struct {

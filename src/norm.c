@@ -1,4 +1,4 @@
-// norm.c — see norm.h. Formulas: architectures.md §3.1 (RMSNorm) and §3.7 (Mamba-2 gated norm).
+// norm.c — see norm.h. Formulas: architectures.md §3.1 (RMSNorm), §3.5 (L2 norm) and §3.7 (gated norms).
 #include "norm.h"
 
 #include <math.h>
@@ -115,6 +115,46 @@ void gated_rmsnorm_backward(float *dx, float *dz, float *dw, const float *dout, 
                 act_vf u = act_vload_n(xr + c, m) * act_vsilu(act_vload_n(zr + c, m));
                 act_vstore_n(dw + c, act_vload_n(dw + c, m) + act_vload_n(dy + c, m) * u * r, m);
             }
+        }
+    }
+}
+
+void l2norm_forward(float *out, float *rstd, const float *inp, int ld_in, int64_t N, int H, int D, float scale,
+                    float eps) {
+    #pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        for (int h = 0; h < H; h++) {
+            const float *x = inp + n * ld_in + (size_t)h * D;
+            float *y = out + ((size_t)n * H + h) * D;
+            act_vf acc = act_vsplat(0.0f);
+            for (int c = 0; c < D; c += ACT_VL) {
+                int m = D - c < ACT_VL ? D - c : ACT_VL;
+                act_vf xv = act_vload_n(x + c, m);
+                acc += xv * xv;
+            }
+            const float r = 1.0f / sqrtf(act_hsum(acc) + eps);
+            const float s = scale * r;
+            for (int c = 0; c < D; c++) y[c] = x[c] * s;
+            rstd[(size_t)n * H + h] = r;
+        }
+    }
+}
+
+void l2norm_backward(float *dinp, const float *dout, const float *inp, const float *rstd, int ld_in, int64_t N,
+                     int H, int D, float scale) {
+    #pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        for (int h = 0; h < H; h++) {
+            const float *x = inp + n * ld_in + (size_t)h * D, *dy = dout + ((size_t)n * H + h) * D;
+            float *dx = dinp + n * ld_in + (size_t)h * D;
+            const float r = rstd[(size_t)n * H + h];
+            act_vf acc = act_vsplat(0.0f);
+            for (int c = 0; c < D; c += ACT_VL) {
+                int m = D - c < ACT_VL ? D - c : ACT_VL;
+                acc += act_vload_n(dy + c, m) * act_vload_n(x + c, m);
+            }
+            const float a = scale * r, b = scale * r * r * r * act_hsum(acc);
+            for (int c = 0; c < D; c++) dx[c] += a * dy[c] - b * x[c];
         }
     }
 }

@@ -44,4 +44,20 @@ void gated_rmsnorm_backward(float *dx,          // (N, C) +=
                             const float *rstd,  // (N)
                             int64_t N, int C);
 
+// Per-head L2 normalisation (Gated DeltaNet q and k, fla l2norm): row n, head h of D channels,
+//     out = scale · x / sqrt(Σ x² + eps)
+// x is read from rows of stride ld_in (a column slice of a wider row); out is contiguous (N, H, D).
+// rstd (N·H) saves 1/sqrt(Σ x² + eps) for the backward.
+void l2norm_forward(float *out,        // (N, H, D)
+                    float *rstd,       // (N, H) saved
+                    const float *inp,  // (N, ld_in), first H·D columns used
+                    int ld_in, int64_t N, int H, int D, float scale, float eps);
+
+// dx += scale · (r dy − r³ x Σ(dy ⊙ x)) per (row, head).
+void l2norm_backward(float *dinp,        // (N, ld_in) +=, first H·D columns
+                     const float *dout,  // (N, H, D)
+                     const float *inp,   // (N, ld_in)
+                     const float *rstd,  // (N, H)
+                     int ld_in, int64_t N, int H, int D, float scale);
+
 #endif

@@ -1,6 +1,6 @@
 // levels.h — the log-linear level machinery shared by both log-linear mixers (Mamba-2 and Gated
 // DeltaNet): the level function, the number of levels, the chunk-level schedule, the Fenwick tree walk
-// over per-chunk states, and the decode cascade of per-level states (doc/loglinear.md).
+// over per-chunk states, and the decode cascade of per-level states (doc/loglinear-attention.md).
 //
 // Positions are 0-based. Target t reads source s <= t at level
 //     ℓ(t, t) = 0,   ℓ(t, s) = bit_length(t XOR s)  for s < t.

@@ -242,16 +242,30 @@ static LevFlags lev_flags(const DnCtx *k, int c, int j) {
 
 // Tm = (I + M)⁻¹ for M_ij = β_i KK_ij (E_ij) below the diagonal (unit lower triangular; zero above, within
 // the Lc×Lc block): row i = e_i − Σ_{j<i} M_ij row j (row j is zero beyond column j).
-static void unit_tril_inverse(float *Tm, const float *KK, const float *E, const float *bt, int Lc, int C) {
+// With C a multiple of 16 the row is built 16 columns at a time in a register-sized accumulator (rows are
+// zero past their diagonal up to C); an axpy per (i, j) was bound by the stores of the row.
+static void unit_tril_inverse(float *Tm, const float *KK, const float *E, const float *bt, int Lc, int C,
+                              float *restrict m) {
     for (int i = 0; i < Lc; i++) {
         float *restrict Ti = Tm + (size_t)i * C;
-        memset(Ti, 0, sizeof(float) * (size_t)Lc);
         const float *KKi = KK + (size_t)i * C;
         const float *Ei = E ? E + (size_t)i * C : NULL;
-        for (int j = 0; j < i; j++) {
-            const float m = -bt[i] * KKi[j] * (Ei ? Ei[j] : 1.0f);
-            const float *restrict Tj = Tm + (size_t)j * C;
-            for (int l = 0; l <= j; l++) Ti[l] += m * Tj[l];
+        for (int j = 0; j < i; j++) m[j] = -bt[i] * KKi[j] * (Ei ? Ei[j] : 1.0f);
+        if (C % 16 == 0) {
+            for (int l0 = 0; l0 < C; l0 += 16) {
+                float acc[16] = {0};
+                for (int j = l0; j < i; j++) {  // rows j < l0 are zero from column l0 on
+                    const float *restrict Tj = Tm + (size_t)j * C + l0;
+                    for (int l = 0; l < 16; l++) acc[l] += m[j] * Tj[l];
+                }
+                memcpy(Ti + l0, acc, sizeof acc);
+            }
+        } else {
+            memset(Ti, 0, sizeof(float) * (size_t)C);
+            for (int j = 0; j < i; j++) {
+                const float *restrict Tj = Tm + (size_t)j * C;
+                for (int l = 0; l <= j; l++) Ti[l] += m[j] * Tj[l];
+            }
         }
         Ti[i] = 1.0f;
     }
@@ -301,9 +315,10 @@ static ChunkIdx chunk_idx(const DnCtx *k, int b, int c, int h) {
     return x;
 }
 
-// Everything local to chunk c of head h: buffers of w, q̃ into Qt, and AX (if state: the chunk's state is
-// used by a later chunk).
-static void local_forward(const DnCtx *k, int b, int c, int h, const ChunkBuf *w, ChunkIdx *x, bool state) {
+// Everything local to chunk c of head h: buffers of w, q̃ into Qt; A, EL, Aλ if intra; Tg, U, K̃, −W̃ if state
+// (the chunk's state is used by a later chunk).
+static void local_forward(const DnCtx *k, int b, int c, int h, const ChunkBuf *w, ChunkIdx *x, bool intra,
+                          bool state) {
     const int C = k->C, K = k->K, V = k->V, H = k->H, HK = H * K, HV = H * V, KV = K + V, Lc = x->Lc;
     const size_t ld_lam = (size_t)H * k->levels;
     float acc = 0.0f;
@@ -325,12 +340,14 @@ static void local_forward(const DnCtx *k, int b, int c, int h, const ChunkBuf *w
         float *restrict Ei = w->E + (size_t)i * C, *restrict ELi = w->EL + (size_t)i * C;
         const float Gi = w->G[i];
         for (int j = 0; j <= i; j++) Ei[j] = scan_exp(Gi - w->G[j]);
-        memcpy(ELi, Ei, sizeof(float) * (size_t)(i + 1));
-        if (x->lamh) apply_levels(ELi, x->lamh + (size_t)i * ld_lam, i);
+        if (intra) {
+            memcpy(ELi, Ei, sizeof(float) * (size_t)(i + 1));
+            if (x->lamh) apply_levels(ELi, x->lamh + (size_t)i * ld_lam, i);
+        }
         float *QKi = w->QK + (size_t)i * C;
         for (int j = i + 1; j < Lc; j++) QKi[j] = 0.0f;
     }
-    unit_tril_inverse(w->Tu, w->KK, NULL, w->bt, Lc, C);
+    unit_tril_inverse(w->Tu, w->KK, NULL, w->bt, Lc, C, w->u);
     for (int i = 0; i < Lc; i++) {
         const float *restrict ki = x->Kp + (size_t)i * HK;
         float *restrict bki = w->bK + (size_t)i * K;
@@ -340,12 +357,14 @@ static void local_forward(const DnCtx *k, int b, int c, int h, const ChunkBuf *w
         for (int n = 0; n < V; n++) bvi[n] = w->bt[i] * vi[n];
     }
     gemm0(CblasNoTrans, CblasNoTrans, Lc, K, Lc, 1.0f, w->Tu, C, w->bK, K, w->W, K);      // W = Tu βK
-    gemm0(CblasNoTrans, CblasNoTrans, Lc, Lc, Lc, 1.0f, w->QK, C, w->Tu, C, w->A, C);     // A = QKl Tu
-    for (int i = 0; i < Lc; i++) {  // Aλ = A ⊙ EL (A is lower triangular)
-        const float *restrict Ai = w->A + (size_t)i * C, *restrict ELi = w->EL + (size_t)i * C;
-        float *restrict Ali = w->Al + (size_t)i * C;
-        for (int j = 0; j <= i; j++) Ali[j] = Ai[j] * ELi[j];
-        for (int j = i + 1; j < Lc; j++) Ali[j] = 0.0f;
+    if (intra) {
+        gemm0(CblasNoTrans, CblasNoTrans, Lc, Lc, Lc, 1.0f, w->QK, C, w->Tu, C, w->A, C);  // A = QKl Tu
+        for (int i = 0; i < Lc; i++) {  // Aλ = A ⊙ EL (A is lower triangular)
+            const float *restrict Ai = w->A + (size_t)i * C, *restrict ELi = w->EL + (size_t)i * C;
+            float *restrict Ali = w->Al + (size_t)i * C;
+            for (int j = 0; j <= i; j++) Ali[j] = Ai[j] * ELi[j];
+            for (int j = i + 1; j < Lc; j++) Ali[j] = 0.0f;
+        }
     }
     // q̃ = e^G ⊙ (Q − QKl W)
     float *Qt = qt_of(k, k->Qt, b, c, h);
@@ -354,7 +373,7 @@ static void local_forward(const DnCtx *k, int b, int c, int h, const ChunkBuf *w
     for (int i = 0; i < Lc; i++)
         for (int n = 0; n < K; n++) Qt[(size_t)i * K + n] *= w->eG[i];
     if (!state) return;
-    unit_tril_inverse(w->Tg, w->KK, w->E, w->bt, Lc, C);
+    unit_tril_inverse(w->Tg, w->KK, w->E, w->bt, Lc, C, w->u);
     gemm0(CblasNoTrans, CblasNoTrans, Lc, V, Lc, 1.0f, w->Tg, C, w->bV, V, w->WU + K, KV);  // U = Tg βV
     for (int i = 0; i < Lc; i++) {  // K̃, −W̃
         const float *restrict ki = x->Kp + (size_t)i * HK, *restrict wi = w->W + (size_t)i * K;
@@ -380,7 +399,7 @@ static void chunk_forward(const DnCtx *k, int b, int c, int h, float *tb) {
     const ChunkBuf w = chunk_buf(k, tb, NULL);
     ChunkIdx x = chunk_idx(k, b, c, h);
     const bool state = c < k->NC - 1;
-    local_forward(k, b, c, h, &w, &x, state);
+    local_forward(k, b, c, h, &w, &x, true, state);
     const int HV = k->H * k->V;
     gemm0(CblasNoTrans, CblasNoTrans, x.Lc, k->V, x.Lc, 1.0f, w.Al, k->C, w.bV, k->V,
           k->o + (x.row0 * k->H + h) * k->V, HV);
@@ -392,7 +411,7 @@ static void chunk_prep(const DnCtx *k, int b, int c, int h, float *tb) {
     const ChunkBuf w = chunk_buf(k, tb, NULL);
     ChunkIdx x = chunk_idx(k, b, c, h);
     const bool state = c < k->NC - 1;
-    local_forward(k, b, c, h, &w, &x, state);
+    local_forward(k, b, c, h, &w, &x, false, state);
     if (state) form_ax(k, &w, &x, ax_of(k, k->AX, b, c, h));
 }
 
@@ -571,7 +590,7 @@ static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
     const ChunkBuf w = chunk_buf(k, tb, NULL);
     ChunkIdx x = chunk_idx(k, b, c, h);
     const bool state = c < k->NC - 1, reads = k->L > 0 && c > 0;
-    local_forward(k, b, c, h, &w, &x, state);
+    local_forward(k, b, c, h, &w, &x, true, state);
     const int C = k->C, K = k->K, V = k->V, H = k->H, HK = H * K, HV = H * V, KV = K + V, Lc = x.Lc;
     const size_t ld_lam = (size_t)H * k->levels;
     float *dq = k->dq + (x.row0 * H + h) * K, *dk = k->dk + (x.row0 * H + h) * K;

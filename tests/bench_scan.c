@@ -12,6 +12,8 @@
 #include "attention.h"
 #include "blas_setup.h"
 #include "common.h"
+#include "deltanet.h"
+#include "levels.h"
 #include "scan_loglinear.h"
 #include "scan_ssd.h"
 #include "testutil.h"
@@ -116,9 +118,115 @@ static void time_attention(int T, double *f_ms, double *fb_ms) {
     for (size_t i = 0; i < sizeof ps / sizeof *ps; i++) free(ps[i]);
 }
 
+
+// ---- Gated DeltaNet mixers ---------------------------------------------------------------------------
+typedef struct {
+    DeltaDims d;
+    float *q, *k, *v, *g, *beta, *lam, *o, *dout;
+    float *dq, *dk, *dv, *dg, *dbeta, *dlam, *scr;
+} GdnBench;
+
+static void gdn_init(GdnBench *bn, int T, bool loglinear) {
+    const int B = 1, H = 8, K = 64, V = 64;
+    memset(bn, 0, sizeof *bn);
+    bn->d = (DeltaDims){.B = B, .T = T, .H = H, .K = K, .V = V, .chunk = 64, .levels = loglinear ? levels_needed(T) : 0};
+    const size_t rows = (size_t)B * T * H, nk = rows * K, nv = rows * V, nlam = rows * bn->d.levels;
+    uint64_t s = 4321;
+    bn->q = xmalloc(sizeof(float) * nk);
+    bn->k = xmalloc(sizeof(float) * nk);
+    tu_fill_randn(bn->q, nk, 1.0f, &s);
+    tu_fill_randn(bn->k, nk, 1.0f, &s);
+    for (size_t r = 0; r < rows; r++) {  // L2-normalised rows, q scaled by 1/sqrt(d_k), as the layer feeds them
+        float *rs[2] = {bn->q + r * K, bn->k + r * K};
+        for (int a = 0; a < 2; a++) {
+            float n2 = 0;
+            for (int i = 0; i < K; i++) n2 += rs[a][i] * rs[a][i];
+            const float sc = (a == 0 ? 0.125f : 1.0f) / sqrtf(n2 + 1e-6f);
+            for (int i = 0; i < K; i++) rs[a][i] *= sc;
+        }
+    }
+    bn->v = xmalloc(sizeof(float) * nv);
+    tu_fill_randn(bn->v, nv, 1.0f, &s);
+    bn->g = xmalloc(sizeof(float) * rows);
+    bn->beta = xmalloc(sizeof(float) * rows);
+    for (size_t i = 0; i < rows; i++) {
+        bn->g[i] = -0.001f - 0.2f * (float)tu_uniform(&s);
+        bn->beta[i] = 0.1f + 0.8f * (float)tu_uniform(&s);
+    }
+    bn->lam = loglinear ? xmalloc(sizeof(float) * nlam) : NULL;
+    for (size_t i = 0; i < nlam; i++) bn->lam[i] = 0.6f + 0.2f * (float)tu_uniform(&s);
+    bn->o = xmalloc(sizeof(float) * nv);
+    bn->dout = xmalloc(sizeof(float) * nv);
+    tu_fill_randn(bn->dout, nv, 1.0f, &s);
+    bn->dq = xcalloc(nk, sizeof(float));
+    bn->dk = xcalloc(nk, sizeof(float));
+    bn->dv = xcalloc(nv, sizeof(float));
+    bn->dg = xcalloc(rows, sizeof(float));
+    bn->dbeta = xcalloc(rows, sizeof(float));
+    bn->dlam = loglinear ? xcalloc(nlam, sizeof(float)) : NULL;
+    bn->scr = xcalloc(deltanet_scratch_floats(&bn->d), sizeof(float));  // pages touched before timing
+}
+
+static void gdn_free(GdnBench *bn) {
+    float *ps[] = {bn->q, bn->k, bn->v, bn->g, bn->beta, bn->lam, bn->o, bn->dout, bn->dq, bn->dk, bn->dv, bn->dg,
+                   bn->dbeta, bn->dlam, bn->scr};
+    for (size_t i = 0; i < sizeof ps / sizeof *ps; i++) free(ps[i]);
+}
+
+static double gdn_time_once(GdnBench *bn, bool backward) {
+    double t0 = now_seconds();
+    deltanet_forward(bn->o, bn->q, bn->k, bn->v, bn->g, bn->beta, bn->lam, &bn->d, bn->scr);
+    if (backward)
+        deltanet_backward(bn->dq, bn->dk, bn->dv, bn->dg, bn->dbeta, bn->dlam, bn->dout, bn->q, bn->k, bn->v, bn->g,
+                          bn->beta, bn->lam, &bn->d, bn->scr);
+    return (now_seconds() - t0) * 1e3;
+}
+
+// Plain and log-linear GDN interleaved round after round (best time of each, as above).
+static void bench_gdn(void) {
+    const int Ts[] = {1024, 2048, 4096, 8192};
+    const char *names[2] = {"gdn", "ll-gdn"};
+    double fb2048[2] = {0}, fbT[4][2];
+    printf("%-10s %5s %4s %6s %10s %10s %12s\n", "op", "chunk", "d_k", "T", "fwd ms", "fwd+bwd ms", "tok/s f+b");
+    for (int ti = 0; ti < 4; ti++) {
+        GdnBench bn[2];
+        double f[2], fb[2];
+        for (int oi = 0; oi < 2; oi++) {
+            gdn_init(&bn[oi], Ts[ti], oi == 1);
+            gdn_time_once(&bn[oi], true);  // warm-up
+            f[oi] = fb[oi] = 1e30;
+        }
+        double spent = 0;
+        for (int round = 0; round < 40 && (round < 5 || spent < 1500.0); round++)
+            for (int oi = 0; oi < 2; oi++) {
+                double a = gdn_time_once(&bn[oi], false), b = gdn_time_once(&bn[oi], true);
+                f[oi] = LL_MIN(f[oi], a);
+                fb[oi] = LL_MIN(fb[oi], b);
+                spent += a + b;
+            }
+        for (int oi = 0; oi < 2; oi++) {
+            printf("%-10s %5d %4d %6d %10.2f %10.2f %12.0f\n", names[oi], 64, 64, Ts[ti], f[oi], fb[oi],
+                   Ts[ti] / (fb[oi] * 1e-3));
+            fbT[ti][oi] = fb[oi];
+            gdn_free(&bn[oi]);
+        }
+        fflush(stdout);
+        if (Ts[ti] == 2048) fb2048[0] = fb[0], fb2048[1] = fb[1];
+    }
+    printf("T=2048: forward+backward ll-gdn / gdn = %.2fx\n", fb2048[1] / fb2048[0]);
+    for (int ti = 1; ti < 4; ti++)
+        printf("T=%d / T=%d forward+backward: gdn %.2fx, ll-gdn %.2fx\n", Ts[ti], Ts[ti - 1], fbT[ti][0] / fbT[ti - 1][0],
+               fbT[ti][1] / fbT[ti - 1][1]);
+}
+
 int main(int argc, char **argv) {
-    (void)argc;
     blas_setup(argv);
+    if (argc > 1 && strcmp(argv[1], "gdn") == 0) {
+        printf("GDN benchmark: B=1 H=8 d_k=d_v=64, threads=%d, OpenBLAS core %s (%s)\n", omp_get_max_threads(),
+               blas_core_name(), blas_core_source());
+        bench_gdn();
+        return 0;
+    }
     printf("scan benchmark: B=1 H=8 P=64 G=1, threads=%d, OpenBLAS core %s (%s)\n", omp_get_max_threads(),
            blas_core_name(), blas_core_source());
     printf("%-10s %5s %4s %6s %10s %10s %12s\n", "op", "chunk", "N", "T", "fwd ms", "fwd+bwd ms", "tok/s f+b");
@@ -173,5 +281,6 @@ int main(int argc, char **argv) {
     for (int ti = 0; ti < 4; ti++)
         printf("T=%d N=64: forward+backward loglinear / softmax attention = %.2fx%s\n", Ts[ti], ll64_fb[ti] / att_fb[ti],
                ll64_fb[ti] < att_fb[ti] ? " (log-linear is cheaper)" : "");
+    bench_gdn();
     return 0;
 }

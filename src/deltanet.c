@@ -1,0 +1,853 @@
+// deltanet.c — the gated delta rule and its log-linear variant (see deltanet.h): chunkwise forward,
+// hand-derived backward, recurrent steps. One implementation for both: plain GDN is one state scan in
+// which every chunk writes and reads, log-linear GDN one masked scan per chunk level (levels.h).
+//
+// Inside a chunk of Lc tokens (local i = target, j = source), per head:
+//   G_i = Σ_{r≤i} g_r (fp32), Γ = G_{Lc−1};  E_ij = e^{G_i−G_j} (j ≤ i);  EL = E ⊙ Λ, Λ_ij = λ_i[level_of(i,j)]
+//   KK = K Kᵀ, QKl = tril(Q Kᵀ) (diagonal kept)
+//   Tu = (I + stril(diag(β) KK))⁻¹, Tg = (I + stril(diag(β) KK ⊙ E))⁻¹   (forward substitution)
+//   W = Tu (β⊙K), U = Tg (β⊙V)
+//   A = QKl Tu, Aλ = A ⊙ EL, o_intra = Aλ (β⊙V)
+//   Q̃ = diag(e^G)(Q − QKl W), K̃ = diag(e^{Γ−G}) K, W̃ = diag(e^G) W
+//   the chunk acts on a state S as S ↦ A_c S (+ X_c if it writes), A_c = e^Γ I − K̃ᵀ W̃, X_c = K̃ᵀ U;
+//   a reading chunk adds λ_i[lev] Sᵀ q̃_i to o_i.
+// (For plain GDN (QKᵀ ⊙ E)·U equals A ⊙ E ⊙ (β V); the A form lets λ weigh every pair of the chunk.)
+// A_c and X_c are stored side by side as AX = [A_c | X_c] (K × (K+V)), formed by one GEMM K̃ᵀ [−W̃ | U].
+//
+// Phases, each one OpenMP loop:
+//   forward:  chunk tasks (b, c, h): intra part of o, Q̃, AX.   head tasks (b, h): the state scan of every
+//             level at once along the chunks (the transitions of all live levels are one GEMM A_c·[S_j ...],
+//             the reads of a chunk one GEMM over its read states stacked), adding the reads to o.
+//   backward: chunk tasks: Q̃, AX again;  head tasks: the scan again, storing the entering states, then the
+//             reverse scan giving dQ̃ (and the inter-chunk dλ) and dAX per chunk;  chunk tasks: all
+//             chunk-local gradients. Every task owns its output rows: no atomics, fixed summation orders,
+//             so results do not depend on the thread count.
+// Backward of the chunk-local part (dS_out = gradient of the state leaving the chunk, summed over levels):
+//   dAX = [Σ_j dS_out,j S_in,jᵀ | Σ_writers dS_out,j];  dΓ += e^Γ tr(dA_c);  dK̃ = [−W̃ | U] dAXᵀ;
+//   d[−W̃ | U] = K̃ dAX;  the λ-intra part via R_ij = dAλ_ij Aλ_ij (decays) and bucket sums (dλ);
+//   A = QKl Tu, W = Tu βK:   dMu = −stril(Aᵀ (dA Tuᵀ) + (Tuᵀ dW) Wᵀ)      (from dTu = QKlᵀ dA + dW (βK)ᵀ)
+//   U = Tg βV:               dMg = −stril((Tgᵀ dU) Uᵀ)                    (from dTg = dU (βV)ᵀ)
+//   then the products KK, QK, β⊙K, β⊙V and the chunk-local cumsum (dg = reverse cumsum of dG).
+#include "deltanet.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "levels.h"
+#include "scan_common.h"
+
+typedef struct {
+    int64_t T;
+    int B, H, K, V, levels;
+    int C, lc, NC;  // chunk length, log2(chunk), number of chunks (the last may be partial)
+    int L;          // state scans: 1 (plain), chunk levels (log-linear), 0 when there is one chunk
+    bool ll;        // log-linear
+    // inputs
+    const float *q, *k, *v, *g, *beta, *lam, *dout;
+    // outputs
+    float *o, *dq, *dk, *dv, *dg, *dbeta, *dlam;
+    // scratch
+    float *Qt;   // (B, NC, H, C, K)    q̃ of each chunk
+    float *AX;   // (B, NC, H, K, K+V)  [A_c | X_c]
+    float *dQt;  // (B, NC, H, C, K)    gradient of q̃ (backward)
+    float *dAX;  // (B, NC, H, K, K+V)  gradient of AX (backward)
+    float *Sst;  // (B, H, NC, K, L·V)  entering states of every chunk, levels side by side (backward)
+    float *tbuf;  // per-thread buffers, nthreads × tstride floats
+    size_t tstride;
+    int nthreads;
+} DnCtx;
+
+bool deltanet_dims_check(const DeltaDims *d, Err *err) {
+    if (!d) return err_set(err, "deltanet: dims are NULL");
+    if (d->B <= 0 || d->T <= 0 || d->H <= 0 || d->K <= 0 || d->V <= 0)
+        return err_set(err, "deltanet: B=%d T=%d H=%d K=%d V=%d must all be positive", d->B, d->T, d->H, d->K, d->V);
+    if (d->chunk <= 0 || (d->chunk & (d->chunk - 1)) != 0)
+        return err_set(err, "deltanet: chunk=%d must be a power of two (the paper uses 64); fix chunk_size", d->chunk);
+    if (d->levels < 0)
+        return err_set(err, "deltanet: levels=%d must be 0 (plain gated delta rule) or >= levels_needed(T)",
+                       d->levels);
+    if (d->levels > 0 && d->levels < levels_needed(d->T))
+        return err_set(err, "deltanet: levels=%d but T=%d needs %d λ levels (bit_length(T-1)+1); raise "
+                       "max_seq_len/num_levels or shorten the sequence", d->levels, d->T, levels_needed(d->T));
+    return true;
+}
+
+static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
+
+// Takes n floats at *off (rounded to 16 floats: every piece stays 64-byte aligned); base NULL only counts.
+static float *carve(float *base, size_t *off, size_t n) {
+    float *p = base ? base + *off : NULL;
+    *off += round16(n);
+    return p;
+}
+
+// Per-thread buffer of a chunk task.
+typedef struct {
+    float *G, *eG, *eR, *bt;                       // (C) cumsum, e^G, e^{Γ−G}, β
+    float *KK, *QK, *Tu, *Tg, *E, *EL, *A, *Al;    // (C, C)
+    float *bK, *W, *Kt;                            // (C, K)  β⊙K, W, K̃
+    float *bV;                                     // (C, V)  β⊙V
+    float *WU;                                     // (C, K+V) [−W̃ | U]
+    // backward
+    float *dAl, *dA, *P1, *dMu, *dMg, *dKK, *dQK;  // (C, C)
+    float *dKt, *dW, *dR, *dbK;                    // (C, K)
+    float *dbV, *dbVu;                             // (C, V)
+    float *dWU;                                    // (C, K+V)
+    float *dG, *dbt, *colR, *u;                    // (C)
+} ChunkBuf;
+
+static ChunkBuf chunk_buf(const DnCtx *k, float *tb, size_t *floats) {
+    const size_t C = k->C, cc = C * C, ck = C * k->K, cv = C * k->V, ckv = C * (size_t)(k->K + k->V);
+    ChunkBuf w;
+    size_t off = 0;
+    w.G = carve(tb, &off, C); w.eG = carve(tb, &off, C); w.eR = carve(tb, &off, C); w.bt = carve(tb, &off, C);
+    w.KK = carve(tb, &off, cc); w.QK = carve(tb, &off, cc); w.Tu = carve(tb, &off, cc); w.Tg = carve(tb, &off, cc);
+    w.E = carve(tb, &off, cc); w.EL = carve(tb, &off, cc); w.A = carve(tb, &off, cc); w.Al = carve(tb, &off, cc);
+    w.bK = carve(tb, &off, ck); w.W = carve(tb, &off, ck); w.Kt = carve(tb, &off, ck);
+    w.bV = carve(tb, &off, cv);
+    w.WU = carve(tb, &off, ckv);
+    w.dAl = carve(tb, &off, cc); w.dA = carve(tb, &off, cc); w.P1 = carve(tb, &off, cc);
+    w.dMu = carve(tb, &off, cc); w.dMg = carve(tb, &off, cc); w.dKK = carve(tb, &off, cc);
+    w.dQK = carve(tb, &off, cc);
+    w.dKt = carve(tb, &off, ck); w.dW = carve(tb, &off, ck); w.dR = carve(tb, &off, ck); w.dbK = carve(tb, &off, ck);
+    w.dbV = carve(tb, &off, cv); w.dbVu = carve(tb, &off, cv);
+    w.dWU = carve(tb, &off, ckv);
+    w.dG = carve(tb, &off, C); w.dbt = carve(tb, &off, C); w.colR = carve(tb, &off, C); w.u = carve(tb, &off, C);
+    if (floats) *floats = off;
+    return w;
+}
+
+// Per-thread buffer of a head task (state scans).
+typedef struct {
+    float *cur, *nxt;  // (K, L·V) states (forward) / state gradients (reverse), levels side by side
+    float *Sr, *dSr;   // (L·K, V) the read states of one chunk stacked, their gradients
+    float *Wr, *P;     // (C, L·K) λ-weighted q̃ per read, side by side; dO·Srᵀ
+} HeadBuf;
+
+static HeadBuf head_buf(const DnCtx *k, float *tb, size_t *floats) {
+    const size_t L = (size_t)LL_MAX(k->L, 1), KLV = (size_t)k->K * L * k->V, CLK = (size_t)k->C * L * k->K;
+    HeadBuf w;
+    size_t off = 0;
+    w.cur = carve(tb, &off, KLV); w.nxt = carve(tb, &off, KLV);
+    w.Sr = carve(tb, &off, KLV); w.dSr = carve(tb, &off, KLV);
+    w.Wr = carve(tb, &off, CLK); w.P = carve(tb, &off, CLK);
+    if (floats) *floats = off;
+    return w;
+}
+
+static int ilog2i(int v) {
+    int r = 0;
+    while ((1 << r) < v) r++;
+    return r;
+}
+
+static size_t dn_setup(DnCtx *k, const DeltaDims *d, float *scratch) {
+    memset(k, 0, sizeof *k);
+    k->T = d->T;
+    k->B = d->B; k->H = d->H; k->K = d->K; k->V = d->V; k->levels = d->levels;
+    k->C = d->chunk;
+    k->lc = ilog2i(d->chunk);
+    k->NC = (int)((k->T + k->C - 1) / k->C);
+    k->ll = d->levels > 0;
+    k->L = k->NC == 1 ? 0 : (k->ll ? levels_chunk_levels(k->NC) : 1);
+    k->nthreads = omp_get_max_threads();
+    size_t tc, th;
+    chunk_buf(k, NULL, &tc);
+    head_buf(k, NULL, &th);
+    k->tstride = round16(LL_MAX(tc, th));
+
+    const size_t BNH = (size_t)k->B * k->NC * k->H, KV = (size_t)k->K * (k->K + k->V);
+    size_t off = 0;
+    k->Qt = carve(scratch, &off, BNH * k->C * k->K);
+    k->AX = carve(scratch, &off, BNH * KV);
+    k->dQt = carve(scratch, &off, BNH * k->C * k->K);
+    k->dAX = carve(scratch, &off, BNH * KV);
+    k->Sst = carve(scratch, &off, BNH * k->K * (size_t)k->L * k->V);
+    k->tbuf = carve(scratch, &off, (size_t)k->nthreads * k->tstride);
+    return off;
+}
+
+size_t deltanet_scratch_floats(const DeltaDims *d) {
+    DnCtx k;
+    return dn_setup(&k, d, NULL);
+}
+
+static inline float *thread_buf(const DnCtx *k) { return k->tbuf + (size_t)omp_get_thread_num() * k->tstride; }
+static inline size_t bch(const DnCtx *k, int b, int c, int h) { return ((size_t)b * k->NC + c) * k->H + h; }
+static inline float *qt_of(const DnCtx *k, float *base, int b, int c, int h) {
+    return base + bch(k, b, c, h) * k->C * k->K;
+}
+static inline float *ax_of(const DnCtx *k, float *base, int b, int c, int h) {
+    return base + bch(k, b, c, h) * k->K * (size_t)(k->K + k->V);
+}
+static inline float *sst_of(const DnCtx *k, int b, int h, int c) {
+    return k->Sst + (((size_t)b * k->H + h) * k->NC + c) * k->K * (size_t)k->L * k->V;
+}
+
+// C (M×N) = alpha op(A) op(B) with C cleared first (see scan_gemm0 for why not beta = 0).
+static inline void gemm0(enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha,
+                         const float *A, int lda, const float *B, int ldb, float *C, int ldc) {
+    for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, sizeof(float) * (size_t)N);
+    cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, 1.0f, C, ldc);
+}
+// C (M×N) += alpha op(A) op(B).
+static inline void gemm1(enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha,
+                         const float *A, int lda, const float *B, int ldb, float *C, int ldc) {
+    cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, 1.0f, C, ldc);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The level schedule of state scan j at chunk c (plain GDN: the one scan in which every chunk writes and
+// every chunk after the first reads).
+typedef struct {
+    bool in;   // the entering state is live (nonzero)
+    bool rd;   // chunk c reads it
+    bool wr;   // chunk c adds its X_c
+    bool out;  // the state leaving chunk c is read later (else it is not formed)
+    bool tr;   // in && out: the entering state is carried through the chunk
+    int lev;   // λ level of the read, -1: weight 1 (plain)
+} LevFlags;
+
+static bool lev_out(const DnCtx *k, int64_t c, int j) {
+    if (!k->ll) return c + 1 < k->NC;
+    // the next reader of c's group (readers: the right half) must exist and come after c
+    const int64_t gs = (c >> (j + 1)) << (j + 1), half = (int64_t)1 << j;
+    const int64_t next = LL_MAX(c + 1, gs + half);
+    return next <= LL_MIN((int64_t)k->NC - 1, gs + 2 * half - 1);
+}
+
+static LevFlags lev_flags(const DnCtx *k, int c, int j) {
+    LevFlags f;
+    f.out = lev_out(k, c, j);
+    // the state entering c is live iff the one leaving c-1 was formed: the writers always add X, and a live
+    // state is carried on while a reader of its group is still to come
+    f.in = c > 0 && lev_out(k, c - 1, j);
+    f.tr = f.in && f.out;
+    if (k->ll) {
+        f.rd = level_chunk_reads(c, j);
+        f.wr = level_chunk_writes(c, j);
+        f.lev = k->lc + 1 + j;
+    } else {
+        f.rd = c > 0;
+        f.wr = true;
+        f.lev = -1;
+    }
+    return f;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Chunk-local forward
+
+// Tm = (I + M)⁻¹ for M_ij = β_i KK_ij (E_ij) below the diagonal (unit lower triangular; zero above, within
+// the Lc×Lc block): row i = e_i − Σ_{j<i} M_ij row j (row j is zero beyond column j).
+// With C a multiple of 16 the row is built 16 columns at a time in a register-sized accumulator (rows are
+// zero past their diagonal up to C); an axpy per (i, j) was bound by the stores of the row.
+static void unit_tril_inverse(float *Tm, const float *KK, const float *E, const float *bt, int Lc, int C,
+                              float *restrict m) {
+    for (int i = 0; i < Lc; i++) {
+        float *restrict Ti = Tm + (size_t)i * C;
+        const float *KKi = KK + (size_t)i * C;
+        const float *Ei = E ? E + (size_t)i * C : NULL;
+        for (int j = 0; j < i; j++) m[j] = -bt[i] * KKi[j] * (Ei ? Ei[j] : 1.0f);
+        if (C % 16 == 0) {
+            for (int l0 = 0; l0 < C; l0 += 16) {
+                float acc[16] = {0};
+                for (int j = l0; j < i; j++) {  // rows j < l0 are zero from column l0 on
+                    const float *restrict Tj = Tm + (size_t)j * C + l0;
+                    for (int l = 0; l < 16; l++) acc[l] += m[j] * Tj[l];
+                }
+                memcpy(Ti + l0, acc, sizeof acc);
+            }
+        } else {
+            memset(Ti, 0, sizeof(float) * (size_t)C);
+            for (int j = 0; j < i; j++) {
+                const float *restrict Tj = Tm + (size_t)j * C;
+                for (int l = 0; l <= j; l++) Ti[l] += m[j] * Tj[l];
+            }
+        }
+        Ti[i] = 1.0f;
+    }
+}
+
+// Multiplies the entries j <= i of row i by λ_i[level_of(i, j)] (level 0 the diagonal, level l >= 1 the
+// Fenwick bucket of i).
+static void apply_levels(float *restrict e, const float *lam_i, int i) {
+    e[i] *= lam_i[0];
+    for (int l = 1; (1 << (l - 1)) <= i; l++) {
+        int64_t lo, hi;
+        if (!level_bucket(i, l, &lo, &hi)) continue;
+        const float lv = lam_i[l];
+        for (int64_t j = lo; j < hi; j++) e[j] *= lv;
+    }
+}
+
+// dλ_i[level_of(i, j)] += u_j for j <= i (bucket sums).
+static void level_sums(const float *restrict u, float *restrict dlam_i, int i) {
+    dlam_i[0] += u[i];
+    for (int l = 1; (1 << (l - 1)) <= i; l++) {
+        int64_t lo, hi;
+        if (level_bucket(i, l, &lo, &hi)) dlam_i[l] += scan_sum(u + lo, (int)(hi - lo));
+    }
+}
+
+typedef struct {
+    int64_t t0;
+    int Lc;
+    size_t row0;         // b·T + t0
+    const float *Q, *Kp;  // (Lc, K) row stride H·K
+    const float *Vp;      // (Lc, V) row stride H·V
+    const float *lamh;    // λ rows of the chunk for head h (row stride H·levels), NULL for plain
+    float gam, egam;      // Γ, e^Γ
+} ChunkIdx;
+
+static ChunkIdx chunk_idx(const DnCtx *k, int b, int c, int h) {
+    ChunkIdx x;
+    x.t0 = (int64_t)c * k->C;
+    x.Lc = (int)LL_MIN((int64_t)k->C, k->T - x.t0);
+    x.row0 = (size_t)b * k->T + x.t0;
+    x.Q = k->q + (x.row0 * k->H + h) * k->K;
+    x.Kp = k->k + (x.row0 * k->H + h) * k->K;
+    x.Vp = k->v + (x.row0 * k->H + h) * k->V;
+    x.lamh = k->ll ? k->lam + (x.row0 * k->H + h) * k->levels : NULL;
+    x.gam = x.egam = 0.0f;
+    return x;
+}
+
+// Everything local to chunk c of head h: buffers of w, q̃ into Qt; A, EL, Aλ if intra; Tg, U, K̃, −W̃ if state
+// (the chunk's state is used by a later chunk).
+static void local_forward(const DnCtx *k, int b, int c, int h, const ChunkBuf *w, ChunkIdx *x, bool intra,
+                          bool state) {
+    const int C = k->C, K = k->K, V = k->V, H = k->H, HK = H * K, HV = H * V, KV = K + V, Lc = x->Lc;
+    const size_t ld_lam = (size_t)H * k->levels;
+    float acc = 0.0f;
+    for (int i = 0; i < Lc; i++) {
+        const size_t r = (x->row0 + i) * H + h;
+        acc += k->g[r];
+        w->G[i] = acc;
+        w->bt[i] = k->beta[r];
+    }
+    x->gam = w->G[Lc - 1];
+    x->egam = scan_exp(x->gam);
+    for (int i = 0; i < Lc; i++) {
+        w->eG[i] = scan_exp(w->G[i]);
+        w->eR[i] = scan_exp(x->gam - w->G[i]);
+    }
+    gemm0(CblasNoTrans, CblasTrans, Lc, Lc, K, 1.0f, x->Kp, HK, x->Kp, HK, w->KK, C);
+    gemm0(CblasNoTrans, CblasTrans, Lc, Lc, K, 1.0f, x->Q, HK, x->Kp, HK, w->QK, C);
+    for (int i = 0; i < Lc; i++) {  // E, EL = E ⊙ Λ (j <= i), QK lower part only
+        float *restrict Ei = w->E + (size_t)i * C, *restrict ELi = w->EL + (size_t)i * C;
+        const float Gi = w->G[i];
+        for (int j = 0; j <= i; j++) Ei[j] = scan_exp(Gi - w->G[j]);
+        if (intra) {
+            memcpy(ELi, Ei, sizeof(float) * (size_t)(i + 1));
+            if (x->lamh) apply_levels(ELi, x->lamh + (size_t)i * ld_lam, i);
+        }
+        float *QKi = w->QK + (size_t)i * C;
+        for (int j = i + 1; j < Lc; j++) QKi[j] = 0.0f;
+    }
+    unit_tril_inverse(w->Tu, w->KK, NULL, w->bt, Lc, C, w->u);
+    for (int i = 0; i < Lc; i++) {
+        const float *restrict ki = x->Kp + (size_t)i * HK;
+        float *restrict bki = w->bK + (size_t)i * K;
+        for (int n = 0; n < K; n++) bki[n] = w->bt[i] * ki[n];
+        const float *restrict vi = x->Vp + (size_t)i * HV;
+        float *restrict bvi = w->bV + (size_t)i * V;
+        for (int n = 0; n < V; n++) bvi[n] = w->bt[i] * vi[n];
+    }
+    gemm0(CblasNoTrans, CblasNoTrans, Lc, K, Lc, 1.0f, w->Tu, C, w->bK, K, w->W, K);      // W = Tu βK
+    if (intra) {
+        gemm0(CblasNoTrans, CblasNoTrans, Lc, Lc, Lc, 1.0f, w->QK, C, w->Tu, C, w->A, C);  // A = QKl Tu
+        for (int i = 0; i < Lc; i++) {  // Aλ = A ⊙ EL (A is lower triangular)
+            const float *restrict Ai = w->A + (size_t)i * C, *restrict ELi = w->EL + (size_t)i * C;
+            float *restrict Ali = w->Al + (size_t)i * C;
+            for (int j = 0; j <= i; j++) Ali[j] = Ai[j] * ELi[j];
+            for (int j = i + 1; j < Lc; j++) Ali[j] = 0.0f;
+        }
+    }
+    // q̃ = e^G ⊙ (Q − QKl W)
+    float *Qt = qt_of(k, k->Qt, b, c, h);
+    for (int i = 0; i < Lc; i++) memcpy(Qt + (size_t)i * K, x->Q + (size_t)i * HK, sizeof(float) * K);
+    gemm1(CblasNoTrans, CblasNoTrans, Lc, K, Lc, -1.0f, w->QK, C, w->W, K, Qt, K);
+    for (int i = 0; i < Lc; i++)
+        for (int n = 0; n < K; n++) Qt[(size_t)i * K + n] *= w->eG[i];
+    if (!state) return;
+    unit_tril_inverse(w->Tg, w->KK, w->E, w->bt, Lc, C, w->u);
+    gemm0(CblasNoTrans, CblasNoTrans, Lc, V, Lc, 1.0f, w->Tg, C, w->bV, V, w->WU + K, KV);  // U = Tg βV
+    for (int i = 0; i < Lc; i++) {  // K̃, −W̃
+        const float *restrict ki = x->Kp + (size_t)i * HK, *restrict wi = w->W + (size_t)i * K;
+        float *restrict kti = w->Kt + (size_t)i * K, *restrict nwi = w->WU + (size_t)i * KV;
+        const float er = w->eR[i], eg = w->eG[i];
+        for (int n = 0; n < K; n++) {
+            kti[n] = er * ki[n];
+            nwi[n] = -eg * wi[n];
+        }
+    }
+}
+
+// AX = [e^Γ I | 0] + K̃ᵀ [−W̃ | U]  (K × (K+V))
+static void form_ax(const DnCtx *k, const ChunkBuf *w, const ChunkIdx *x, float *AX) {
+    const int K = k->K, KV = K + k->V;
+    memset(AX, 0, sizeof(float) * (size_t)K * KV);
+    for (int n = 0; n < K; n++) AX[(size_t)n * KV + n] = x->egam;
+    gemm1(CblasTrans, CblasNoTrans, K, KV, x->Lc, 1.0f, w->Kt, K, w->WU, KV, AX, KV);
+}
+
+// Chunk task, forward: o = intra part (overwrites the rows), q̃ and AX.
+static void chunk_forward(const DnCtx *k, int b, int c, int h, float *tb) {
+    const ChunkBuf w = chunk_buf(k, tb, NULL);
+    ChunkIdx x = chunk_idx(k, b, c, h);
+    const bool state = c < k->NC - 1;
+    local_forward(k, b, c, h, &w, &x, true, state);
+    const int HV = k->H * k->V;
+    gemm0(CblasNoTrans, CblasNoTrans, x.Lc, k->V, x.Lc, 1.0f, w.Al, k->C, w.bV, k->V,
+          k->o + (x.row0 * k->H + h) * k->V, HV);
+    if (state) form_ax(k, &w, &x, ax_of(k, k->AX, b, c, h));
+}
+
+// Chunk task, backward prologue: q̃ and AX only.
+static void chunk_prep(const DnCtx *k, int b, int c, int h, float *tb) {
+    const ChunkBuf w = chunk_buf(k, tb, NULL);
+    ChunkIdx x = chunk_idx(k, b, c, h);
+    const bool state = c < k->NC - 1;
+    local_forward(k, b, c, h, &w, &x, false, state);
+    if (state) form_ax(k, &w, &x, ax_of(k, k->AX, b, c, h));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// State scans (head tasks)
+
+// The read states of chunk c stacked into Sr (nr·K × V) and their λ-weighted q̃ side by side into Wr
+// (Lc × nr·K). Returns nr; lev[r], jr[r] get each read's λ level and scan index.
+static int read_states(const DnCtx *k, const HeadBuf *hb, const float *S, const float *Qt, const ChunkIdx *x, int c,
+                        int *lev, int *jr) {
+    const int K = k->K, V = k->V, LV = k->L * V;
+    const size_t ld_lam = (size_t)k->H * k->levels;
+    int nr = 0;
+    for (int j = 0; j < k->L; j++) {
+        const LevFlags f = lev_flags(k, c, j);
+        if (!f.rd) continue;
+        lev[nr] = f.lev;
+        jr[nr] = j;
+        float *restrict dst = hb->Sr + (size_t)nr * K * V;
+        for (int n = 0; n < K; n++) memcpy(dst + (size_t)n * V, S + (size_t)n * LV + (size_t)j * V, sizeof(float) * V);
+        nr++;
+    }
+    const int ld = nr * K;
+    for (int i = 0; i < x->Lc; i++) {
+        const float *restrict qi = Qt + (size_t)i * K;
+        for (int r = 0; r < nr; r++) {
+            const float wl = lev[r] >= 0 ? x->lamh[(size_t)i * ld_lam + lev[r]] : 1.0f;
+            float *restrict o = hb->Wr + (size_t)i * ld + (size_t)r * K;
+            for (int n = 0; n < K; n++) o[n] = wl * qi[n];
+        }
+    }
+    return nr;
+}
+
+// Carries the live states of chunk c into the next ones: nxt_j = A_c cur_j (tr levels, one GEMM per run of
+// consecutive levels), then writers add X_c.
+static void states_transition(const DnCtx *k, const float *AX, const float *cur, float *nxt, int c) {
+    const int K = k->K, V = k->V, KV = K + V, LV = k->L * V;
+    for (int j0 = 0; j0 < k->L;) {
+        if (!lev_flags(k, c, j0).tr) {
+            j0++;
+            continue;
+        }
+        int j1 = j0 + 1;
+        while (j1 < k->L && lev_flags(k, c, j1).tr) j1++;
+        gemm0(CblasNoTrans, CblasNoTrans, K, (j1 - j0) * V, K, 1.0f, AX, KV, cur + (size_t)j0 * V, LV,
+              nxt + (size_t)j0 * V, LV);
+        j0 = j1;
+    }
+    for (int j = 0; j < k->L; j++) {
+        const LevFlags f = lev_flags(k, c, j);
+        if (!(f.wr && f.out)) continue;
+        for (int n = 0; n < K; n++) {
+            const float *restrict xs = AX + (size_t)n * KV + K;
+            float *restrict d = nxt + (size_t)n * LV + (size_t)j * V;
+            if (f.tr)
+                for (int e = 0; e < V; e++) d[e] += xs[e];
+            else
+                memcpy(d, xs, sizeof(float) * V);
+        }
+    }
+}
+
+// Head task, forward: the scans of all levels along the chunks, adding the reads to o.
+static void states_forward(const DnCtx *k, int b, int h, float *tb) {
+    const HeadBuf hb = head_buf(k, tb, NULL);
+    float *cur = hb.cur, *nxt = hb.nxt;
+    const int K = k->K, V = k->V, HV = k->H * V;
+    int lev[LEVEL_MAX_READS], jr[LEVEL_MAX_READS];
+    for (int c = 0; c < k->NC; c++) {
+        const ChunkIdx x = chunk_idx(k, b, c, h);
+        const int nr = c > 0 ? read_states(k, &hb, cur, qt_of(k, k->Qt, b, c, h), &x, c, lev, jr) : 0;
+        if (nr > 0)  // o += Wr Sr
+            gemm1(CblasNoTrans, CblasNoTrans, x.Lc, V, nr * K, 1.0f, hb.Wr, nr * K, hb.Sr, V,
+                  k->o + (x.row0 * k->H + h) * V, HV);
+        if (c == k->NC - 1) break;
+        states_transition(k, ax_of(k, k->AX, b, c, h), cur, nxt, c);
+        float *t = cur;
+        cur = nxt;
+        nxt = t;
+    }
+}
+
+// Head task, backward: the scans again, keeping the entering state of every chunk in Sst.
+static void states_store(const DnCtx *k, int b, int h, float *tb) {
+    (void)tb;
+    for (int c = 0; c + 1 < k->NC; c++)
+        states_transition(k, ax_of(k, k->AX, b, c, h), sst_of(k, b, h, c), sst_of(k, b, h, c + 1), c);
+}
+
+// Head task, backward: the reverse scan. cur holds the gradient of the states leaving chunk c (live where
+// out), nxt becomes that of the states entering it. Per chunk: dAX, dQ̃ (overwritten) and the inter-chunk dλ.
+static void states_reverse(const DnCtx *k, int b, int h, float *tb) {
+    const HeadBuf hb = head_buf(k, tb, NULL);
+    float *cur = hb.cur, *nxt = hb.nxt;
+    const int K = k->K, V = k->V, KV = K + V, LV = k->L * V, HV = k->H * V;
+    const size_t ld_lam = (size_t)k->H * k->levels;
+    int lev[LEVEL_MAX_READS], jr[LEVEL_MAX_READS];
+    for (int c = k->NC - 1; c >= 0; c--) {
+        const ChunkIdx x = chunk_idx(k, b, c, h);
+        const float *Sin = sst_of(k, b, h, c);
+        const float *AX = ax_of(k, k->AX, b, c, h);
+        const float *Qt = qt_of(k, k->Qt, b, c, h);
+        float *dQt = qt_of(k, k->dQt, b, c, h);
+        memset(dQt, 0, sizeof(float) * (size_t)x.Lc * K);
+        if (c < k->NC - 1) {
+            float *dAX = ax_of(k, k->dAX, b, c, h);
+            memset(dAX, 0, sizeof(float) * (size_t)K * KV);
+            for (int j0 = 0; j0 < k->L;) {  // dA_c = Σ_tr dS_out,j S_in,jᵀ; dS_in,j = A_cᵀ dS_out,j
+                if (!lev_flags(k, c, j0).tr) {
+                    j0++;
+                    continue;
+                }
+                int j1 = j0 + 1;
+                while (j1 < k->L && lev_flags(k, c, j1).tr) j1++;
+                const int n = (j1 - j0) * V;
+                gemm1(CblasNoTrans, CblasTrans, K, K, n, 1.0f, cur + (size_t)j0 * V, LV, Sin + (size_t)j0 * V, LV,
+                      dAX, KV);
+                gemm0(CblasTrans, CblasNoTrans, K, n, K, 1.0f, AX, KV, cur + (size_t)j0 * V, LV, nxt + (size_t)j0 * V,
+                      LV);
+                j0 = j1;
+            }
+            for (int j = 0; j < k->L; j++) {  // dX_c = Σ_writers dS_out,j
+                const LevFlags f = lev_flags(k, c, j);
+                if (!(f.wr && f.out)) continue;
+                for (int n = 0; n < K; n++) {
+                    const float *restrict s = cur + (size_t)n * LV + (size_t)j * V;
+                    float *restrict d = dAX + (size_t)n * KV + K;
+                    for (int e = 0; e < V; e++) d[e] += s[e];
+                }
+            }
+        }
+        const int nr = c > 0 ? read_states(k, &hb, Sin, Qt, &x, c, lev, jr) : 0;
+        if (nr > 0) {
+            const int ld = nr * K;
+            const float *dO = k->dout + (x.row0 * k->H + h) * V;
+            // P = dO Srᵀ: block r of row i is S_rᵀ... i.e. S_r do_i
+            gemm0(CblasNoTrans, CblasTrans, x.Lc, ld, V, 1.0f, dO, HV, hb.Sr, V, hb.P, ld);
+            for (int i = 0; i < x.Lc; i++) {
+                const float *restrict qi = Qt + (size_t)i * K;
+                float *restrict dqi = dQt + (size_t)i * K;
+                for (int r = 0; r < nr; r++) {
+                    const float *restrict Pi = hb.P + (size_t)i * ld + (size_t)r * K;
+                    float wl = 1.0f;
+                    if (lev[r] >= 0) {
+                        wl = x.lamh[(size_t)i * ld_lam + lev[r]];
+                        k->dlam[(x.row0 + i) * ld_lam + (size_t)h * k->levels + lev[r]] += scan_dot(qi, Pi, K);
+                    }
+                    for (int n = 0; n < K; n++) dqi[n] += wl * Pi[n];
+                }
+            }
+            // dSr = Wrᵀ dO, added to the entering-state gradients
+            gemm0(CblasTrans, CblasNoTrans, ld, V, x.Lc, 1.0f, hb.Wr, ld, dO, HV, hb.dSr, V);
+            for (int r = 0; r < nr; r++) {
+                const bool tr = c < k->NC - 1 && lev_flags(k, c, jr[r]).tr;
+                for (int n = 0; n < K; n++) {
+                    const float *restrict s = hb.dSr + ((size_t)r * K + n) * V;
+                    float *restrict d = nxt + (size_t)n * LV + (size_t)jr[r] * V;
+                    if (tr)
+                        for (int e = 0; e < V; e++) d[e] += s[e];
+                    else
+                        memcpy(d, s, sizeof(float) * V);
+                }
+            }
+        }
+        float *t = cur;
+        cur = nxt;
+        nxt = t;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Chunk-local backward
+
+static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
+    const ChunkBuf w = chunk_buf(k, tb, NULL);
+    ChunkIdx x = chunk_idx(k, b, c, h);
+    const bool state = c < k->NC - 1, reads = k->L > 0 && c > 0;
+    local_forward(k, b, c, h, &w, &x, true, state);
+    const int C = k->C, K = k->K, V = k->V, H = k->H, HK = H * K, HV = H * V, KV = K + V, Lc = x.Lc;
+    const size_t ld_lam = (size_t)H * k->levels;
+    float *dq = k->dq + (x.row0 * H + h) * K, *dk = k->dk + (x.row0 * H + h) * K;
+    float *dv = k->dv + (x.row0 * H + h) * V;
+    const float *dO = k->dout + (x.row0 * H + h) * V;
+    const float *Qt = qt_of(k, k->Qt, b, c, h);
+    float *dlamh = k->ll ? k->dlam + (x.row0 * H + h) * k->levels : NULL;
+    double dgam = 0.0;
+    for (int i = 0; i < Lc; i++) w.dG[i] = w.dbt[i] = w.colR[i] = 0.0f;
+
+    // state: AX = [e^Γ I | 0] + K̃ᵀ [−W̃ | U]
+    if (state) {
+        const float *dAX = ax_of(k, k->dAX, b, c, h);
+        double tr = 0.0;
+        for (int n = 0; n < K; n++) tr += dAX[(size_t)n * KV + n];
+        dgam += x.egam * tr;
+        gemm0(CblasNoTrans, CblasTrans, Lc, K, KV, 1.0f, w.WU, KV, dAX, KV, w.dKt, K);   // dK̃
+        gemm0(CblasNoTrans, CblasNoTrans, Lc, KV, K, 1.0f, w.Kt, K, dAX, KV, w.dWU, KV);  // d[−W̃ | U]
+        for (int i = 0; i < Lc; i++) {
+            const float *restrict nwi = w.WU + (size_t)i * KV, *restrict dnwi = w.dWU + (size_t)i * KV;
+            const float *restrict kti = w.Kt + (size_t)i * K, *restrict dkti = w.dKt + (size_t)i * K;
+            float *restrict dwi = w.dW + (size_t)i * K, *restrict dki = dk + (size_t)i * HK;
+            const float s = scan_dot(kti, dkti, K), eg = w.eG[i], er = w.eR[i];
+            w.dG[i] += scan_dot(nwi, dnwi, K) - s;  // W̃·dW̃ = (−W̃)·d(−W̃); K̃ = e^{Γ−G} k
+            dgam += s;
+            for (int n = 0; n < K; n++) {
+                dwi[n] = -eg * dnwi[n];
+                dki[n] += er * dkti[n];
+            }
+        }
+    } else {
+        for (int i = 0; i < Lc; i++) memset(w.dW + (size_t)i * K, 0, sizeof(float) * K);
+    }
+    // q̃ = e^G ⊙ R, R = Q − QKl W
+    if (reads) {
+        const float *dQt = qt_of(k, k->dQt, b, c, h);
+        for (int i = 0; i < Lc; i++) {
+            const float *restrict dqti = dQt + (size_t)i * K;
+            float *restrict dri = w.dR + (size_t)i * K, *restrict dqi = dq + (size_t)i * HK;
+            w.dG[i] += scan_dot(Qt + (size_t)i * K, dqti, K);
+            for (int n = 0; n < K; n++) {
+                dri[n] = w.eG[i] * dqti[n];
+                dqi[n] += dri[n];
+            }
+        }
+        gemm0(CblasNoTrans, CblasTrans, Lc, Lc, K, -1.0f, w.dR, K, w.W, K, w.dQK, C);  // dQKl −= dR Wᵀ
+        gemm1(CblasTrans, CblasNoTrans, Lc, K, Lc, -1.0f, w.QK, C, w.dR, K, w.dW, K);  // dW −= QKlᵀ dR
+    } else {
+        for (int i = 0; i < Lc; i++) memset(w.dQK + (size_t)i * C, 0, sizeof(float) * (size_t)Lc);
+    }
+    // intra: o = Aλ βV
+    gemm0(CblasNoTrans, CblasTrans, Lc, Lc, V, 1.0f, dO, HV, w.bV, V, w.dAl, C);
+    gemm0(CblasTrans, CblasNoTrans, Lc, V, Lc, 1.0f, w.Al, C, dO, HV, w.dbV, V);
+    for (int i = 0; i < Lc; i++) {
+        const float *restrict dali = w.dAl + (size_t)i * C, *restrict Ai = w.A + (size_t)i * C;
+        const float *restrict Ei = w.E + (size_t)i * C, *restrict ELi = w.EL + (size_t)i * C;
+        const float *restrict Ali = w.Al + (size_t)i * C;
+        float *restrict dAi = w.dA + (size_t)i * C;
+        if (dlamh) {  // Aλ = A ⊙ E ⊙ Λ
+            for (int j = 0; j <= i; j++) w.u[j] = dali[j] * Ai[j] * Ei[j];
+            level_sums(w.u, dlamh + (size_t)i * ld_lam, i);
+        }
+        float rowR = 0.0f;
+        for (int j = 0; j < i; j++) {
+            const float r = dali[j] * Ali[j];
+            rowR += r;
+            w.colR[j] += r;
+        }
+        w.dG[i] += rowR;
+        for (int j = 0; j <= i; j++) dAi[j] = dali[j] * ELi[j];
+        for (int j = i + 1; j < Lc; j++) dAi[j] = 0.0f;
+    }
+    // A = QKl Tu, W = Tu βK:  dQK += dA Tuᵀ;  dβK = Tuᵀ dW;  dMu = −stril(Aᵀ (dA Tuᵀ) + dβK Wᵀ)
+    gemm0(CblasNoTrans, CblasTrans, Lc, Lc, Lc, 1.0f, w.dA, C, w.Tu, C, w.P1, C);
+    for (int i = 0; i < Lc; i++) {  // dQKl: lower triangle incl. the diagonal
+        float *restrict dqki = w.dQK + (size_t)i * C;
+        const float *restrict pi = w.P1 + (size_t)i * C;
+        for (int j = 0; j <= i; j++) dqki[j] += pi[j];
+        for (int j = i + 1; j < Lc; j++) dqki[j] = 0.0f;
+    }
+    gemm0(CblasTrans, CblasNoTrans, Lc, K, Lc, 1.0f, w.Tu, C, w.dW, K, w.dbK, K);
+    gemm0(CblasTrans, CblasNoTrans, Lc, Lc, Lc, 1.0f, w.A, C, w.P1, C, w.dMu, C);
+    gemm1(CblasNoTrans, CblasTrans, Lc, Lc, K, 1.0f, w.dbK, K, w.W, K, w.dMu, C);
+    // U = Tg βV:  dβV += Tgᵀ dU;  dMg = −stril((Tgᵀ dU) Uᵀ)
+    if (state) {
+        gemm0(CblasTrans, CblasNoTrans, Lc, V, Lc, 1.0f, w.Tg, C, w.dWU + K, KV, w.dbVu, V);
+        gemm0(CblasNoTrans, CblasTrans, Lc, Lc, V, 1.0f, w.dbVu, V, w.WU + K, KV, w.dMg, C);
+        for (int i = 0; i < Lc; i++)
+            for (int n = 0; n < V; n++) w.dbV[(size_t)i * V + n] += w.dbVu[(size_t)i * V + n];
+    }
+    // Mu_ij = β_i KK_ij, Mg_ij = β_i KK_ij E_ij (i > j) -> dβ, dKK (symmetrised in place: dk += (dKK + dKKᵀ) K),
+    // decays of Mg
+    float *dKK = w.dKK;
+    for (int i = 0; i < Lc; i++) {
+        const float *restrict KKi = w.KK + (size_t)i * C, *restrict Ei = w.E + (size_t)i * C;
+        const float *restrict dMui = w.dMu + (size_t)i * C, *restrict dMgi = w.dMg + (size_t)i * C;
+        float *restrict dKKi = dKK + (size_t)i * C;
+        const float bi = w.bt[i];
+        float db = 0.0f, rowR = 0.0f;
+        for (int j = 0; j < i; j++) {
+            const float mu = -dMui[j];
+            db += mu * KKi[j];
+            dKKi[j] = bi * mu;
+        }
+        if (state) {
+            for (int j = 0; j < i; j++) {
+                const float mg = -dMgi[j], ke = KKi[j] * Ei[j];
+                db += mg * ke;
+                dKKi[j] += bi * Ei[j] * mg;
+                const float r = mg * bi * ke;
+                rowR += r;
+                w.colR[j] += r;
+            }
+        }
+        w.dbt[i] += db;
+        w.dG[i] += rowR;
+        dKKi[i] = 0.0f;
+    }
+    for (int i = 0; i < Lc; i++)
+        for (int j = i + 1; j < Lc; j++) dKK[(size_t)i * C + j] = dKK[(size_t)j * C + i];
+    gemm1(CblasNoTrans, CblasNoTrans, Lc, K, Lc, 1.0f, dKK, C, x.Kp, HK, dk, HK);
+    gemm1(CblasNoTrans, CblasNoTrans, Lc, K, Lc, 1.0f, w.dQK, C, x.Kp, HK, dq, HK);
+    gemm1(CblasTrans, CblasNoTrans, Lc, K, Lc, 1.0f, w.dQK, C, x.Q, HK, dk, HK);
+    // βK, βV
+    for (int i = 0; i < Lc; i++) {
+        const float *restrict ki = x.Kp + (size_t)i * HK, *restrict vi = x.Vp + (size_t)i * HV;
+        const float *restrict dbki = w.dbK + (size_t)i * K, *restrict dbvi = w.dbV + (size_t)i * V;
+        float *restrict dki = dk + (size_t)i * HK, *restrict dvi = dv + (size_t)i * HV;
+        const float bi = w.bt[i];
+        w.dbt[i] += scan_dot(ki, dbki, K) + scan_dot(vi, dbvi, V);
+        for (int n = 0; n < K; n++) dki[n] += bi * dbki[n];
+        for (int n = 0; n < V; n++) dvi[n] += bi * dbvi[n];
+    }
+    // decays: dG_j −= column sums, Γ = G_{Lc−1}, then the reverse cumsum to g
+    w.dG[Lc - 1] += (float)dgam;
+    double acc = 0.0;
+    for (int i = Lc - 1; i >= 0; i--) {
+        acc += (double)w.dG[i] - (double)w.colR[i];
+        const size_t r = (x.row0 + i) * H + h;
+        k->dg[r] += (float)acc;
+        k->dbeta[r] += w.dbt[i];
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Drivers
+
+typedef void DnTaskFn(const DnCtx *k, int b, int c, int h, float *tb);
+typedef void DnHeadFn(const DnCtx *k, int b, int h, float *tb);
+
+static void chunk_tasks(const DnCtx *k, DnTaskFn *fn) {
+    const int64_t ntask = (int64_t)k->B * k->NC * k->H;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(k->nthreads)
+    for (int64_t t = 0; t < ntask; t++) {
+        const int h = (int)(t % k->H), c = (int)((t / k->H) % k->NC), b = (int)(t / ((int64_t)k->H * k->NC));
+        fn(k, b, c, h, thread_buf(k));
+    }
+}
+
+static void head_tasks(const DnCtx *k, DnHeadFn *fn) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(k->nthreads)
+    for (int bh = 0; bh < k->B * k->H; bh++) fn(k, bh / k->H, bh % k->H, thread_buf(k));
+}
+
+static void set_inputs(DnCtx *k, const float *q, const float *kk, const float *v, const float *g, const float *beta,
+                       const float *lam) {
+    k->q = q; k->k = kk; k->v = v; k->g = g; k->beta = beta; k->lam = lam;
+}
+
+void deltanet_forward(float *o, const float *q, const float *k, const float *v, const float *g, const float *beta,
+                      const float *lam, const DeltaDims *d, float *scratch) {
+    DnCtx x;
+    dn_setup(&x, d, scratch);
+    set_inputs(&x, q, k, v, g, beta, lam);
+    x.o = o;
+    chunk_tasks(&x, chunk_forward);
+    if (x.L > 0) head_tasks(&x, states_forward);
+}
+
+void deltanet_backward(float *dq, float *dk, float *dv, float *dg, float *dbeta, float *dlam, const float *do_,
+                       const float *q, const float *k, const float *v, const float *g, const float *beta,
+                       const float *lam, const DeltaDims *d, float *scratch) {
+    DnCtx x;
+    dn_setup(&x, d, scratch);
+    set_inputs(&x, q, k, v, g, beta, lam);
+    x.dout = do_;
+    x.dq = dq; x.dk = dk; x.dv = dv; x.dg = dg; x.dbeta = dbeta; x.dlam = dlam;
+    if (x.L > 0) {
+        chunk_tasks(&x, chunk_prep);
+        head_tasks(&x, states_store);
+        head_tasks(&x, states_reverse);
+    }
+    chunk_tasks(&x, chunk_backward);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Recurrent forms
+
+// S = e^g (I − β k kᵀ) S (+ β k vᵀ if v) as S += k·(β(v − e^g kᵀS))ᵀ after S *= e^g: O(K·V), u (V) scratch.
+static void step_transition(float *S, const float *kv, const float *v, float a, float bt, int K, int V, float *u) {
+    for (int e = 0; e < V; e++) u[e] = 0.0f;
+    for (int n = 0; n < K; n++)
+        for (int e = 0; e < V; e++) u[e] += kv[n] * S[(size_t)n * V + e];
+    for (int e = 0; e < V; e++) u[e] = -bt * a * u[e] + (v ? bt * v[e] : 0.0f);
+    for (int n = 0; n < K; n++)
+        for (int e = 0; e < V; e++) S[(size_t)n * V + e] = a * S[(size_t)n * V + e] + kv[n] * u[e];
+}
+
+void deltanet_step(float *o, float *state, const float *q, const float *k, const float *v, const float *g,
+                   const float *beta, int H, int K, int V) {
+    float u[V > 0 ? V : 1];
+    for (int h = 0; h < H; h++) {
+        float *S = state + (size_t)h * K * V;
+        const float *qh = q + (size_t)h * K;
+        step_transition(S, k + (size_t)h * K, v + (size_t)h * V, expf(g[h]), beta[h], K, V, u);
+        for (int e = 0; e < V; e++) {
+            float acc = 0.0f;
+            for (int n = 0; n < K; n++) acc += S[(size_t)n * V + e] * qh[n];
+            o[(size_t)h * V + e] = acc;
+        }
+    }
+}
+
+void deltanet_loglinear_step(float *o, float *state, int64_t t, const float *q, const float *k, const float *v,
+                             const float *g, const float *beta, const float *lam, int H, int K, int V, int levels) {
+    const size_t KV = (size_t)K * V;
+    float u[V > 0 ? V : 1];
+    for (int h = 0; h < H; h++) {
+        float *Sh = state + (size_t)h * levels * KV;
+        const float *qh = q + (size_t)h * K, *kh = k + (size_t)h * K, *vh = v + (size_t)h * V;
+        const float *lh = lam + (size_t)h * levels;
+        if (t == 0) {
+            memset(Sh, 0, sizeof(float) * levels * KV);
+        } else {  // levels 0..ctz(t) (2^ctz(t) tokens) merge into the target level, which is empty
+            const int kz = __builtin_ctzll((unsigned long long)t), tgt = level_cascade_target(t, levels);
+            float *St = Sh + (size_t)tgt * KV;
+            for (int l = 0; l <= kz && l < tgt; l++) {
+                float *Sl = Sh + (size_t)l * KV;
+                for (size_t e = 0; e < KV; e++) St[e] += Sl[e];
+                memset(Sl, 0, sizeof(float) * KV);
+            }
+        }
+        const float a = expf(g[h]), bt = beta[h];
+        for (int l = 1; l < levels; l++)
+            if (level_occupied(t, l)) step_transition(Sh + (size_t)l * KV, kh, NULL, a, bt, K, V, u);
+        for (int n = 0; n < K; n++)  // level 0 = this token, ungated
+            for (int e = 0; e < V; e++) Sh[(size_t)n * V + e] = bt * kh[n] * vh[e];
+        for (int e = 0; e < V; e++) {
+            float acc = 0.0f;
+            for (int l = 0; l < levels; l++) {
+                if (!level_occupied(t, l)) continue;
+                const float *S = Sh + (size_t)l * KV;
+                float dot = 0.0f;
+                for (int n = 0; n < K; n++) dot += S[(size_t)n * V + e] * qh[n];
+                acc += lh[l] * dot;
+            }
+            o[(size_t)h * V + e] = acc;
+        }
+    }
+}

@@ -1,35 +1,40 @@
 #!/usr/bin/env bash
-# The paper's language-modelling comparison at CPU scale: Transformer vs Mamba-2 vs Log-Linear Mamba-2,
-# trained with the same data, token budget, schedule and seed, then evaluated on the whole validation set.
+# The paper's language-modelling comparison at CPU scale: Transformer, Mamba-2, Log-Linear Mamba-2, Gated
+# DeltaNet and Log-Linear Gated DeltaNet, trained with the same data, token budget, schedule and seed, then
+# evaluated on the whole validation set.
 # Writes, under OUT (default runs/ablation_lm):
 #   <model>/                 each run (checkpoints, log.jsonl) and positions.tsv (per-position val loss)
 #   summary.md               final validation loss / perplexity, parameters, speed of each model
 #   val_loss.svg             validation loss during training
 #   per_position.svg         validation loss by position in the sequence (binned), the paper's Fig. 5 analogue
 #
-#   scripts/ablation_lm.sh [--quick] [--steps N] [--seq_len T] [--eval_seq_len T] [--out DIR] [--KEY VALUE ...]
+#   scripts/ablation_lm.sh [--quick] [--models "a b ..."] [--steps N] [--seq_len T] [--eval_seq_len T] [--out DIR]
+#                          [--KEY VALUE ...]
 # --quick uses the tiny byte-level configs (a minute, for checking the pipeline); otherwise the small GPT-2
-# configs (configs/{transformer,mamba2,loglinear_mamba2}.json; ~13 min per model on 2 cores at 400 steps).
+# configs (configs/{transformer,mamba2,loglinear_mamba2,gated_deltanet,loglinear_gated_deltanet}.json; ~15 min per
+# model on 2 cores at 400 steps). --models picks a subset (default: all five).
 # --eval_seq_len evaluates at a longer context than training (length extrapolation). Other --KEY VALUE
 # pairs are passed to ./train for every model (e.g. --batch_size 4 --lr 6e-4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-prefix="" out="runs/ablation_lm" steps="" seq_len="" eval_seq_len="" extra=()
+prefix="" out="runs/ablation_lm" models_arg="" steps="" seq_len="" eval_seq_len="" extra=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) prefix="tiny_"; shift ;;
+        --models) models_arg=$2; shift 2 ;;
         --steps) steps=$2; shift 2 ;;
         --seq_len) seq_len=$2; shift 2 ;;
         --eval_seq_len) eval_seq_len=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         --*) [ $# -ge 2 ] || { echo "ablation: $1 needs a value" >&2; exit 2; }; extra+=("$1" "$2"); shift 2 ;;
         *) echo "ablation: unexpected argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 [ -x ./train ] || { echo "ablation: ./train is missing; run make (or scripts/quickstart.sh)" >&2; exit 1; }
-models=(transformer mamba2 loglinear_mamba2)
+models=(transformer mamba2 loglinear_mamba2 gated_deltanet loglinear_gated_deltanet)
+[ -n "$models_arg" ] && read -r -a models <<< "$models_arg"
 common=()
 [ -n "$steps" ] && common+=(--steps "$steps")
 [ -n "$seq_len" ] && common+=(--seq_len "$seq_len")

@@ -12,7 +12,7 @@
 #include "conv.h"
 #include "linear.h"
 #include "lm_head.h"
-#include "mlp.h"
+#include "swiglu.h"
 #include "norm.h"
 #include "testutil.h"
 

@@ -11,6 +11,7 @@
 
 #include "activations.h"
 #include "conv.h"
+#include "levels.h"
 #include "linear.h"
 #include "mixer.h"
 #include "norm.h"
@@ -282,8 +283,7 @@ static double mamba2_mixing_flops(const ModelConfig *c, int T) {
     const double Q = LL_MIN(c->chunk_size, T);
     double mixing = H * (2.0 * (Q / 2.0) * (Nst + P) + 4.0 * P * Nst);
     if (mamba_dims(c).loglinear) {
-        int levels = 0;
-        while (((int64_t)c->chunk_size << levels) < T) levels++;
+        const int levels = levels_chunk_levels(((int64_t)T + c->chunk_size - 1) / c->chunk_size);
         mixing += H * 2.0 * P * Nst * levels / 2.0;
     }
     return mixing;

@@ -19,7 +19,7 @@ typedef struct {
     float *res_in;            // (N, d) residual stream entering the block
     float *h1, *rstd1;        // (N, d), (N)   mixer norm
     MixerSaved mix;
-    MixerScratch mix_scratch; // views into the backward scratch shared by all layers
+    MixerScratch mix_scratch; // views into the mixers' backward scratch (one region shared by all layers)
     float *res_mid;           // (N, d) residual after the mixer
     float *h2, *rstd2;        // (N, d), (N)   mlp norm
     MlpSaved mlp;
@@ -37,7 +37,7 @@ struct Model {
     float *arena;
     size_t arena_floats;
     int32_t *tokens;          // (B*T) copy of the inputs, for the embedding backward
-    const MixerFamily **family;  // [L] the mixer family of each layer
+    const MixerFamily **family; // [L] the mixer family of each layer (mixer_family)
     LayerActs *acts;          // [L]
     float *res_final;         // (N, d)
     float *hf, *rstdf;        // (N, d), (N)  final norm

@@ -85,16 +85,10 @@ static void pathlist_free(PathList *l) {
     free(l->paths);
 }
 
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) die("cannot open %s: %s", path, strerror(errno));
-    if (fseeko(f, 0, SEEK_END) != 0) die("cannot seek in %s: %s", path, strerror(errno));
-    off_t size = ftello(f);
-    if (size < 0 || fseeko(f, 0, SEEK_SET) != 0) die("cannot get the size of %s", path);
-    char *buf = xmalloc((size_t)size + 1);
-    if (fread(buf, 1, (size_t)size, f) != (size_t)size) die("short read on %s", path);
-    fclose(f);
-    *len = (size_t)size;
+static char *read_doc(const char *path, size_t *len) {
+    char *buf;
+    Err err;
+    if (!read_file(path, SIZE_MAX - 1, &buf, len, &err)) die("%s", err.msg);
     return buf;
 }
 
@@ -246,7 +240,7 @@ static void encode_split(const Job *job, const char *split, const char *input) {
     for (int64_t first = 0; first < docs.n; first += BATCH) {
         int nb = (int)LL_MIN((int64_t)BATCH, docs.n - first);
         for (int i = 0; i < nb; i++) {
-            text[i] = read_file(docs.paths[first + i], &text_len[i]);
+            text[i] = read_doc(docs.paths[first + i], &text_len[i]);
             total_bytes += (int64_t)text_len[i];
         }
         #pragma omp parallel for schedule(dynamic, 1) num_threads(job->threads)
@@ -279,18 +273,6 @@ static void encode_split(const Job *job, const char *split, const char *input) {
     for (int i = 0; i < BATCH; i++) free(out[i].ids);
     free(w.buf);
     pathlist_free(&docs);
-}
-
-static void mkdir_p(const char *dir) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", dir);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) die("cannot create %s: %s", tmp, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) die("cannot create %s: %s", tmp, strerror(errno));
 }
 
 int main(int argc, char **argv) {
@@ -333,7 +315,8 @@ int main(int argc, char **argv) {
         die("--tokenizer must be gpt2 or bytes, got '%s'", tok_name);
     }
     if (tokenizer_vocab_size(tok) > 65536) die("vocab %d does not fit uint16 shards", tokenizer_vocab_size(tok));
-    mkdir_p(outdir);
+    Err dir_err;
+    if (!mkdir_p(outdir, &dir_err)) die("%s", dir_err.msg);
 
     Job job = {.threads = threads, .dir = outdir, .name = name, .shard_tokens = shard_tokens};
     job.toks = xmalloc((size_t)threads * sizeof *job.toks);

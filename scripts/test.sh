@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-make -j"$(nproc)" all
+make -j"$(nproc)" WERROR=1 all
 ./data/build_corpus.sh
-make -j"$(nproc)" test
+make -j"$(nproc)" WERROR=1 test

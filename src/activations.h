@@ -66,24 +66,29 @@ static inline float act_hsum(act_vf v) {
     return s;
 }
 
+// ---- the one e^x polynomial --------------------------------------------------------------------------
+// Written once as macros that work on float and on act_vf alike (the same operations in the same order,
+// so a lane of act_vexp and the scalar scan_exp of ssd_chunk.h round identically):
+//   ACT_EXP_SHIFTED(x) = x·log2 e + 1.5·2^23: n = round(x·log2 e) held in the low mantissa bits
+//   ACT_EXP_REDUCE(x, n) = x − n·ln2, ln2 split in two so that n·ln2_hi is exact
+//   ACT_EXP_POLY(r) = e^r for |r| <= ln2/2 (Cephes' expf polynomial); r must be a plain variable
+#define ACT_EXP_MAGIC 12582912.0f
+#define ACT_EXP_SHIFTED(x) ((x) * 1.44269504088896341f + ACT_EXP_MAGIC)
+#define ACT_EXP_REDUCE(x, n) ((x) - (n) * 0.693359375f + (n) * 2.12194440e-4f)
+#define ACT_EXP_POLY(r)                                                                                      \
+    ((((((1.9875691500e-4f * (r) + 1.3981999507e-3f) * (r) + 8.3334519073e-3f) * (r) + 4.1665795894e-2f) * \
+          (r) + 1.6666665459e-1f) * (r) + 5.0000001201e-1f) * (r) * (r) + (r) + 1.0f)
+
 // ---- e^x, σ, SiLU on vectors ------------------------------------------------------------------------
 static inline act_vf act_vexp(act_vf x) {
     // Clamp so n stays in [−126, 128]; a NaN lane fails both comparisons and stays NaN.
     act_vf xc = act_vselect(x > 88.72283935546875f, act_vsplat(88.72283935546875f), x);
     xc = act_vselect(xc < -87.5f, act_vsplat(-87.5f), xc);
-    // n = round(x·log2 e): adding 1.5·2^23 rounds to an integer held in the low mantissa bits.
-    act_vf t = xc * 1.44269504088896341f + 12582912.0f;
-    act_vf n = t - 12582912.0f;
+    act_vf t = ACT_EXP_SHIFTED(xc);
+    act_vf n = t - ACT_EXP_MAGIC;
     act_vi ni = (act_vi)t - 0x4B400000;
-    // r = x − n·ln2, ln2 split in two so that n·ln2_hi is exact.
-    act_vf r = xc - n * 0.693359375f;
-    r = r + n * 2.12194440e-4f;
-    act_vf p = r * 1.9875691500e-4f + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    act_vf er = p * r * r + r + 1.0f;
+    act_vf r = ACT_EXP_REDUCE(xc, n);
+    act_vf er = ACT_EXP_POLY(r);
     // 2^n as 2^k · 2^(n−k), k = n/2: both factors are normal floats for every n in [−126, 128].
     act_vi k = ni >> 1;
     act_vf s1 = (act_vf)((k + 127) << 23), s2 = (act_vf)((ni - k + 127) << 23);

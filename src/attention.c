@@ -5,6 +5,7 @@
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "activations.h"
 
@@ -188,6 +189,34 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, m, scale,
                             dP, n, qb, ldq, 1.0f, dkh, ldk);
             }
+        }
+    }
+}
+
+void attention_decode_step(float *out, float *p, const float *q, const float *kc, const float *vc, int64_t pos,
+                           int H, int Hkv, int hd) {
+    const int Dkv = Hkv * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int group = H / Hkv;
+    for (int h = 0; h < H; h++) {
+        const float *qh = q + (size_t)h * hd;
+        const int kvh = h / group;
+        float mx = -INFINITY;
+        for (int64_t j = 0; j <= pos; j++) {
+            const float *kj = kc + j * Dkv + (size_t)kvh * hd;
+            float sdot = 0;
+            for (int i = 0; i < hd; i++) sdot += qh[i] * kj[i];
+            p[j] = sdot * scale;
+            if (p[j] > mx) mx = p[j];
+        }
+        double sum = 0;
+        for (int64_t j = 0; j <= pos; j++) { p[j] = expf(p[j] - mx); sum += p[j]; }
+        float *oh = out + (size_t)h * hd;
+        memset(oh, 0, (size_t)hd * sizeof(float));
+        for (int64_t j = 0; j <= pos; j++) {
+            const float *vj = vc + j * Dkv + (size_t)kvh * hd;
+            const float pj = (float)(p[j] / sum);
+            for (int i = 0; i < hd; i++) oh[i] += pj * vj[i];
         }
     }
 }

@@ -13,6 +13,7 @@
 #define LL_ATTENTION_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 // Rotates the pairs (j, j + hd/2) of every head vector by the angle t·θ^(−2j/hd), t = 0..T−1 the
 // position in its sequence (angles and cos/sin in fp32, as fla's RotaryEmbedding). hd must be even.
@@ -54,5 +55,14 @@ void attention_backward(float *dq,          // (B, T, H, hd) +=
                         const float *lse,   // (B, H, T) from the forward
                         int B, int T, int H, int Hkv, int hd,
                         float *scratch);    // attention_scratch_floats(B, T, H, hd)
+
+// Decoding one token at 0-based position pos against the KV cache (the same softmax as
+// attention_forward, evaluated directly: libm expf, the denominator summed in double).
+void attention_decode_step(float *out,       // (H, hd)
+                           float *p,         // (pos + 1) scratch: the probabilities of one head
+                           const float *q,   // (H, hd), already rotated
+                           const float *kc,  // (pos + 1, Hkv, hd) cached keys, rotated
+                           const float *vc,  // (pos + 1, Hkv, hd) cached values
+                           int64_t pos, int H, int Hkv, int hd);
 
 #endif

@@ -54,16 +54,6 @@ static bool write_file_durable(const char *path, const char *data, size_t len, E
     return true;
 }
 
-static bool fsync_dir(const char *dir, Err *err) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return err_set(err, "cannot open directory %s to fsync it: %s", dir, strerror(errno));
-    // Some filesystems cannot fsync a directory (EINVAL); nothing more can be done there.
-    bool ok = fsync(fd) == 0 || errno == EINVAL || errno == ENOTSUP;
-    if (!ok) err_set(err, "cannot fsync directory %s: %s", dir, strerror(errno));
-    close(fd);
-    return ok;
-}
-
 // Removes a checkpoint directory: its files, then itself. Deliberately not recursive: a checkpoint
 // holds only plain files, so anything else inside makes rmdir fail instead of deleting it.
 static bool remove_flat_dir(const char *dir, Err *err) {
@@ -129,27 +119,7 @@ static int64_t *list_steps(const char *run_dir, const char *prefix, int *count) 
 
 // Reads a whole (small) file into a malloc'd NUL-terminated buffer.
 static bool read_small_file(const char *path, char **out, size_t *len, Err *err) {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return err_set(err, "cannot read %s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > CK_MAX_TEXT) {
-        fclose(f);
-        return err_set(err, "%s is not a regular file of at most %zu bytes", path, CK_MAX_TEXT);
-    }
-    size_t n = (size_t)st.st_size;
-    char *buf = malloc(n + 1);
-    if (!buf) die("out of memory");
-    size_t got = fread(buf, 1, n, f);
-    fclose(f);
-    if (got != n) {
-        free(buf);
-        return err_set(err, "cannot read %s: short read (%zu of %zu bytes)", path, got, n);
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return true;
+    return read_file(path, CK_MAX_TEXT, out, len, err);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -272,25 +242,11 @@ static void prune(const char *run_dir, int64_t keep, int keep_last) {
 }
 
 // mkdir -p: creates run_dir and any missing parents.
-static bool mkdir_p(const char *dir, Err *err) {
-    char p[CK_PATH];
-    if (!dir[0]) return err_set(err, "checkpoint_save: empty run directory name (program bug)");
-    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) return err_set(err, "path too long: %s", dir);
-    for (char *c = p + 1;; c++) {
-        if (*c != '/' && *c != '\0') continue;
-        char saved = *c;
-        *c = '\0';
-        if (mkdir(p, 0755) != 0 && errno != EEXIST)
-            return err_set(err, "cannot create run directory %s: %s", p, strerror(errno));
-        *c = saved;
-        if (!saved) return true;
-    }
-}
-
 bool checkpoint_save(const char *run_dir, int64_t step, const CheckpointData *cd, int keep_last, Err *err) {
     if (step < 0) return err_set(err, "checkpoint_save: negative step %" PRId64 " (program bug)", step);
     if (!cd || (cd->n > 0 && !cd->params) || (!cd->exp_avg != !cd->exp_avg_sq))
         return err_set(err, "checkpoint_save: incomplete CheckpointData (program bug)");
+    if (!run_dir[0]) return err_set(err, "checkpoint_save: empty run directory name (program bug)");
     if (!mkdir_p(run_dir, err)) return false;
     if (!is_dir(run_dir)) return err_set(err, "run directory %s exists but is not a directory", run_dir);
 

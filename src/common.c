@@ -2,9 +2,11 @@
 #include "common.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -76,4 +78,51 @@ bool write_all(int fd, const void *buf, size_t len) {
         len -= (size_t)w;
     }
     return true;
+}
+
+bool read_file(const char *path, size_t max_bytes, char **data, size_t *len, Err *err) {
+    *data = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return err_set(err, "cannot read %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > (uint64_t)max_bytes) {
+        fclose(f);
+        return err_set(err, "%s is not a regular file of at most %zu bytes", path, max_bytes);
+    }
+    const size_t n = (size_t)st.st_size;
+    char *buf = xmalloc(n + 1);
+    const size_t got = fread(buf, 1, n, f);
+    fclose(f);
+    if (got != n) {
+        free(buf);
+        return err_set(err, "cannot read %s: short read (%zu of %zu bytes)", path, got, n);
+    }
+    buf[n] = '\0';
+    *data = buf;
+    *len = n;
+    return true;
+}
+
+bool mkdir_p(const char *dir, Err *err) {
+    char p[4096];
+    if (!dir[0]) return err_set(err, "cannot create a directory with an empty name");
+    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) return err_set(err, "path too long: %s", dir);
+    for (char *c = p + 1;; c++) {
+        if (*c != '/' && *c != '\0') continue;
+        char saved = *c;
+        *c = '\0';
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) return err_set(err, "cannot create directory %s: %s", p, strerror(errno));
+        *c = saved;
+        if (!saved) return true;
+    }
+}
+
+bool fsync_dir(const char *dir, Err *err) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return err_set(err, "cannot open directory %s to fsync it: %s", dir, strerror(errno));
+    bool ok = fsync(fd) == 0 || errno == EINVAL || errno == ENOTSUP;
+    if (!ok) err_set(err, "cannot fsync directory %s: %s", dir, strerror(errno));
+    close(fd);
+    return ok;
 }

@@ -30,6 +30,17 @@ double now_seconds(void);
 // CRC32 (zlib polynomial) of a byte range; chain with crc = crc32_update(crc, ...), start from 0.
 uint32_t crc32_update(uint32_t crc, const void *data, size_t bytes);
 
+// Reads a whole regular file of at most max_bytes into a malloc'd buffer, with a NUL after the data so
+// text parsers can treat it as a C string (*len excludes it). The one file reader of the library.
+bool read_file(const char *path, size_t max_bytes, char **data, size_t *len, Err *err);
+
+// Creates a directory and its missing parents (mode 0755); an existing directory is fine.
+bool mkdir_p(const char *dir, Err *err);
+
+// fsync(2) of a directory, so the renames and creations inside it survive a crash. Filesystems that
+// cannot fsync a directory (EINVAL, ENOTSUP) count as success: nothing more can be done there.
+bool fsync_dir(const char *dir, Err *err);
+
 // write(2) until all len bytes are written (retrying on EINTR); false with errno set on failure.
 bool write_all(int fd, const void *buf, size_t len);
 

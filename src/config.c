@@ -14,6 +14,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "json_strict.h"
+#include "levels.h"
+
 // ---------------------------------------------------------------------------------------------------
 // Model types
 
@@ -56,13 +59,6 @@ int config_mlp_width(int hidden_size, float hidden_ratio) {
     return (int)(256 * ((i + 255) / 256));
 }
 
-int config_num_levels(int64_t max_seq_len) {
-    // Level of (t, s) is bit_length(t XOR s) <= bit_length(max_seq_len-1), plus level 0 for s == t.
-    int bits = 0;
-    for (uint64_t v = max_seq_len > 1 ? (uint64_t)(max_seq_len - 1) : 0; v; v >>= 1) bits++;
-    return bits + 1;
-}
-
 // ---------------------------------------------------------------------------------------------------
 // Defaults (= the PyTorch config classes' defaults, checkpoint-names.md §7)
 
@@ -83,7 +79,7 @@ static void resolve_derived(ModelConfig *m, bool kv_given, bool inter_given, boo
         m->d_inner = 0;
     }
     if (model_type_is_loglinear(m->type)) {
-        if (!levels_given) m->num_levels = config_num_levels(m->max_seq_len);
+        if (!levels_given) m->num_levels = levels_needed(m->max_seq_len);
     } else {
         m->num_levels = 0;
     }
@@ -211,52 +207,6 @@ static void did_you_mean(const char *key, const char *const *cands, size_t n, ch
     else if (len) out[0] = '\0';
 }
 
-static bool text_to_i64(const char *s, size_t n, int64_t *out) {
-    char buf[40];
-    if (n == 0 || n >= sizeof buf) return false;
-    memcpy(buf, s, n);
-    buf[n] = '\0';
-    size_t i = buf[0] == '-' ? 1 : 0;
-    if (!buf[i]) return false;
-    for (; buf[i]; i++) if (!isdigit((unsigned char)buf[i])) return false;
-    errno = 0;
-    long long v = strtoll(buf, NULL, 10);
-    if (errno) return false;
-    *out = v;
-    return true;
-}
-
-static bool text_to_u64(const char *s, size_t n, uint64_t *out) {
-    char buf[40];
-    if (n == 0 || n >= sizeof buf) return false;
-    memcpy(buf, s, n);
-    buf[n] = '\0';
-    for (size_t i = 0; buf[i]; i++) if (!isdigit((unsigned char)buf[i])) return false;
-    errno = 0;
-    unsigned long long v = strtoull(buf, NULL, 10);
-    if (errno) return false;
-    *out = v;
-    return true;
-}
-
-// A number as JSON or Python writes it, including the bare Infinity / -Infinity / NaN tokens.
-static bool text_to_double(const char *s, size_t n, double *out) {
-    char buf[64];
-    if (n == 0 || n >= sizeof buf) return false;
-    memcpy(buf, s, n);
-    buf[n] = '\0';
-    if (strcmp(buf, "Infinity") == 0 || strcmp(buf, "inf") == 0) { *out = INFINITY; return true; }
-    if (strcmp(buf, "-Infinity") == 0 || strcmp(buf, "-inf") == 0) { *out = -INFINITY; return true; }
-    if (strcmp(buf, "NaN") == 0 || strcmp(buf, "nan") == 0) { *out = NAN; return true; }
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(buf, &end);
-    if (end == buf || *end != '\0') return false;
-    if (errno == ERANGE && fabs(v) < 1.0) v = 0.0;  // underflow: treat as 0 like Python
-    *out = v;
-    return true;
-}
-
 // Shortest "%g" text that reads back as exactly this float (0.006f -> "0.006", not 0.006000000052).
 static void format_float(char *buf, size_t len, float v) {
     if (isnan(v)) { snprintf(buf, len, "NaN"); return; }
@@ -270,221 +220,6 @@ static void format_float(char *buf, size_t len, float v) {
 
 static bool float_differs(float a, float b) { return a != b && !(isnan(a) && isnan(b)); }
 
-// ---------------------------------------------------------------------------------------------------
-// JSON documents: cJSON plus the raw text of every number token.
-//
-// cJSON keeps numbers only as doubles, which cannot tell 256 from 256.0 (a float where an integer is
-// required) nor hold a 64-bit seed exactly. So before parsing we scan the text once: every number token
-// outside strings is recorded (offset, length) in document order, and the non-standard tokens Python's
-// json module writes (Infinity, -Infinity, NaN, e.g. HF's time_step_limit) are replaced in the parsed
-// copy by numbers of the same length, so error positions still match the file. After parsing, the
-// tree's numbers (visited in document order) are paired with those tokens.
-
-typedef struct {
-    const cJSON *item;
-    size_t off, len;   // token in the original text
-} NumTok;
-
-typedef struct {
-    const char *orig;  // original text
-    char *text;        // pre-processed copy that cJSON parsed
-    cJSON *root;
-    NumTok *nums;
-    size_t n_nums;
-    const char *origin;
-} JsonDoc;
-
-static bool ident_char(char c) { return isalnum((unsigned char)c) || c == '_'; }
-
-static void doc_push(JsonDoc *d, size_t *cap, size_t off, size_t len) {
-    if (d->n_nums == *cap) {
-        *cap = *cap ? 2 * *cap : 64;
-        NumTok *p = realloc(d->nums, *cap * sizeof *p);
-        if (!p) die("out of memory reading JSON");
-        d->nums = p;
-    }
-    d->nums[d->n_nums++] = (NumTok){NULL, off, len};
-}
-
-static void doc_scan(JsonDoc *d, size_t n) {
-    char *s = d->text;
-    size_t cap = 0;
-    bool in_str = false;
-    for (size_t i = 0; i < n;) {
-        char c = s[i];
-        if (in_str) {
-            if (c == '\\') i += 2;
-            else { if (c == '"') in_str = false; i++; }
-            continue;
-        }
-        if (c == '"') { in_str = true; i++; continue; }
-        if (c == '-' && i + 9 <= n && memcmp(s + i + 1, "Infinity", 8) == 0 && (i + 9 == n || !ident_char(s[i + 9]))) {
-            memcpy(s + i, "-1e999   ", 9);  // strtod overflows to -inf
-            doc_push(d, &cap, i, 9);
-            i += 9;
-            continue;
-        }
-        if (c == '-' || isdigit((unsigned char)c)) {
-            size_t j = i;
-            while (j < n && s[j] && strchr("0123456789+-eE.", s[j])) j++;
-            doc_push(d, &cap, i, j - i);
-            i = j;
-            continue;
-        }
-        if (isalpha((unsigned char)c) || c == '_') {
-            size_t j = i;
-            while (j < n && ident_char(s[j])) j++;
-            if (j - i == 8 && memcmp(s + i, "Infinity", 8) == 0) {
-                memcpy(s + i, "1e999   ", 8);
-                doc_push(d, &cap, i, 8);
-            } else if (j - i == 3 && memcmp(s + i, "NaN", 3) == 0) {
-                memcpy(s + i, "0e0", 3);  // placeholder; the value is read from the original "NaN"
-                doc_push(d, &cap, i, 3);
-            }
-            i = j;
-            continue;
-        }
-        i++;
-    }
-}
-
-static void doc_collect(JsonDoc *d, const cJSON *it, size_t *k) {
-    if (cJSON_IsNumber(it)) {
-        if (*k < d->n_nums) d->nums[*k].item = it;
-        (*k)++;
-    }
-    for (const cJSON *c = it->child; c; c = c->next) doc_collect(d, c, k);
-}
-
-static void doc_free(JsonDoc *d) {
-    cJSON_Delete(d->root);
-    free(d->text);
-    free(d->nums);
-    memset(d, 0, sizeof *d);
-}
-
-static bool doc_parse(JsonDoc *d, const char *text, const char *origin, Err *err) {
-    memset(d, 0, sizeof *d);
-    size_t n = strlen(text);
-    d->orig = text;
-    d->origin = origin;
-    d->text = malloc(n + 1);
-    if (!d->text) die("out of memory reading JSON");
-    memcpy(d->text, text, n + 1);
-    doc_scan(d, n);
-    const char *end = NULL;
-    d->root = cJSON_ParseWithOpts(d->text, &end, true);
-    if (!d->root) {
-        size_t off = end ? (size_t)(end - d->text) : 0;
-        if (off > n) off = n;
-        // Where an object key was expected (after '{' or ','), cJSON reports one past the offending
-        // character, e.g. past the '}' of a trailing comma. Step back so the column names the culprit.
-        if (off > 0 && off <= n && text[off - 1] != '"' && !isspace((unsigned char)text[off - 1])) {
-            size_t q = off - 1, r = q;
-            while (r > 0 && isspace((unsigned char)text[r - 1])) r--;
-            if (r > 0 && (text[r - 1] == ',' || text[r - 1] == '{')) off = q;
-        }
-        int line = 1, col = 1;
-        for (size_t i = 0; i < off; i++) {
-            if (text[i] == '\n') { line++; col = 1; } else col++;
-        }
-        char near[40] = {0};
-        size_t k = 0;
-        for (size_t i = off; i < n && text[i] != '\n' && k < sizeof near - 1; i++) near[k++] = text[i];
-        bool at_end = true;
-        for (size_t i = off; i < n; i++) if (!isspace((unsigned char)text[i])) { at_end = false; break; }
-        if (at_end)
-            err_set(err, "%s:%d:%d: JSON syntax error: unexpected end of file (missing '}' or ']'?)", origin, line, col);
-        else
-            err_set(err, "%s:%d:%d: JSON syntax error near '%s' (check for a missing comma, quote or brace, "
-                    "or a trailing comma)", origin, line, col, near);
-        doc_free(d);
-        return false;
-    }
-    size_t k = 0;
-    doc_collect(d, d->root, &k);
-    if (k != d->n_nums) {  // cannot happen for text cJSON accepted; keep it loud rather than misread
-        err_set(err, "%s: internal error pairing JSON number tokens (%zu vs %zu)", origin, k, d->n_nums);
-        doc_free(d);
-        return false;
-    }
-    return true;
-}
-
-// A JSON value reduced to what the typed setters need.
-typedef struct {
-    const char *num;   // raw number text (NULL if not a number)
-    size_t num_len;
-    const char *str;   // string value (NULL if not a string)
-    int boolean;       // 0/1, or -1 if not a boolean
-    bool is_null;
-    char repr[96];     // the value as written, for error messages
-} RawValue;
-
-static void raw_from_json(const JsonDoc *d, const cJSON *it, RawValue *v) {
-    memset(v, 0, sizeof *v);
-    v->boolean = -1;
-    if (cJSON_IsNumber(it)) {
-        for (size_t i = 0; i < d->n_nums; i++) {
-            if (d->nums[i].item == it) {
-                v->num = d->orig + d->nums[i].off;
-                v->num_len = d->nums[i].len;
-                break;
-            }
-        }
-        if (v->num) snprintf(v->repr, sizeof v->repr, "%.*s", (int)LL_MIN(v->num_len, 80), v->num);
-        return;
-    }
-    if (cJSON_IsString(it)) v->str = it->valuestring;
-    if (cJSON_IsBool(it)) v->boolean = cJSON_IsTrue(it) ? 1 : 0;
-    if (cJSON_IsNull(it)) v->is_null = true;
-    char *p = cJSON_PrintUnformatted(it);
-    if (p) {
-        if (strlen(p) > 80) snprintf(v->repr, sizeof v->repr, "%.77s...", p);
-        else snprintf(v->repr, sizeof v->repr, "%s", p);
-        free(p);
-    }
-}
-
-static const char *type_word(const RawValue *v) {
-    if (v->num) return "a number";
-    if (v->str) return "a string";
-    if (v->boolean >= 0) return "a boolean";
-    if (v->is_null) return "null";
-    return "an array or object";
-}
-
-// Typed readers. `where` is the prefix of every message, e.g. "configs/x.json: model.hidden_size".
-static bool read_int(const RawValue *v, const char *where, int *out, Err *err) {
-    int64_t x;
-    if (!v->num) return err_set(err, "%s must be an integer, got %s (%s)", where, v->repr, type_word(v));
-    if (!text_to_i64(v->num, v->num_len, &x))
-        return err_set(err, "%s must be an integer, got %s (write it without a decimal point or exponent)", where, v->repr);
-    if (x < INT_MIN || x > INT_MAX) return err_set(err, "%s = %s is out of range for a 32-bit integer", where, v->repr);
-    *out = (int)x;
-    return true;
-}
-
-static bool read_float(const RawValue *v, const char *where, float *out, Err *err) {
-    double x;
-    if (!v->num || !text_to_double(v->num, v->num_len, &x))
-        return err_set(err, "%s must be a number, got %s (%s)", where, v->repr, type_word(v));
-    if (!isfinite(x) || fabs(x) > FLT_MAX) return err_set(err, "%s must be a finite 32-bit float, got %s", where, v->repr);
-    *out = (float)x;
-    return true;
-}
-
-static bool read_bool(const RawValue *v, const char *where, bool *out, Err *err) {
-    if (v->boolean < 0) return err_set(err, "%s must be true or false, got %s (%s)", where, v->repr, type_word(v));
-    *out = v->boolean == 1;
-    return true;
-}
-
-static bool find_dup_key(const cJSON *obj, const cJSON *it) {
-    for (const cJSON *p = obj->child; p && p != it; p = p->next)
-        if (strcmp(p->string, it->string) == 0) return true;
-    return false;
-}
 
 // ---------------------------------------------------------------------------------------------------
 // Model keys
@@ -605,8 +340,8 @@ static void type_list(unsigned mask, char *out, size_t len) {
 }
 
 static bool check_feature(const JsonDoc *d, const cJSON *it, int f, const char *where, Err *err) {
-    RawValue v;
-    raw_from_json(d, it, &v);
+    JsonRaw v;
+    json_raw_value(d, it, &v);
     bool ok = false;
     switch (FEATURE_KEYS[f].kind) {
         case FEAT_FALSE: ok = v.boolean == 0; break;
@@ -616,11 +351,11 @@ static bool check_feature(const JsonDoc *d, const cJSON *it, int f, const char *
         case FEAT_CHUNK: ok = v.str && strcmp(v.str, "chunk") == 0; break;
         case FEAT_TS_LIMIT:
             if (cJSON_IsArray(it) && cJSON_GetArraySize(it) == 2) {
-                RawValue a, b;
+                JsonRaw a, b;
                 double lo, hi;
-                raw_from_json(d, it->child, &a);
-                raw_from_json(d, it->child->next, &b);
-                ok = a.num && b.num && text_to_double(a.num, a.num_len, &lo) && text_to_double(b.num, b.num_len, &hi) &&
+                json_raw_value(d, it->child, &a);
+                json_raw_value(d, it->child->next, &b);
+                ok = a.num && b.num && json_text_to_double(a.num, a.num_len, &lo) && json_text_to_double(b.num, b.num_len, &hi) &&
                      lo == 0.0 && isinf(hi) && hi > 0;
             }
             break;
@@ -714,7 +449,7 @@ static bool model_check(const ModelConfig *m, const char *o, const char *p, Err 
             return err_set(err, "%s: %schunk_size must be a positive power of two, got %d", o, p, m->chunk_size);
     }
     if (model_type_is_loglinear(m->type)) {
-        int need = config_num_levels(m->max_seq_len);
+        int need = levels_needed(m->max_seq_len);
         if (m->num_levels < need)
             return err_set(err, "%s: %snum_levels (%d) is too small for %smax_position_embeddings = %d, which needs "
                            "bit_length(%d-1)+1 = %d levels (remove num_levels to derive it)", o, p, m->num_levels, p,
@@ -746,8 +481,8 @@ static bool parse_model_object(ModelConfig *out, const JsonDoc *d, const cJSON *
                        "gated_deltanet, loglinear_gated_deltanet, or the paper's mamba2mlp, hattention, "
                        "h_gated_deltanet)", o, prefix);
     if (!cJSON_IsString(mt)) {
-        RawValue v;
-        raw_from_json(d, mt, &v);
+        JsonRaw v;
+        json_raw_value(d, mt, &v);
         return err_set(err, "%s: %smodel_type must be a string, got %s", o, prefix, v.repr);
     }
     ModelType type;
@@ -773,7 +508,7 @@ static bool parse_model_object(ModelConfig *out, const JsonDoc *d, const cJSON *
     for (const cJSON *it = obj->child; it; it = it->next) {
         const char *k = it->string;
         snprintf(where, sizeof where, "%s: %s%s", o, prefix, k);
-        if (find_dup_key(obj, it)) return err_set(err, "%s: duplicate key '%s%s'", o, prefix, k);
+        if (json_dup_key(obj, it)) return err_set(err, "%s: duplicate key '%s%s'", o, prefix, k);
         if (strcmp(k, "model_type") == 0 || k[0] == '_') continue;
         int ki = find_model_key(k);
         if (ki >= 0) {
@@ -784,19 +519,19 @@ static bool parse_model_object(ModelConfig *out, const JsonDoc *d, const cJSON *
                 return err_set(err, "%s: key '%s%s' does not apply to model_type '%s' (it is read by: %s); remove it",
                                o, prefix, k, mt->valuestring, list);
             }
-            RawValue v;
-            raw_from_json(d, it, &v);
+            JsonRaw v;
+            json_raw_value(d, it, &v);
             char *field = (char *)&m + key->off;
             switch (key->kind) {
                 case MK_INT_OR_NULL:
                     if (v.is_null) break;  // null = derive (num_kv_heads = H, intermediate_size by rule)
-                    if (!read_int(&v, where, (int *)field, err)) return false;
+                    if (!json_read_int(&v, where, (int *)field, err)) return false;
                     if (strcmp(k, "intermediate_size") == 0) inter_given = true;
                     if (strcmp(k, "num_kv_heads") == 0) kv_given = true;
                     break;
                 case MK_INT: {
                     int x;
-                    if (!read_int(&v, where, &x, err)) return false;
+                    if (!json_read_int(&v, where, &x, err)) return false;
                     if (key->alias && given[find_model_key(key->alias)] && x != *(int *)field)
                         return err_set(err, "%s: %s%s (%d) and %s%s (%d) disagree; keep only one of them", o, prefix,
                                        k, x, prefix, key->alias, *(int *)field);
@@ -805,7 +540,7 @@ static bool parse_model_object(ModelConfig *out, const JsonDoc *d, const cJSON *
                 }
                 case MK_FLOAT: {
                     float x;
-                    if (!read_float(&v, where, &x, err)) return false;
+                    if (!json_read_float(&v, where, &x, err)) return false;
                     if (key->alias && given[find_model_key(key->alias)] && x != *(float *)field)
                         return err_set(err, "%s: %s%s (%g) and %s%s (%g) disagree; keep only one of them", o, prefix,
                                        k, (double)x, prefix, key->alias, (double)*(float *)field);
@@ -813,7 +548,7 @@ static bool parse_model_object(ModelConfig *out, const JsonDoc *d, const cJSON *
                     break;
                 }
                 case MK_BOOL:
-                    if (!read_bool(&v, where, (bool *)field, err)) return false;
+                    if (!json_read_bool(&v, where, (bool *)field, err)) return false;
                     break;
             }
             given[ki] = true;
@@ -844,7 +579,7 @@ static bool parse_model_object(ModelConfig *out, const JsonDoc *d, const cJSON *
 
 bool model_config_from_json(ModelConfig *m, const char *json_text, const char *origin, Err *err) {
     JsonDoc d;
-    if (!doc_parse(&d, json_text, origin, err)) return false;
+    if (!json_doc_parse(&d, json_text, origin, err)) return false;
     bool ok;
     const cJSON *root = d.root;
     if (!cJSON_IsObject(root)) {
@@ -856,7 +591,7 @@ bool model_config_from_json(ModelConfig *m, const char *json_text, const char *o
         if (sec) ok = parse_model_object(m, &d, sec, "model.", false, err);
         else ok = err_set(err, "%s: no \"model_type\" key and no \"model\" section: not a model config", origin);
     }
-    doc_free(&d);
+    json_doc_free(&d);
     return ok;
 }
 
@@ -914,20 +649,20 @@ static int find_train_key(const char *k) {
 }
 
 // Sets one train field from a value; the config is unchanged on error.
-static bool train_set(TrainConfig *t, int ki, const RawValue *v, const char *where, Err *err) {
+static bool train_set(TrainConfig *t, int ki, const JsonRaw *v, const char *where, Err *err) {
     char *field = (char *)t + TRAIN_KEYS[ki].off;
     switch (TRAIN_KEYS[ki].kind) {
-        case TK_INT: return read_int(v, where, (int *)field, err);
-        case TK_FLOAT: return read_float(v, where, (float *)field, err);
+        case TK_INT: return json_read_int(v, where, (int *)field, err);
+        case TK_FLOAT: return json_read_float(v, where, (float *)field, err);
         case TK_U64: {
             uint64_t x;
-            if (!v->num || !text_to_u64(v->num, v->num_len, &x))
+            if (!v->num || !json_text_to_u64(v->num, v->num_len, &x))
                 return err_set(err, "%s must be an integer in [0, 2^64), got %s", where, v->repr);
             *(uint64_t *)field = x;
             return true;
         }
         case TK_STR: {
-            if (!v->str) return err_set(err, "%s must be a string, got %s (%s)", where, v->repr, type_word(v));
+            if (!v->str) return err_set(err, "%s must be a string, got %s (%s)", where, v->repr, json_type_word(v));
             size_t cap = sizeof t->train_data;
             if (strlen(v->str) >= cap) return err_set(err, "%s is too long (%zu bytes, at most %zu)", where, strlen(v->str), cap - 1);
             memcpy(field, v->str, strlen(v->str) + 1);
@@ -951,7 +686,7 @@ static bool parse_train_object(TrainConfig *t, const JsonDoc *d, const cJSON *ob
     if (!cJSON_IsObject(obj)) return err_set(err, "%s: the \"train\" section must be a JSON object", o);
     for (const cJSON *it = obj->child; it; it = it->next) {
         const char *k = it->string;
-        if (find_dup_key(obj, it)) return err_set(err, "%s: duplicate key 'train.%s'", o, k);
+        if (json_dup_key(obj, it)) return err_set(err, "%s: duplicate key 'train.%s'", o, k);
         if (k[0] == '_') continue;
         int ki = find_train_key(k);
         if (ki < 0) {
@@ -961,8 +696,8 @@ static bool parse_train_object(TrainConfig *t, const JsonDoc *d, const cJSON *ob
             did_you_mean(k, TRAIN_KEY_NAMES, N_TRAIN_KEYS, hint, sizeof hint);
             return err_set(err, "%s: unknown key 'train.%s'%s", o, k, hint);
         }
-        RawValue v;
-        raw_from_json(d, it, &v);
+        JsonRaw v;
+        json_raw_value(d, it, &v);
         snprintf(where, sizeof where, "%s: train.%s", o, k);
         if (!train_set(t, ki, &v, where, err)) return false;
     }
@@ -988,7 +723,7 @@ bool config_override(Config *cfg, const char *kv, Err *err) {
         did_you_mean(k, TRAIN_KEY_NAMES, N_TRAIN_KEYS, hint, sizeof hint);
         return err_set(err, "override '%s': unknown train key '%s'%s", kv, k, hint);
     }
-    RawValue v;
+    JsonRaw v;
     memset(&v, 0, sizeof v);
     v.num = eq + 1;
     v.num_len = strlen(eq + 1);
@@ -1054,33 +789,11 @@ static bool is_regular_file(const char *p) {
     return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+// A config file as a C string: at most 16 MB (more is not a config file) and no NUL byte inside.
 static char *read_text_file(const char *path, Err *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { err_set(err, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    if (!buf) die("out of memory reading %s", path);
-    for (;;) {
-        if (n + 1 >= cap) {
-            if (cap >= (16u << 20)) {
-                fclose(f);
-                free(buf);
-                err_set(err, "%s: larger than 16 MB; not a config file", path);
-                return NULL;
-            }
-            cap *= 2;
-            char *p = realloc(buf, cap);
-            if (!p) die("out of memory reading %s", path);
-            buf = p;
-        }
-        size_t got = fread(buf + n, 1, cap - 1 - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    bool bad = ferror(f);
-    fclose(f);
-    if (bad) { free(buf); err_set(err, "%s: read error", path); return NULL; }
-    buf[n] = '\0';
+    char *buf;
+    size_t n;
+    if (!read_file(path, (size_t)16 << 20, &buf, &n, err)) return NULL;
     if (strlen(buf) != n) { free(buf); err_set(err, "%s: contains a NUL byte; not a JSON text file", path); return NULL; }
     return buf;
 }
@@ -1106,7 +819,7 @@ static bool parse_config_doc(Config *cfg, const JsonDoc *d, Err *err) {
     }
     for (const cJSON *it = root->child; it; it = it->next) {
         const char *k = it->string;
-        if (find_dup_key(root, it)) return err_set(err, "%s: duplicate key '%s'", o, k);
+        if (json_dup_key(root, it)) return err_set(err, "%s: duplicate key '%s'", o, k);
         if (strcmp(k, "model") == 0) model = it;
         else if (strcmp(k, "train") == 0) train = it;
         else if (k[0] == '_') continue;
@@ -1156,10 +869,10 @@ bool config_load(Config *cfg, const char *path, char *resolved_path, size_t reso
     char *text = read_text_file(p, err);
     if (!text) return false;
     JsonDoc d;
-    bool ok = doc_parse(&d, text, p, err);
+    bool ok = json_doc_parse(&d, text, p, err);
     if (ok) {
         ok = parse_config_doc(cfg, &d, err);
-        doc_free(&d);
+        json_doc_free(&d);
     }
     free(text);
     if (ok && resolved_path && resolved_len) snprintf(resolved_path, resolved_len, "%s", p);

@@ -37,9 +37,7 @@ bool model_type_is_gdn(ModelType t);          // gated_deltanet, loglinear_gated
 
 // fla GatedMLP width rule: 256*ceil(int(hidden_size*hidden_ratio*2/3)/256) (4096 at d=1536, 2816 at d=1024).
 int config_mlp_width(int hidden_size, float hidden_ratio);
-// Levels of the Fenwick-tree partition for contexts up to max_seq_len: bit_length(max_seq_len-1)+1
-// (15 for 16384, 12 for 2048, 1 for 1).
-int config_num_levels(int64_t max_seq_len);
+// The default num_levels of a log-linear model is levels_needed(max_seq_len) (levels.h).
 
 typedef struct {
     ModelType type;

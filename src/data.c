@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "rng.h"
+
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "shards are little-endian and read in place via mmap; this loader needs a little-endian machine"
 #endif
@@ -38,19 +40,11 @@ struct DataLoader {
     uint64_t epoch, cursor;
 };
 
-// splitmix64: tiny, fast, and the same sequence on every platform, which is all shuffling needs.
-static uint64_t rng_next(uint64_t *state) {
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 // Uniform integer in [0, n) without modulo bias (reject the few values above the last multiple of n).
 static uint64_t rng_below(uint64_t *state, uint64_t n) {
     uint64_t threshold = (0 - n) % n;  // = 2^64 mod n
     for (;;) {
-        uint64_t r = rng_next(state);
+        uint64_t r = rng_splitmix64(state);  // splitmix64: all shuffling needs
         if (r >= threshold) return r % n;
     }
 }
@@ -59,7 +53,7 @@ static void make_order(DataLoader *dl) {
     if (!dl->shuffle) return;
     // Seed the epoch's stream from both numbers, so each epoch gets an unrelated permutation.
     uint64_t mix = dl->seed;
-    uint64_t state = rng_next(&mix) ^ (dl->epoch * 0xD1B54A32D192ED03ull);
+    uint64_t state = rng_splitmix64(&mix) ^ (dl->epoch * 0xD1B54A32D192ED03ull);
     int64_t n = dl->num_windows;
     for (int64_t i = 0; i < n; i++) dl->order[i] = i;
     for (int64_t i = n - 1; i > 0; i--) {  // Fisher-Yates

@@ -62,6 +62,14 @@ void level_chunk_reads_of(int64_t c, int lc, LevelReads *rd);
 // block of 2^tz(s+1) chunks ending at chunk s: exactly the writers' state read by the chunks right after.
 typedef void LevelCombineFn(void *ctx, int64_t left_slot, int64_t right_slot, int64_t right_lo, int64_t span);
 void level_tree_build(int64_t nslot, LevelCombineFn *combine, void *ctx);
+// The readers of the node in slot s: chunks [s+1, min(s+1+2^j, nchunks)) at chunk level j = tz(s+1),
+// returned (the inverse of level_chunk_reads_of, for the backward).
+static inline int level_node_readers(int64_t slot, int64_t nchunks, int64_t *c_lo, int64_t *c_hi) {
+    const int j = __builtin_ctzll((unsigned long long)(slot + 1));
+    *c_lo = slot + 1;
+    *c_hi = *c_lo + ((int64_t)1 << j) < nchunks ? *c_lo + ((int64_t)1 << j) : nchunks;
+    return j;
+}
 // The same combines in reverse order (top level first), for the backward: combine_bwd(ctx, left, right,
 // right_lo, span) must add transitionᵀ · d(right) into d(left) (d(right) passes through unchanged).
 void level_tree_backward(int64_t nslot, LevelCombineFn *combine_bwd, void *ctx);

@@ -106,6 +106,10 @@ typedef union {
 
 typedef struct MixerFamily {
     const char *name;               // "attention", "mamba2", "gated_deltanet"
+    // The state_dict names around the blocks follow the paper's model class of the family:
+    // "<prefix>.embeddings.weight", "<prefix>.layers.<l>.…", "<prefix>.<final_norm>.weight".
+    const char *prefix;             // "model" (fla Transformer, GDN) / "backbone" (Mamba-2)
+    const char *final_norm;         // "norm" / "norm_f"
     // Adds the block's tensors except the MLP's, in state_dict order: the two block norms (mixer_norm,
     // mlp_norm) and the mixer's own. `layer_prefix` is e.g. "model.layers.3".
     void (*add_tensors)(ParamTable *tb, const ModelConfig *c, int layer, const char *layer_prefix,

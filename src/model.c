@@ -1,13 +1,16 @@
-// model.c — see model.h. Assembly only: the math lives in the layer files (layer_attention.c,
-// layer_mamba2.c, layer_mlp.c) and the kernels below them.
+// model.c — see model.h. Assembly only, through the mixer-family table (mixer.h): embeddings, blocks
+// (norms, the layer's mixer family, the SwiGLU MLP of block_mlp.c), final norm, LM head, the activation
+// arena. It knows no family: the math lives in mixer_*.c, block_mlp.c and the kernels below them.
 #include "model.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "block_mlp.h"
 #include "lm_head.h"
 #include "norm.h"
+#include "param_init.h"
 #include "rng.h"
 
 enum { LM_HEAD_CHUNK_ROWS = 256 };   // rows of logits alive at once: 256 x V floats (51 MB at V=50257); fewer rows re-stream dW too often
@@ -16,6 +19,7 @@ typedef struct {
     float *res_in;            // (N, d) residual stream entering the block
     float *h1, *rstd1;        // (N, d), (N)   mixer norm
     MixerSaved mix;
+    MixerScratch mix_scratch; // views into the mixers' backward scratch (one region shared by all layers)
     float *res_mid;           // (N, d) residual after the mixer
     float *h2, *rstd2;        // (N, d), (N)   mlp norm
     MlpSaved mlp;
@@ -33,66 +37,46 @@ struct Model {
     float *arena;
     size_t arena_floats;
     int32_t *tokens;          // (B*T) copy of the inputs, for the embedding backward
+    const MixerFamily **family; // [L] the mixer family of each layer (mixer_family)
     LayerActs *acts;          // [L]
     float *res_final;         // (N, d)
     float *hf, *rstdf;        // (N, d), (N)  final norm
     // backward scratch, shared by all layers
     float *dres;              // (N, d) gradient of the residual stream
     float *dh;                // (N, d) gradient of a norm's output
-    MixerScratch mix_scratch;
     MlpScratch mlp_scratch;
     float *kscratch;          // attention / scan / lm-head scratch (max over users)
 };
 
-static bool is_mamba(const ModelConfig *c) { return c->type == MODEL_MAMBA2 || c->type == MODEL_LOGLINEAR_MAMBA2; }
+// Whether every layer's mixer family is implemented (mixer_family returns NULL for the others).
+static bool families_implemented(const ModelConfig *c) {
+    if (!mixer_family(c, 0)) return false;
+    for (int l = 1; l < c->num_layers; l++)
+        if (!mixer_family(c, l)) return false;
+    return true;
+}
 
 // ---------------------------------------------------------------------------------------------------
 // Parameter table: names, shapes and order exactly as the paper's PyTorch state_dict (checkpoint-names.md).
 
-// Walks the model's tensors in state_dict order, filling `w` with pointers into tb->base.
+// Walks the model's tensors in state_dict order, filling `w` with pointers into tb->base. The names around
+// the blocks ("model"/"backbone" prefix, final norm) follow the family of layer 0.
 static void build_layout(ParamTable *tb, const ModelConfig *c, Weights *w) {
-    const int d = c->hidden_size, V = c->vocab_size, I = c->intermediate_size, H = c->num_heads;
-    const bool mamba = is_mamba(c);
-    const char *pre = mamba ? "backbone" : "model";
+    const int d = c->hidden_size, V = c->vocab_size;
+    const MixerFamily *top = mixer_family(c, 0);
     char name[96];
 
-    snprintf(name, sizeof name, "%s.embeddings.weight", pre);
+    snprintf(name, sizeof name, "%s.embeddings.weight", top->prefix);
     w->embed = param_add(tb, name, true, 2, V, d, 0);
     for (int l = 0; l < c->num_layers; l++) {
-        LayerWeights *lw = &w->layers[l];
-        memset(lw, 0, sizeof *lw);
-#define NAME(suffix) (snprintf(name, sizeof name, "%s.layers.%d.%s", pre, l, suffix), name)
-        if (!mamba) {
-            const int hd = c->head_dim, Hkv = c->num_kv_heads;
-            lw->mixer_norm = param_add(tb, NAME("attn_norm.weight"), false, 1, d, 0, 0);
-            lw->q_proj = param_add(tb, NAME("attn.q_proj.weight"), true, 2, (int64_t)H * hd, d, 0);
-            lw->k_proj = param_add(tb, NAME("attn.k_proj.weight"), true, 2, (int64_t)Hkv * hd, d, 0);
-            lw->v_proj = param_add(tb, NAME("attn.v_proj.weight"), true, 2, (int64_t)Hkv * hd, d, 0);
-            lw->o_proj = param_add(tb, NAME("attn.o_proj.weight"), true, 2, d, (int64_t)H * hd, 0);
-            lw->mlp_norm = param_add(tb, NAME("mlp_norm.weight"), false, 1, d, 0, 0);
-        } else {
-            const int din = c->d_inner, GN = c->n_groups * c->state_size, K = c->conv_kernel;
-            const int Cc = din + 2 * GN;
-            const bool ll = c->type == MODEL_LOGLINEAR_MAMBA2;
-            const int64_t rows = (int64_t)2 * din + 2 * GN + H + (ll ? (int64_t)H * c->num_levels : 0);
-            lw->mixer_norm = param_add(tb, NAME("mixer_norm.weight"), false, 1, d, 0, 0);
-            lw->mlp_norm = param_add(tb, NAME("mlp_norm.weight"), false, 1, d, 0, 0);
-            lw->dt_bias = param_add(tb, NAME("mixer.dt_bias"), false, 1, H, 0, 0);
-            lw->A_log = param_add(tb, NAME("mixer.A_log"), false, 1, H, 0, 0);
-            if (ll) lw->L = param_add(tb, NAME("mixer.L"), false, 2, H, c->num_levels, 0);
-            lw->D = param_add(tb, NAME("mixer.D"), false, 1, H, 0, 0);
-            lw->conv_w = param_add(tb, NAME("mixer.conv1d.weight"), true, 3, Cc, 1, K);
-            if (c->use_conv_bias) lw->conv_b = param_add(tb, NAME("mixer.conv1d.bias"), false, 1, Cc, 0, 0);
-            lw->in_proj = param_add(tb, NAME("mixer.in_proj.weight"), true, 2, rows, d, 0);
-            lw->gnorm = param_add(tb, NAME("mixer.norm.weight"), false, 1, din, 0, 0);
-            lw->out_proj = param_add(tb, NAME("mixer.out_proj.weight"), true, 2, d, din, 0);
-        }
-        lw->gate_proj = param_add(tb, NAME("mlp.gate_proj.weight"), true, 2, I, d, 0);
-        lw->up_proj = param_add(tb, NAME("mlp.up_proj.weight"), true, 2, I, d, 0);
-        lw->down_proj = param_add(tb, NAME("mlp.down_proj.weight"), true, 2, d, I, 0);
-#undef NAME
+        BlockWeights *bw = &w->layers[l];
+        memset(bw, 0, sizeof *bw);
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "%s.layers.%d", top->prefix, l);
+        mixer_family(c, l)->add_tensors(tb, c, l, prefix, bw);   // the two block norms and the mixer
+        mlp_add_tensors(tb, c, prefix, &bw->mlp);
     }
-    snprintf(name, sizeof name, mamba ? "%s.norm_f.weight" : "%s.norm.weight", pre);
+    snprintf(name, sizeof name, "%s.%s.weight", top->prefix, top->final_norm);
     w->final_norm = param_add(tb, name, false, 1, d, 0, 0);
     if (c->tie_word_embeddings) {
         // Tied: PyTorch's state_dict still lists lm_head.weight (same data). Alias the embedding's
@@ -115,7 +99,7 @@ static void build_arena(Model *m, Arena *a) {
         la->res_in = arena_take(a, N * d);
         la->h1 = arena_take(a, N * d);
         la->rstd1 = arena_take(a, N);
-        mixer_saved_carve(&la->mix, a, c, m->B, m->T);
+        m->family[l]->saved_carve(&la->mix, a, c, m->B, m->T);
         la->res_mid = arena_take(a, N * d);
         la->h2 = arena_take(a, N * d);
         la->rstd2 = arena_take(a, N);
@@ -126,15 +110,28 @@ static void build_arena(Model *m, Arena *a) {
     m->rstdf = arena_take(a, N);
     m->dres = arena_take(a, N * d);
     m->dh = arena_take(a, N * d);
-    mixer_scratch_carve(&m->mix_scratch, a, c, m->B, m->T);
+    // Backward scratch of the mixers: each layer's views start at the same place (one layer at a time
+    // runs its backward); the region is as long as the longest layout.
+    const size_t mix_base = a->used;
+    size_t mix_end = mix_base;
+    for (int l = 0; l < c->num_layers; l++) {
+        Arena sub = {.base = a->base, .used = mix_base};
+        m->family[l]->scratch_carve(&m->acts[l].mix_scratch, &sub, c, m->B, m->T);
+        mix_end = LL_MAX(mix_end, sub.used);
+    }
+    a->used = mix_end;
     mlp_scratch_carve(&m->mlp_scratch, a, c, m->B, m->T);
-    size_t ks = layers_kernel_scratch_floats(c, m->B, m->T);
-    size_t lm = lm_head_scratch_floats(LM_HEAD_CHUNK_ROWS, c->vocab_size);
-    m->kscratch = arena_take(a, ks > lm ? ks : lm);
+    // Kernel scratch (attention, scans, LM head), shared: the most any user needs.
+    size_t ks = lm_head_scratch_floats(LM_HEAD_CHUNK_ROWS, c->vocab_size);
+    for (int l = 0; l < c->num_layers; l++) {
+        const size_t need = m->family[l]->kernel_scratch_floats(c, m->B, m->T);
+        ks = LL_MAX(ks, need);
+    }
+    m->kscratch = arena_take(a, ks);
 }
 
 Model *model_create(const ModelConfig *cfg, int B, int T, Err *err) {
-    if (cfg->type == MODEL_GATED_DELTANET || cfg->type == MODEL_LOGLINEAR_GATED_DELTANET) {
+    if (!families_implemented(cfg)) {
         err_set(err, "model_type '%s' is parsed but its layers are not implemented yet in this version; "
                 "use transformer, mamba2 or loglinear_mamba2", model_type_name(cfg->type));
         return NULL;
@@ -147,8 +144,10 @@ Model *model_create(const ModelConfig *cfg, int B, int T, Err *err) {
     m->cfg = *cfg;
     m->B = B;
     m->T = T;
-    m->w.layers = xcalloc((size_t)cfg->num_layers, sizeof(LayerWeights));
-    m->gw.layers = xcalloc((size_t)cfg->num_layers, sizeof(LayerWeights));
+    m->family = xcalloc((size_t)LL_MAX(cfg->num_layers, 1), sizeof *m->family);
+    for (int l = 0; l < cfg->num_layers; l++) m->family[l] = mixer_family(cfg, l);
+    m->w.layers = xcalloc((size_t)cfg->num_layers, sizeof(BlockWeights));
+    m->gw.layers = xcalloc((size_t)cfg->num_layers, sizeof(BlockWeights));
 
     ParamTable count = {0};
     build_layout(&count, cfg, &m->w);
@@ -174,7 +173,9 @@ Model *model_create(const ModelConfig *cfg, int B, int T, Err *err) {
 }
 
 ParamInfo *model_table(const ModelConfig *cfg, int *n) {
-    Weights w = {.layers = xcalloc((size_t)cfg->num_layers, sizeof(LayerWeights))};
+    *n = 0;
+    if (!families_implemented(cfg)) return NULL;
+    Weights w = {.layers = xcalloc((size_t)cfg->num_layers, sizeof(BlockWeights))};
     ParamTable count = {0};
     build_layout(&count, cfg, &w);
     ParamInfo *table = xcalloc((size_t)count.n, sizeof(ParamInfo));
@@ -193,6 +194,7 @@ void model_free(Model *m) {
     free(m->params);
     free(m->grads);
     free(m->acts);
+    free(m->family);
     free(m->arena);
     free(m->tokens);
     free(m);
@@ -210,25 +212,14 @@ size_t model_activation_bytes(const Model *m) { return m->arena_floats * sizeof(
 void model_zero_grad(Model *m) { memset(m->grads, 0, m->numel * sizeof(float)); }
 
 // ---------------------------------------------------------------------------------------------------
-// Initialisation (architectures.md §2.3): Linear/Conv1d/Embedding N(0, σ²), biases 0, norms 1; Mamba
-// A_log = log(1..H), D = 1, dt_bias = softplus⁻¹(dt) with dt log-uniform in [dt_min, dt_max], L = 1;
-// residual-output projections (out_proj, down_proj) of the Mamba family re-drawn kaiming-uniform(√5)
-// = U(±1/√fan_in) and divided by √(2·num_layers). The Transformer has no rescale.
-
-static void init_normal(float *p, size_t n, float std, Rng *r) {
-    for (size_t i = 0; i < n; i++) p[i] = std * rng_normal(r);
-}
-static void init_const(float *p, size_t n, float v) {
-    for (size_t i = 0; i < n; i++) p[i] = v;
-}
-static void init_rescaled_uniform(float *p, int64_t rows, int64_t fan_in, float divisor, Rng *r) {
-    float bound = 1.0f / sqrtf((float)fan_in);
-    for (int64_t i = 0; i < rows * fan_in; i++) p[i] = (float)((2.0 * rng_uniform(r) - 1.0) * bound) / divisor;
-}
+// Initialisation (architectures.md §2.3): Linear/Conv1d/Embedding N(0, σ²), biases 0, norms 1, then each
+// family's own rules (mixer.h: init); under rescale_prenorm_residual (the Mamba family and GDN; fla's
+// Transformer has none) the MLP's down_proj is re-drawn kaiming-uniform(√5) = U(±1/√fan_in) and divided
+// by √(2·num_layers), right after the layer's mixer (the RNG draw order fixes the weights).
 
 void model_init(Model *m, uint64_t seed) {
     const ModelConfig *c = &m->cfg;
-    const int d = c->hidden_size, H = c->num_heads, I = c->intermediate_size;
+    const int d = c->hidden_size, I = c->intermediate_size;
     const float std = c->initializer_range;
     Rng r;
     rng_seed(&r, seed);
@@ -239,26 +230,13 @@ void model_init(Model *m, uint64_t seed) {
         if (pi->decay && !(c->tie_word_embeddings && strcmp(pi->name, "lm_head.weight") == 0))
             init_normal(m->params + pi->offset, pi->numel, std, &r);
     }
-    const bool rescale = is_mamba(c) && c->rescale_prenorm_residual;
     const float divisor = sqrtf(2.0f * (float)c->num_layers);
     for (int l = 0; l < c->num_layers; l++) {
-        LayerWeights *w = &m->w.layers[l];
+        BlockWeights *w = &m->w.layers[l];
         init_const(w->mixer_norm, d, 1.0f);
         init_const(w->mlp_norm, d, 1.0f);
-        if (is_mamba(c)) {
-            init_const(w->gnorm, c->d_inner, 1.0f);
-            init_const(w->D, H, 1.0f);
-            for (int h = 0; h < H; h++) w->A_log[h] = logf((float)(h + 1));
-            const double lo = log(c->time_step_min), hi = log(c->time_step_max);
-            for (int h = 0; h < H; h++) {
-                double dt = exp(rng_uniform(&r) * (hi - lo) + lo);
-                if (dt < c->time_step_floor) dt = c->time_step_floor;
-                w->dt_bias[h] = (float)(dt + log(-expm1(-dt)));   // softplus⁻¹(dt)
-            }
-            if (w->L) init_const(w->L, (size_t)H * c->num_levels, 1.0f);
-            if (rescale) init_rescaled_uniform(w->out_proj, d, c->d_inner, divisor, &r);
-        }
-        if (rescale) init_rescaled_uniform(w->down_proj, d, I, divisor, &r);
+        m->family[l]->init(&w->mix, c, &r);
+        if (c->rescale_prenorm_residual) init_rescaled_uniform(w->mlp.down_proj, d, I, divisor, &r);
     }
     init_const(m->w.final_norm, d, 1.0f);
 }
@@ -276,16 +254,15 @@ static void forward_body(Model *m, const int32_t *inputs, int B, int T) {
     embedding_forward(res, inputs, m->w.embed, N, d);
     for (int l = 0; l < L; l++) {
         LayerActs *a = &m->acts[l];
-        const LayerWeights *w = &m->w.layers[l];
+        const BlockWeights *w = &m->w.layers[l];
         float *next = l + 1 < L ? m->acts[l + 1].res_in : m->res_final;
         // x = r + Mixer(Norm(r)); y = x + MLP(Norm(x)), outputs written then residual added.
         rmsnorm_forward(a->h1, a->rstd1, a->res_in, w->mixer_norm, N, d, c->norm_eps);
-        if (c->type == MODEL_TRANSFORMER) attn_forward(a->res_mid, &a->mix.attn, a->h1, w, c, B, T, m->kscratch);
-        else mamba2_forward(a->res_mid, &a->mix.mamba, a->h1, w, c, B, T, m->kscratch);
+        m->family[l]->forward(a->res_mid, &a->mix, a->h1, &w->mix, c, B, T, m->kscratch);
 #pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < N * d; i++) a->res_mid[i] += a->res_in[i];
         rmsnorm_forward(a->h2, a->rstd2, a->res_mid, w->mlp_norm, N, d, c->norm_eps);
-        mlp_forward(next, &a->mlp, a->h2, w, c, N);
+        mlp_forward(next, &a->mlp, a->h2, &w->mlp, c, N);
 #pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < N * d; i++) next[i] += a->res_mid[i];
     }
@@ -328,18 +305,16 @@ double model_forward_backward(Model *m, const int32_t *inputs, const int32_t *ta
     rmsnorm_backward(m->dres, m->gw.final_norm, m->dh, m->res_final, m->w.final_norm, m->rstdf, N, d);
     for (int l = L - 1; l >= 0; l--) {
         LayerActs *a = &m->acts[l];
-        const LayerWeights *w = &m->w.layers[l];
-        LayerWeights *gw = &m->gw.layers[l];
+        const BlockWeights *w = &m->w.layers[l];
+        BlockWeights *gw = &m->gw.layers[l];
         // y = x + MLP(Norm(x)): dres already is d(y) = d(x) through the skip; add the MLP path.
         memset(m->dh, 0, (size_t)N * d * sizeof(float));
-        mlp_backward(m->dh, gw, m->dres, a->h2, &a->mlp, w, c, N, &m->mlp_scratch);
+        mlp_backward(m->dh, &gw->mlp, m->dres, a->h2, &a->mlp, &w->mlp, c, N, &m->mlp_scratch);
         rmsnorm_backward(m->dres, gw->mlp_norm, m->dh, a->res_mid, w->mlp_norm, a->rstd2, N, d);
         // x = r + Mixer(Norm(r))
         memset(m->dh, 0, (size_t)N * d * sizeof(float));
-        if (c->type == MODEL_TRANSFORMER)
-            attn_backward(m->dh, gw, m->dres, a->h1, &a->mix.attn, w, c, B, T, &m->mix_scratch, m->kscratch);
-        else
-            mamba2_backward(m->dh, gw, m->dres, a->h1, &a->mix.mamba, w, c, B, T, &m->mix_scratch, m->kscratch);
+        m->family[l]->backward(m->dh, &gw->mix, m->dres, a->h1, &a->mix, &w->mix, c, B, T, &a->mix_scratch,
+                               m->kscratch);
         rmsnorm_backward(m->dres, gw->mixer_norm, m->dh, a->res_in, w->mixer_norm, a->rstd1, N, d);
     }
     embedding_backward(m->gw.embed, m->tokens, m->dres, N, d);
@@ -356,21 +331,9 @@ double model_flops_per_token(const Model *m, int T) {
         if (pi->ndim == 2 && strstr(pi->name, "embeddings") == NULL) matmul_params += (double)pi->numel;
     }
     if (c->tie_word_embeddings) matmul_params += (double)c->vocab_size * c->hidden_size;
-    double mixing = 0;   // forward FLOPs per token per layer
-    if (c->type == MODEL_TRANSFORMER) {
-        mixing = 2.0 * 2.0 * (T / 2.0) * c->num_heads * c->head_dim;   // QKᵀ and PV over T/2 keys on average
-    } else {
-        const double H = c->num_heads, P = c->head_dim, Nst = c->state_size;
-        const double Q = LL_MIN(c->chunk_size, T);
-        // intra-chunk: C·B and the weighted sum over Q/2 keys; chunk state write + read-out: 2 x 2PN
-        mixing = H * (2.0 * (Q / 2.0) * (Nst + P) + 4.0 * P * Nst);
-        if (c->type == MODEL_LOGLINEAR_MAMBA2) {
-            int levels = 0;
-            while (((int64_t)c->chunk_size << levels) < T) levels++;
-            mixing += H * 2.0 * P * Nst * levels / 2.0;   // a chunk reads half of the inter-chunk levels on average
-        }
-    }
-    return 6.0 * matmul_params + 3.0 * mixing * c->num_layers;
+    double mixing = 0;   // forward FLOPs per token, summed over the layers (integers: exact in double)
+    for (int l = 0; l < c->num_layers; l++) mixing += m->family[l]->mixing_flops(c, T);
+    return 6.0 * matmul_params + 3.0 * mixing;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -380,7 +343,7 @@ struct DecodeState {
     const Model *m;
     int max_len;
     int64_t pos;
-    float *states;            // per layer: mixer_state_floats
+    float *states;            // per layer: per_layer floats (the most any layer's family needs)
     size_t per_layer;
     float *x, *h, *out;       // (d)
     float *tmp;               // mixer/mlp step scratch
@@ -391,14 +354,18 @@ DecodeState *decode_create(const Model *m, int max_len) {
     DecodeState *s = xcalloc(1, sizeof *s);
     s->m = m;
     s->max_len = max_len;
-    s->per_layer = mixer_state_floats(c, max_len);
+    size_t tmp = mlp_step_tmp_floats(c);
+    s->per_layer = 0;
+    for (int l = 0; l < c->num_layers; l++) {
+        const size_t st = m->family[l]->state_floats(c, max_len), st_tmp = m->family[l]->step_tmp_floats(c, max_len);
+        s->per_layer = LL_MAX(s->per_layer, st);
+        tmp = LL_MAX(tmp, st_tmp);
+    }
     s->states = xcalloc(s->per_layer * (size_t)c->num_layers, sizeof(float));
     s->x = xcalloc((size_t)c->hidden_size, sizeof(float));
     s->h = xcalloc((size_t)c->hidden_size, sizeof(float));
     s->out = xcalloc((size_t)c->hidden_size, sizeof(float));
-    size_t tmp = mixer_step_tmp_floats(c, max_len);
-    size_t mlp_tmp = 3 * (size_t)c->intermediate_size;
-    s->tmp = xcalloc(tmp > mlp_tmp ? tmp : mlp_tmp, sizeof(float));
+    s->tmp = xcalloc(tmp, sizeof(float));
     return s;
 }
 
@@ -420,18 +387,16 @@ void decode_free(DecodeState *s) {
 void decode_step(Model *m, DecodeState *s, int32_t token, float *logits) {
     const ModelConfig *c = &m->cfg;
     const int d = c->hidden_size;
-    if (c->type == MODEL_TRANSFORMER && s->pos >= s->max_len) die("internal: decode past the KV cache (%d)", s->max_len);
     embedding_forward(s->x, &token, m->w.embed, 1, d);
     float rstd;
     for (int l = 0; l < c->num_layers; l++) {
-        const LayerWeights *w = &m->w.layers[l];
+        const BlockWeights *w = &m->w.layers[l];
         float *state = s->states + (size_t)l * s->per_layer;
         rmsnorm_forward(s->h, &rstd, s->x, w->mixer_norm, 1, d, c->norm_eps);
-        if (c->type == MODEL_TRANSFORMER) attn_step(s->out, state, s->pos, s->h, w, c, s->max_len, s->tmp);
-        else mamba2_step(s->out, state, s->pos, s->h, w, c, s->tmp);
+        m->family[l]->step(s->out, state, s->pos, s->h, &w->mix, c, s->max_len, s->tmp);
         for (int i = 0; i < d; i++) s->x[i] += s->out[i];
         rmsnorm_forward(s->h, &rstd, s->x, w->mlp_norm, 1, d, c->norm_eps);
-        mlp_step(s->out, s->h, w, c, s->tmp);
+        mlp_step(s->out, s->h, &w->mlp, c, s->tmp);
         for (int i = 0; i < d; i++) s->x[i] += s->out[i];
     }
     rmsnorm_forward(s->h, &rstd, s->x, m->w.final_norm, 1, d, c->norm_eps);

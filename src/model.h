@@ -9,14 +9,12 @@
 #define LL_MODEL_H
 
 #include "config.h"
-#include "layers.h"
+#include "mixer.h"
 #include "param_table.h"
-
-
 
 typedef struct {
     float *embed;          // (V, d)
-    LayerWeights *layers;  // [L]
+    BlockWeights *layers;  // [L]
     float *final_norm;     // (d)
     float *lm_head;        // (V, d) (== embed when tied)
 } Weights;
@@ -29,7 +27,8 @@ Model *model_create(const ModelConfig *cfg, int B, int T, Err *err);
 void model_free(Model *m);
 
 // The tensor table of a config without allocating the model (e.g. to count the paper's 800M models).
-// Returns a malloc'd array of *n entries (tied embeddings: lm_head.weight aliases the embedding).
+// Returns a malloc'd array of *n entries (tied embeddings: lm_head.weight aliases the embedding), or NULL
+// with *n = 0 if a layer's mixer family is not implemented yet (model_create says which).
 ParamInfo *model_table(const ModelConfig *cfg, int *n);
 
 const ModelConfig *model_config(const Model *m);

@@ -131,12 +131,9 @@ static bool fsync_parent_dir(const char *path, Err *err) {
     if (!slash) strcpy(dir, ".");
     else if (slash == dir) dir[1] = '\0';
     else *slash = '\0';
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    bool ok = fd >= 0;
-    // Some filesystems cannot fsync a directory (EINVAL); the rename itself has still happened.
-    if (ok && fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP) ok = false;
-    if (!ok) err_set(err, "cannot fsync directory %s after writing %s: %s", dir, path, strerror(errno));
-    if (fd >= 0) close(fd);
+    Err e;
+    const bool ok = fsync_dir(dir, &e);
+    if (!ok) err_set(err, "%s (after writing %s)", e.msg, path);
     free(dir);
     return ok;
 }

@@ -1,6 +1,6 @@
 // scan_loglinear.c — log-linear Mamba-2 scan (see scan_loglinear.h). The chunk-local work (intra-chunk
 // blocks with per-level λ, chunk states, state reads) and the phase loops are shared with the SSD
-// (scan_common.c); this file holds the inter-chunk structure: a Fenwick tree over the per-chunk states, its
+// (ssd_chunk.c); this file holds the inter-chunk structure: a Fenwick tree over the per-chunk states, its
 // backward, and the drivers.
 //
 // Tree of chunk states (one per (b, h)), built in place in S: the node of level j over chunks
@@ -26,11 +26,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "scan_common.h"
-
-int loglinear_level(int64_t t, int64_t s) { return scan_bit_length((uint64_t)(t ^ s)); }
-
-int loglinear_levels_needed(int64_t T) { return T <= 1 ? 1 : scan_bit_length((uint64_t)(T - 1)) + 1; }
+#include "levels.h"
+#include "ssd_chunk.h"
 
 size_t loglinear_scratch_floats(const ScanDims *d) {
     ScanCtx k;
@@ -48,21 +45,35 @@ static void ll_chunk_prefix(const ScanCtx *k, int b, int h) {
     }
 }
 
+// The tree walk of one (b, h) (level_tree_build / level_tree_backward) with the scalar-decay combine.
+typedef struct {
+    const ScanCtx *k;
+    int b, h;
+    const double *gch;  // (NC+1) chunk prefix decays of (b, h)
+    double *gd;         // (NC+1) its chunk-total decay gradient difference array (backward)
+} TreeCtx;
+
+// The decay of the right block [right_lo, right_lo + span) of chunks: exp(its total log decay).
+static inline float tree_decay(const TreeCtx *t, int64_t right_lo, int64_t span) {
+    return scan_exp((float)(t->gch[right_lo + span] - t->gch[right_lo]));
+}
+
+// right node += exp(Γ_R) · left node
+static void tree_combine(void *ctx, int64_t left_slot, int64_t right_slot, int64_t right_lo, int64_t span) {
+    const TreeCtx *t = ctx;
+    const size_t PN = (size_t)t->k->P * t->k->N;
+    const float *restrict Ls = scan_state(t->k, t->k->S, t->b, (int)left_slot, t->h);
+    float *restrict Rs = scan_state(t->k, t->k->S, t->b, (int)right_slot, t->h);
+    const float eg = tree_decay(t, right_lo, span);
+    for (size_t e = 0; e < PN; e++) Rs[e] += eg * Ls[e];
+}
+
 // The chunk prefix decays gc, then the tree over the chunk states in S (head task; tb unused).
 static void ll_tree_build(const ScanCtx *k, int b, int h, float *tb) {
     (void)tb;
     ll_chunk_prefix(k, b, h);
-    const size_t PN = (size_t)k->P * k->N;
-    const double *gch = k->gc + ((size_t)b * k->H + h) * (k->NC + 1);
-    const int64_t nslot = k->NC - 1;  // chunks whose state can be read: 0 .. NC-2
-    for (int64_t span = 1; 2 * span <= nslot; span *= 2) {
-        for (int64_t lo = 0; lo + 2 * span <= nslot; lo += 2 * span) {
-            const float *restrict Ls = scan_state(k, k->S, b, (int)(lo + span - 1), h);
-            float *restrict Rs = scan_state(k, k->S, b, (int)(lo + 2 * span - 1), h);
-            const float eg = scan_exp((float)(gch[lo + 2 * span] - gch[lo + span]));
-            for (size_t e = 0; e < PN; e++) Rs[e] += eg * Ls[e];
-        }
-    }
+    TreeCtx t = {.k = k, .b = b, .h = h, .gch = k->gc + ((size_t)b * k->H + h) * (k->NC + 1)};
+    level_tree_build(k->NC - 1, tree_combine, &t);  // chunks whose state can be read: 0 .. NC-2
 }
 
 // dS[s] (heads hb0 .. hb0+nh-1 of group g) = gradient of the node in slot s from its reads: the sum over
@@ -71,8 +82,8 @@ static void ll_tree_build(const ScanCtx *k, int b, int h, float *tb) {
 static void ll_read_grads(const ScanCtx *k, int b, int g, int hb0, int nh, int s, float *dYt, int64_t qt_chunks) {
     const int N = k->N, P = k->P, H = k->H, HP = H * P, Cs = k->Cs, ldt = nh * P;
     const size_t ld_lam = (size_t)H * k->levels;
-    const int J = __builtin_ctz((unsigned)(s + 1));
-    const int64_t c_lo = s + 1, c_hi = LL_MIN(c_lo + ((int64_t)1 << J), (int64_t)k->NC);
+    int64_t c_lo, c_hi;
+    const int J = level_node_readers(s, k->NC, &c_lo, &c_hi);
     const int lev = k->lc + 1 + J;
     float *dst = scan_state(k, k->dS, b, s, hb0);
     memset(dst, 0, sizeof(float) * (size_t)nh * P * N);  // (beta = 0 is slow in OpenBLAS, see scan_gemm0)
@@ -100,28 +111,28 @@ static void ll_read_grads(const ScanCtx *k, int b, int g, int hb0, int nh, int s
     }
 }
 
+// Backward of tree_combine: d(left) += exp(Γ_R) · d(right); Γ_R gets exp(Γ_R) <left, d(right)>, added to the
+// difference array over the right block's chunks. (d(right) passes through: it is the same slot.)
+static void tree_combine_backward(void *ctx, int64_t left_slot, int64_t right_slot, int64_t right_lo, int64_t span) {
+    const TreeCtx *t = ctx;
+    const size_t PN = (size_t)t->k->P * t->k->N;
+    const float *restrict Ls = scan_state(t->k, t->k->S, t->b, (int)left_slot, t->h);
+    float *restrict dLs = scan_state(t->k, t->k->dS, t->b, (int)left_slot, t->h);
+    const float *restrict dRs = scan_state(t->k, t->k->dS, t->b, (int)right_slot, t->h);
+    const float eg = tree_decay(t, right_lo, span);
+    const double v = eg * (double)scan_dot(Ls, dRs, (int)PN);
+    for (size_t e = 0; e < PN; e++) dLs[e] += eg * dRs[e];
+    t->gd[right_lo] += v;
+    t->gd[right_lo + span] -= v;
+}
+
 // Down the tree: dS[s] becomes the gradient of leaf s (the chunk state Sc_s); tree decay gradients go to
 // the difference array gdiff.
 static void ll_tree_backward(const ScanCtx *k, int b, int h, float *tb) {
     (void)tb;
-    const size_t PN = (size_t)k->P * k->N;
-    const double *gch = k->gc + ((size_t)b * k->H + h) * (k->NC + 1);
-    double *gd = k->gdiff + ((size_t)b * k->H + h) * (k->NC + 1);
-    const int64_t nslot = k->NC - 1;
-    int64_t top = 0;
-    for (int64_t span = 1; 2 * span <= nslot; span *= 2) top = span;
-    for (int64_t span = top; span >= 1; span /= 2) {
-        for (int64_t lo = 0; lo + 2 * span <= nslot; lo += 2 * span) {
-            const float *restrict Ls = scan_state(k, k->S, b, (int)(lo + span - 1), h);
-            float *restrict dLs = scan_state(k, k->dS, b, (int)(lo + span - 1), h);
-            const float *restrict dRs = scan_state(k, k->dS, b, (int)(lo + 2 * span - 1), h);
-            const float eg = scan_exp((float)(gch[lo + 2 * span] - gch[lo + span]));
-            const double v = eg * (double)scan_dot(Ls, dRs, (int)PN);
-            for (size_t e = 0; e < PN; e++) dLs[e] += eg * dRs[e];
-            gd[lo + span] += v;
-            gd[lo + 2 * span] -= v;
-        }
-    }
+    const size_t bh = (size_t)b * k->H + h;
+    TreeCtx t = {.k = k, .b = b, .h = h, .gch = k->gc + bh * (k->NC + 1), .gd = k->gdiff + bh * (k->NC + 1)};
+    level_tree_backward(k->NC - 1, tree_combine_backward, &t);
 }
 
 // Chunk-total decay gradients of (b, h) (tree decays already in gdiff, plus the read decays in ddelta) to
@@ -131,10 +142,11 @@ static void ll_decay_grads(const ScanCtx *k, int b, int h, float *tb) {
     const size_t bh = (size_t)b * k->H + h;
     double *gd = k->gdiff + bh * (k->NC + 1);
     for (int c = 1; c < k->NC; c++) {
-        for (int j = 0; (c >> j) != 0; j++) {
-            if (!((c >> j) & 1)) continue;
-            const double v = k->ddelta[(bh * k->NC + c) * k->nclev + j];
-            gd[(c >> j) << j] += v;
+        LevelReads rd;
+        level_chunk_reads_of(c, k->lc, &rd);
+        for (int r = 0; r < rd.n; r++) {  // the read decay of chunk level j spans chunks [base, c)
+            const double v = k->ddelta[(bh * k->NC + c) * k->nclev + rd.j[r]];
+            gd[rd.base[r]] += v;
             gd[c] -= v;
         }
     }
@@ -220,19 +232,18 @@ void loglinear_step(float *y, float *state, int64_t t, const float *x, const flo
             memset(Sh, 0, sizeof(float) * levels * PN);
         } else {
             // cascade: levels 0..k (k = ctz(t)) hold 1+1+2+..+2^(k-1) = 2^k tokens and merge into level k+1,
-            // which is empty because bit k of t-1 is 0
-            const int kz = __builtin_ctzll((unsigned long long)t);
-            const int tgt = LL_MIN(kz + 1, levels - 1);
+            // which is empty because bit k of t-1 is 0 (capped at the top level)
+            const int tgt = level_cascade_target(t, levels);
             float *St = Sh + (size_t)tgt * PN;
-            for (int l = 0; l <= kz && l < tgt; l++) {
+            for (int l = 0; l < tgt; l++) {
                 float *Sl = Sh + (size_t)l * PN;
                 for (size_t e = 0; e < PN; e++) St[e] += Sl[e];
                 memset(Sl, 0, sizeof(float) * PN);
             }
         }
         const float a = expf(dt[h] * A[h]);
-        for (int l = 1; l < levels && l <= 63; l++) {  // level l >= 1 is occupied iff bit l-1 of t is set
-            if (!(((uint64_t)t >> (l - 1)) & 1)) continue;
+        for (int l = 1; l < levels; l++) {  // level l >= 1 is occupied iff bit l-1 of t is set
+            if (!level_occupied(t, l)) continue;
             float *Sl = Sh + (size_t)l * PN;
             for (size_t e = 0; e < PN; e++) Sl[e] *= a;
         }
@@ -242,8 +253,8 @@ void loglinear_step(float *y, float *state, int64_t t, const float *x, const flo
         }
         for (int p = 0; p < P; p++) {
             float acc = 0.0f;
-            for (int l = 0; l < levels && l <= 63; l++) {
-                if (l > 0 && !(((uint64_t)t >> (l - 1)) & 1)) continue;
+            for (int l = 0; l < levels; l++) {
+                if (!level_occupied(t, l)) continue;
                 const float *s = Sh + (size_t)l * PN + (size_t)p * N;
                 float dot = 0.0f;
                 for (int n = 0; n < N; n++) dot += s[n] * Cg[n];

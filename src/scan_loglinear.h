@@ -17,21 +17,18 @@
 
 #include <stdint.h>
 
+#include "levels.h"
 #include "scan_ssd.h"
 
-// Level of source s for target t (0 <= s <= t): 0 if s == t, else bit_length(t XOR s).
-int loglinear_level(int64_t t, int64_t s);
-
-// Number of λ levels a sequence of T tokens uses: bit_length(T-1) + 1 (1 for T = 1, 12 for 2048,
-// 15 for 16384). ScanDims.levels must be at least this, else the scan functions must not be called
+// The level of a pair is level_of(t, s) and a sequence of T tokens uses levels_needed(T) λ levels
+// (levels.h). ScanDims.levels must be at least that, else the scan functions must not be called
 // (scan_dims_check reports it).
-int loglinear_levels_needed(int64_t T);
 
 // Floats of scratch for loglinear_forward + loglinear_backward (for omp_get_max_threads() threads).
 size_t loglinear_scratch_floats(const ScanDims *d);
 
 // Writes y (B,T,H,P). Inputs as ssd_forward, plus lam (B,T,H,levels) contiguous (only the first
-// loglinear_levels_needed(T) entries of each row are read).
+// levels_needed(T) entries of each row are read).
 void loglinear_forward(float *y, const float *x, const float *dt, const float *A, const float *Bm,
                        const float *Cm, const float *D, const float *lam, const ScanDims *d, float *scratch);
 
@@ -44,7 +41,7 @@ void loglinear_backward(float *dx, float *ddt, float *dA, float *dBm, float *dCm
 // Before token t (t >= 1) the levels 0..k with k = ctz(t) merge into level k+1; every level then decays
 // by exp(dt·A); the token's dt·x Bᵀ becomes level 0; y = Σ_ℓ λ[ℓ] S[ℓ] C + D x. The occupancy of each
 // level is a function of t alone (level ℓ ≥ 1 holds tokens iff bit ℓ-1 of t is set), so no counters are
-// stored. At t = 0 the state is cleared. Needs levels >= loglinear_levels_needed(t+1).
+// stored. At t = 0 the state is cleared. Needs levels >= levels_needed(t+1).
 // y (H,P), state (H,levels,P,N), x (H,P), dt (H), A (H), Bv/Cv (G,N), D (H), lam (H,levels).
 void loglinear_step(float *y, float *state, int64_t t, const float *x, const float *dt, const float *A,
                     const float *Bv, const float *Cv, const float *D, const float *lam, int H, int P, int G,

@@ -1,12 +1,12 @@
 // scan_ssd.c — Mamba-2 SSD scan (see scan_ssd.h). The chunk tasks and phase loops are shared with the
-// log-linear scan (scan_common.c); this file holds the SSD's pass along the chunks: a running state per
+// log-linear scan (ssd_chunk.c); this file holds the SSD's pass along the chunks: a running state per
 // (b, h), read once by every chunk, its backward, and the drivers.
 #include "scan_ssd.h"
 
 #include <math.h>
 #include <string.h>
 
-#include "scan_common.h"
+#include "ssd_chunk.h"
 
 size_t ssd_scratch_floats(const ScanDims *d) {
     ScanCtx k;

@@ -27,7 +27,7 @@ typedef struct {
     int chunk;             // chunk length, a power of two (Mamba-2: 256, log-linear: 64); T need not be a multiple
     int ld_x;              // row stride of x / dx: x[(b*T+t)*ld_x + h*P + p]  (x lives inside the conv output)
     int ld_bc;             // row stride of B, C / dB, dC: Bm[(b*T+t)*ld_bc + g*N + n]
-    int levels;            // log-linear only: λ entries per (b,t,h); >= loglinear_levels_needed(T)
+    int levels;            // log-linear only: λ entries per (b,t,h); >= levels_needed(T) (levels.h)
 } ScanDims;
 
 // Validates the dims (positive sizes, H % G == 0, chunk a power of two, strides wide enough, and for the

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "rng.h"
+
 #define ENCODER_SHA256 "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
 #define VOCAB_BPE_SHA256 "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
 #define GPT2_NUM_MERGES 50000
@@ -71,27 +73,13 @@ void sha256(const void *data, size_t len, uint8_t digest[32]) {
 // ---------------------------------------------------------------------------------------------------
 // Small helpers
 
+// read_file, with `hint` (how to get or regenerate the file) appended to the error message.
 static bool read_whole_file(const char *path, uint8_t **data, size_t *len, const char *hint, Err *err) {
+    Err e;
+    char *buf;
     *data = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return err_set(err, "cannot open %s: %s; %s", path, strerror(errno), hint);
-    if (fseeko(f, 0, SEEK_END) != 0) { fclose(f); return err_set(err, "cannot seek in %s: %s", path, strerror(errno)); }
-    off_t size = ftello(f);
-    if (size < 0 || fseeko(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return err_set(err, "cannot get the size of %s: %s", path, strerror(errno));
-    }
-    uint8_t *buf = xmalloc((size_t)size + 1);
-    size_t got = fread(buf, 1, (size_t)size, f);
-    fclose(f);
-    if (got != (size_t)size) {
-        free(buf);
-        return err_set(err, "short read on %s (%zu of %lld bytes)", path, got, (long long)size);
-    }
-    buf[size] = 0;  // lets text parsers treat it as a C string
-    *data = buf;
-    *len = (size_t)size;
+    if (!read_file(path, SIZE_MAX - 1, &buf, len, &e)) return err_set(err, "%s; %s", e.msg, hint);
+    *data = (uint8_t *)buf;
     return true;
 }
 
@@ -111,11 +99,7 @@ static inline uint64_t hash_bytes(const uint8_t *p, size_t n) {  // FNV-1a, 64-b
     return h;
 }
 
-static inline uint64_t hash_u64(uint64_t z) {  // splitmix64 finalizer
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+static inline uint64_t hash_u64(uint64_t z) { return rng_mix64(z); }  // splitmix64 finalizer
 
 static uint64_t pow2_at_least(uint64_t n) {
     uint64_t p = 16;

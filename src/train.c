@@ -107,19 +107,6 @@ static Args parse_args(int argc, char **argv) {
     return a;
 }
 
-static void mkdir_p(const char *path) {
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST) die("cannot create directory %s: %s", buf, strerror(errno));
-            *p = '/';
-        }
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST) die("cannot create directory %s: %s", buf, strerror(errno));
-}
-
 static TensorRef *tensor_refs(Model *m) {
     int n = model_num_tensors(m);
     TensorRef *refs = xcalloc((size_t)n, sizeof *refs);
@@ -194,6 +181,7 @@ typedef struct {
     int32_t *inputs, *targets; // (B, T)
     FILE *log;
     TrainState st;
+    char ckpt_dir[1024];       // the checkpoint resumed from ("" for a fresh run)
 } Trainer;
 
 // Tensors with their own storage (and so their own AdamW moments): all but a tied lm_head alias, which
@@ -330,241 +318,318 @@ static void dump_grads(Trainer *t, const char *path) {
     free(tg_f);
 }
 
-int main(int argc, char **argv) {
-    blas_setup(argv);
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    Args args = parse_args(argc, argv);
-    Trainer t = {0};
-    Err err;
-    char ckpt_dir[1024] = "";
+// ---------------------------------------------------------------------------------------------------
+// Setup
 
-    // ---- configuration: from the checkpoint when resuming, else from --config; then overrides
-    if (args.resume) {
-        if (!checkpoint_resolve(args.resume, ckpt_dir, sizeof ckpt_dir, &err)) die("%s", err.msg);
+// The configuration: from the checkpoint when resuming, else from --config; then the overrides, the
+// default run directory, validation, and the thread count.
+static void setup_config(Trainer *t, const Args *args) {
+    Err err;
+    if (args->resume) {
+        if (!checkpoint_resolve(args->resume, t->ckpt_dir, sizeof t->ckpt_dir, &err)) die("%s", err.msg);
         char path[1100];
-        snprintf(path, sizeof path, "%s/train_config.json", ckpt_dir);
-        if (!config_load(&t.cfg, path, t.config_origin, sizeof t.config_origin, &err)) die("%s", err.msg);
-        if (args.config_path) {
+        snprintf(path, sizeof path, "%s/train_config.json", t->ckpt_dir);
+        if (!config_load(&t->cfg, path, t->config_origin, sizeof t->config_origin, &err)) die("%s", err.msg);
+        if (args->config_path) {
             Config other;
             char origin[1024];
-            if (!config_load(&other, args.config_path, origin, sizeof origin, &err)) die("%s", err.msg);
-            const char *diff = model_config_first_difference(&t.cfg.model, &other.model);
+            if (!config_load(&other, args->config_path, origin, sizeof origin, &err)) die("%s", err.msg);
+            const char *diff = model_config_first_difference(&t->cfg.model, &other.model);
             if (diff)
                 die("--config %s describes a different model than the checkpoint %s (model.%s differs); resume "
-                    "without --config or with the config the run was started with", origin, ckpt_dir, diff);
+                    "without --config or with the config the run was started with", origin, t->ckpt_dir, diff);
         }
     } else {
-        if (!config_load(&t.cfg, args.config_path, t.config_origin, sizeof t.config_origin, &err)) die("%s", err.msg);
+        if (!config_load(&t->cfg, args->config_path, t->config_origin, sizeof t->config_origin, &err))
+            die("%s", err.msg);
     }
-    for (int i = 0; i < args.noverrides; i++)
-        if (!config_override(&t.cfg, args.overrides[i], &err)) die("%s", err.msg);
-    TrainConfig *tc = &t.cfg.train;
+    for (int i = 0; i < args->noverrides; i++)
+        if (!config_override(&t->cfg, args->overrides[i], &err)) die("%s", err.msg);
+    TrainConfig *tc = &t->cfg.train;
     if (!tc->run_dir[0]) {
-        const char *base = strrchr(t.config_origin, '/');
-        base = base ? base + 1 : t.config_origin;
+        const char *base = strrchr(t->config_origin, '/');
+        base = base ? base + 1 : t->config_origin;
         const char *dot = strrchr(base, '.');
         int stem_len = dot ? (int)(dot - base) : (int)strlen(base);
         if (stem_len > 200) stem_len = 200;
         snprintf(tc->run_dir, sizeof tc->run_dir, "runs/%.*s", stem_len, base);
     }
-    if (!config_validate(&t.cfg, t.config_origin, &err)) die("%s", err.msg);
+    if (!config_validate(&t->cfg, t->config_origin, &err)) die("%s", err.msg);
     threads_setup(tc->threads);
-    const ModelConfig *mc = &t.cfg.model;
-    const int B = tc->batch_size, T = tc->seq_len;
+}
 
-    // ---- model, optimizer state
-    t.model = model_create(mc, B, T, &err);
-    if (!t.model) die("%s: %s", t.config_origin, err.msg);
-    const size_t numel = model_num_params(t.model);
-    t.refs = tensor_refs(t.model);
-    t.m1 = xcalloc(numel, sizeof(float));
-    t.m2 = xcalloc(numel, sizeof(float));
-    t.decay_mask = xcalloc(numel, 1);
-    for (int i = 0; i < model_num_tensors(t.model); i++) {
-        const ParamInfo *pi = model_tensor(t.model, i);
+// The model with its optimizer state, the data loaders, the tokenizer's decoder, the batch buffers.
+static void setup_model_and_data(Trainer *t) {
+    const TrainConfig *tc = &t->cfg.train;
+    const ModelConfig *mc = &t->cfg.model;
+    const int B = tc->batch_size, T = tc->seq_len;
+    Err err;
+    t->model = model_create(mc, B, T, &err);
+    if (!t->model) die("%s: %s", t->config_origin, err.msg);
+    const size_t numel = model_num_params(t->model);
+    t->refs = tensor_refs(t->model);
+    t->m1 = xcalloc(numel, sizeof(float));
+    t->m2 = xcalloc(numel, sizeof(float));
+    t->decay_mask = xcalloc(numel, 1);
+    for (int i = 0; i < model_num_tensors(t->model); i++) {
+        const ParamInfo *pi = model_tensor(t->model, i);
         bool decay = tc->decay == DECAY_ALL || (tc->decay == DECAY_MATRICES && pi->decay);
-        memset(t.decay_mask + pi->offset, decay ? 1 : 0, pi->numel);
+        memset(t->decay_mask + pi->offset, decay ? 1 : 0, pi->numel);
     }
 
-    // ---- data
-    if (!dataloader_open(&t.train, tc->train_data, B, T, mc->vocab_size, tc->seed, true, &err))
-        die("%s (train_data in %s)", err.msg, t.config_origin);
+    if (!dataloader_open(&t->train, tc->train_data, B, T, mc->vocab_size, tc->seed, true, &err))
+        die("%s (train_data in %s)", err.msg, t->config_origin);
     // The validation loader is shuffled too (with a fixed seed, rewound before every evaluation): the first
     // eval_batches batches are then a uniform sample of the whole validation set, the same each time,
     // rather than its first documents only.
-    if (!dataloader_open(&t.val, tc->val_data, B, T, mc->vocab_size, tc->seed, true, &err))
-        die("%s (val_data in %s)", err.msg, t.config_origin);
+    if (!dataloader_open(&t->val, tc->val_data, B, T, mc->vocab_size, tc->seed, true, &err))
+        die("%s (val_data in %s)", err.msg, t->config_origin);
     if (tc->tokenizer[0]) {
-        if (!decoder_open(&t.decoder, tc->tokenizer, &err)) {
+        if (!decoder_open(&t->decoder, tc->tokenizer, &err)) {
             fprintf(stderr, "warning: %s; samples will be printed as token ids\n", err.msg);
-            t.decoder = NULL;
-        } else if (decoder_vocab_size(t.decoder) > mc->vocab_size) {
+            t->decoder = NULL;
+        } else if (decoder_vocab_size(t->decoder) > mc->vocab_size) {
             die("tokenizer %s has %d tokens but the model's vocab_size is %d; set model.vocab_size >= %d in %s",
-                tc->tokenizer, decoder_vocab_size(t.decoder), mc->vocab_size, decoder_vocab_size(t.decoder),
-                t.config_origin);
+                tc->tokenizer, decoder_vocab_size(t->decoder), mc->vocab_size, decoder_vocab_size(t->decoder),
+                t->config_origin);
         }
     }
-    t.inputs = xmalloc((size_t)B * T * sizeof(int32_t));
-    t.targets = xmalloc((size_t)B * T * sizeof(int32_t));
+    t->inputs = xmalloc((size_t)B * T * sizeof(int32_t));
+    t->targets = xmalloc((size_t)B * T * sizeof(int32_t));
+}
 
-    if (ckpt_dir[0]) {
-        if (!checkpoint_load_model(ckpt_dir, t.refs, model_num_tensors(t.model), &err)) die("%s", err.msg);
-        if (!checkpoint_load_optimizer(ckpt_dir, t.refs, num_moment_tensors(&t), t.m1, t.m2, &err)) die("%s", err.msg);
+// The weights (and optimizer state, data position) of the resumed checkpoint, else the paper's
+// initialisation, optionally replaced by the --init-from weights.
+static void setup_weights(Trainer *t, const Args *args) {
+    Err err;
+    if (t->ckpt_dir[0]) {
+        const char *dir = t->ckpt_dir;
+        if (!checkpoint_load_model(dir, t->refs, model_num_tensors(t->model), &err)) die("%s", err.msg);
+        if (!checkpoint_load_optimizer(dir, t->refs, num_moment_tensors(t), t->m1, t->m2, &err)) die("%s", err.msg);
         char *sj = NULL;
-        if (!checkpoint_read_text(ckpt_dir, "state.json", &sj, &err)) die("%s", err.msg);
-        state_from_json(&t.st, sj, ckpt_dir);
+        if (!checkpoint_read_text(dir, "state.json", &sj, &err)) die("%s", err.msg);
+        state_from_json(&t->st, sj, dir);
         free(sj);
-        if (!dataloader_seek(t.train, t.st.data, &err)) die("%s", err.msg);
-    } else {
-        model_init(t.model, tc->seed);
-        if (args.init_from) {
-            char path[1100];
-            struct stat sb;
-            bool is_dir = stat(args.init_from, &sb) == 0 && S_ISDIR(sb.st_mode);
-            snprintf(path, sizeof path, is_dir ? "%s/model.safetensors" : "%s", args.init_from);
-            // Strict: every tensor of the config present with its exact shape, nothing extra; CRCs checked
-            // when the file has them (PyTorch's writer adds none).
-            if (!safetensors_read(path, t.refs, model_num_tensors(t.model), true, &err))
-                die("--init-from: %s", err.msg);
-            printf("initialised the weights from %s\n", path);
+        if (!dataloader_seek(t->train, t->st.data, &err)) die("%s", err.msg);
+        return;
+    }
+    model_init(t->model, t->cfg.train.seed);
+    if (args->init_from) {
+        char path[1100];
+        struct stat sb;
+        bool is_dir = stat(args->init_from, &sb) == 0 && S_ISDIR(sb.st_mode);
+        snprintf(path, sizeof path, is_dir ? "%s/model.safetensors" : "%s", args->init_from);
+        // Strict: every tensor of the config present with its exact shape, nothing extra; CRCs checked
+        // when the file has them (PyTorch's writer adds none).
+        if (!safetensors_read(path, t->refs, model_num_tensors(t->model), true, &err)) die("--init-from: %s", err.msg);
+        printf("initialised the weights from %s\n", path);
+    }
+}
+
+static void trainer_free(Trainer *t) {
+    if (t->log) fclose(t->log);
+    dataloader_close(t->train);
+    dataloader_close(t->val);
+    decoder_free(t->decoder);
+    model_free(t->model);
+    free(t->refs);
+    free(t->m1);
+    free(t->m2);
+    free(t->decay_mask);
+    free(t->inputs);
+    free(t->targets);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Evaluation only (--eval)
+
+static void eval_only(Trainer *t, const Args *args) {
+    const TrainConfig *tc = &t->cfg.train;
+    const int B = tc->batch_size, T = tc->seq_len;
+    const int64_t avail = dataloader_num_windows(t->val) / B;
+    double *pos_sum = args->positions ? xcalloc((size_t)T, sizeof(double)) : NULL;
+    int64_t *pos_count = args->positions ? xcalloc((size_t)T, sizeof(int64_t)) : NULL;
+    const double loss = evaluate(t, pos_sum, pos_count);
+    if (args->positions) {
+        FILE *f = fopen(args->positions, "w");
+        if (!f) die("cannot write %s (--positions): %s", args->positions, strerror(errno));
+        fprintf(f, "position\tloss\tcount\n");
+        for (int p = 0; p < T; p++)
+            fprintf(f, "%d\t%.6f\t%lld\n", p, pos_count[p] ? pos_sum[p] / (double)pos_count[p] : NAN,
+                    (long long)pos_count[p]);
+        if (fclose(f) != 0) die("cannot write %s (--positions): %s", args->positions, strerror(errno));
+        printf("wrote the per-position validation loss to %s\n", args->positions);
+        free(pos_sum);
+        free(pos_count);
+    }
+    printf("%s at step %lld: val loss %.4f (ppl %.2f) over %lld of %lld validation batches\n",
+           t->ckpt_dir[0] ? t->ckpt_dir : "initial model", (long long)t->st.step, loss, exp(loss),
+           (long long)LL_MIN((int64_t)tc->eval_batches, avail), (long long)avail);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Logging
+
+// The run's description: model, batch, schedule, threads, data, memory, run directory.
+static void print_banner(const Trainer *t) {
+    const TrainConfig *tc = &t->cfg.train;
+    const ModelConfig *mc = &t->cfg.model;
+    const int B = tc->batch_size, T = tc->seq_len;
+    size_t unique_params = 0;
+    for (int i = 0; i < model_num_tensors(t->model); i++) {
+        const ParamInfo *pi = model_tensor(t->model, i);
+        if (!(mc->tie_word_embeddings && strcmp(pi->name, "lm_head.weight") == 0)) unique_params += pi->numel;
+    }
+    printf("loglinear.c | %s (%s) | %.2fM params | d=%d L=%d H=%d V=%d\n", model_type_name(mc->type),
+           t->config_origin, (double)unique_params / 1e6, mc->hidden_size, mc->num_layers, mc->num_heads, mc->vocab_size);
+    printf("batch %d x seq %d x accum %d = %d tokens/step | %d steps | lr %.2e warmup %d | threads %d | BLAS core %s (%s)\n",
+           B, T, tc->grad_accum, B * T * tc->grad_accum, tc->steps, tc->lr, tc->warmup_steps, threads_count(),
+           blas_core_name(), blas_core_source());
+    printf("train %lld tokens (%lld windows), val %lld tokens | activations %.1f MB | run dir %s%s\n",
+           (long long)dataloader_total_tokens(t->train), (long long)dataloader_num_windows(t->train),
+           (long long)dataloader_total_tokens(t->val), (double)model_activation_bytes(t->model) / 1e6, tc->run_dir,
+           t->ckpt_dir[0] ? " (resumed)" : "");
+    if (t->ckpt_dir[0]) printf("resumed from %s at step %lld\n", t->ckpt_dir, (long long)t->st.step);
+}
+
+// Creates the run directory and opens its log.jsonl (appended to when resuming).
+static void open_log(Trainer *t) {
+    const TrainConfig *tc = &t->cfg.train;
+    Err dir_err;
+    if (!mkdir_p(tc->run_dir, &dir_err)) die("%s", dir_err.msg);
+    char logpath[1100];
+    snprintf(logpath, sizeof logpath, "%s/log.jsonl", tc->run_dir);
+    t->log = fopen(logpath, t->ckpt_dir[0] ? "a" : "w");
+    if (!t->log) die("cannot write %s: %s", logpath, strerror(errno));
+}
+
+// Throughput and loss statistics of the loop, for the per-step lines and the final summary.
+typedef struct {
+    double flops_tok;          // model FLOPs per token of one training step
+    double last_val, first_loss, last_loss, ema_tps;
+} LoopStats;
+
+static void log_skipped_step(Trainer *t, int64_t step, double loss, double norm) {
+    const TrainConfig *tc = &t->cfg.train;
+    fprintf(stderr, "warning: step %lld: non-finite %s (loss %g, grad norm %g); step skipped (%d in a row, %lld total)\n",
+            (long long)(step + 1), isfinite(loss) ? "gradient" : "loss", loss, norm, t->st.consecutive_bad,
+            (long long)t->st.bad_steps_total);
+    fprintf(t->log, "{\"step\": %lld, \"skipped\": true, \"loss\": \"%g\", \"grad_norm\": \"%g\"}\n",
+            (long long)(step + 1), loss, norm);
+    if (t->st.consecutive_bad >= tc->max_bad_steps)
+        die("%d consecutive steps had a non-finite loss or gradient (max_bad_steps = %d); the run "
+            "diverged: lower lr (now %g) or grad_clip, and resume from the last checkpoint in %s",
+            t->st.consecutive_bad, tc->max_bad_steps, tc->lr, tc->run_dir);
+}
+
+// The step line (every log_every steps, the first and the last) and the step's log.jsonl record.
+static void log_step(Trainer *t, LoopStats *ls, double loss, double lr, double norm, double dt) {
+    const TrainConfig *tc = &t->cfg.train;
+    const int64_t tokens = (int64_t)tc->batch_size * tc->seq_len * tc->grad_accum;
+    const double tps = (double)tokens / dt;
+    ls->ema_tps = ls->ema_tps == 0 ? tps : 0.9 * ls->ema_tps + 0.1 * tps;
+    const double gflops = ls->flops_tok * tps / 1e9;
+    if (isnan(ls->first_loss)) ls->first_loss = loss;
+    ls->last_loss = loss;
+    const double eta = (double)(tc->steps - t->st.step) * (double)tokens / ls->ema_tps;
+    if (tc->log_every > 0 && (t->st.step % tc->log_every == 0 || t->st.step == tc->steps || t->st.step == 1))
+        printf("step %5lld/%d | loss %.4f | lr %.2e | grad norm %.3f | %6.0f tok/s | %5.1f GFLOP/s | MFU %4.1f%% | ETA %s%.0f s\n",
+               (long long)t->st.step, tc->steps, loss, lr, norm, tps, gflops, 100.0 * gflops / PEAK_GFLOPS,
+               eta > 3600 ? ">" : "", eta > 3600 ? 3600.0 : eta);
+    fprintf(t->log, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, \"tokens_per_s\": %.1f, "
+                    "\"gflops\": %.2f, \"mfu\": %.4f, \"ms\": %.1f}\n",
+            (long long)t->st.step, loss, lr, norm, tps, gflops, gflops / PEAK_GFLOPS, dt * 1e3);
+}
+
+static void print_summary(const Trainer *t, const LoopStats *ls) {
+    printf("done: %lld steps, %lld tokens, %.1f s training | train loss %.4f -> %.4f | val loss %.4f | "
+           "%.0f tok/s | %lld skipped steps\n",
+           (long long)t->st.step, (long long)t->st.tokens_seen, t->st.elapsed, ls->first_loss, ls->last_loss,
+           ls->last_val, ls->ema_tps, (long long)t->st.bad_steps_total);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The training loop: steps until train.steps (or --stop-at), with evaluation, samples and checkpoints.
+
+static void train_loop(Trainer *t, const Args *args, LoopStats *ls) {
+    const TrainConfig *tc = &t->cfg.train;
+    const int B = tc->batch_size, T = tc->seq_len;
+    const size_t numel = model_num_params(t->model);
+    const float grad_scale_micro = 1.0f / (float)((int64_t)B * T * tc->grad_accum);
+    AdamWHyper hyper = {.beta1 = tc->beta1, .beta2 = tc->beta2, .eps = tc->eps, .weight_decay = tc->weight_decay};
+    while (t->st.step < tc->steps) {
+        const int64_t step = t->st.step;
+        double t0 = now_seconds();
+        hyper.lr = lr_schedule(step, tc->steps, tc->warmup_steps, tc->lr, tc->min_lr_ratio);
+        model_zero_grad(t->model);
+        double loss_sum = 0;
+        int64_t count = 0;
+        for (int micro = 0; micro < tc->grad_accum; micro++) {
+            int64_t c = 0;
+            dataloader_next(t->train, t->inputs, t->targets);
+            loss_sum += model_forward_backward(t->model, t->inputs, t->targets, B, T, grad_scale_micro, &c);
+            count += c;
+        }
+        const double loss = loss_sum / (double)count;
+        const double norm = grad_global_norm(model_grads(t->model), numel);
+        t->st.step++;
+        t->st.tokens_seen += (int64_t)B * T * tc->grad_accum;
+        if (!isfinite(loss) || !isfinite(norm)) {
+            t->st.bad_steps_total++;
+            t->st.consecutive_bad++;
+            log_skipped_step(t, step, loss, norm);
+            continue;
+        }
+        t->st.consecutive_bad = 0;
+        if (tc->grad_clip > 0 && norm > tc->grad_clip)
+            grad_scale(model_grads(t->model), numel, (float)(tc->grad_clip / norm));
+        adamw_update(model_params(t->model), model_grads(t->model), t->m1, t->m2, t->decay_mask, numel, &hyper,
+                     t->st.step);
+
+        const double dt = now_seconds() - t0;
+        t->st.elapsed += dt;
+        log_step(t, ls, loss, hyper.lr, norm, dt);
+        const bool last = t->st.step == tc->steps;
+        if ((tc->eval_every > 0 && t->st.step % tc->eval_every == 0) || last) {
+            ls->last_val = evaluate(t, NULL, NULL);
+            printf("step %5lld | val loss %.4f (ppl %.2f)\n", (long long)t->st.step, ls->last_val, exp(ls->last_val));
+            fprintf(t->log, "{\"step\": %lld, \"val_loss\": %.6f}\n", (long long)t->st.step, ls->last_val);
+        }
+        if ((tc->sample_every > 0 && t->st.step % tc->sample_every == 0) || last) print_sample(t);
+        fflush(t->log);
+        const bool stop = args->stop_at > 0 && t->st.step == args->stop_at && !last;
+        if ((tc->save_every > 0 && t->st.step % tc->save_every == 0) || last || stop) save_checkpoint(t);
+        if (stop) {
+            printf("stopped at step %lld as asked (--stop-at); continue with: ./train --resume %s\n",
+                   (long long)t->st.step, tc->run_dir);
+            break;
         }
     }
+}
 
+int main(int argc, char **argv) {
+    blas_setup(argv);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    Args args = parse_args(argc, argv);
+    Trainer t = {0};
+    setup_config(&t, &args);
+    setup_model_and_data(&t);
+    setup_weights(&t, &args);
     if (args.dump_grads) {
         dump_grads(&t, args.dump_grads);
         return 0;
     }
     if (args.eval_only) {
-        const int64_t avail = dataloader_num_windows(t.val) / B;
-        double *pos_sum = args.positions ? xcalloc((size_t)T, sizeof(double)) : NULL;
-        int64_t *pos_count = args.positions ? xcalloc((size_t)T, sizeof(int64_t)) : NULL;
-        const double loss = evaluate(&t, pos_sum, pos_count);
-        if (args.positions) {
-            FILE *f = fopen(args.positions, "w");
-            if (!f) die("cannot write %s (--positions): %s", args.positions, strerror(errno));
-            fprintf(f, "position\tloss\tcount\n");
-            for (int p = 0; p < T; p++)
-                fprintf(f, "%d\t%.6f\t%lld\n", p, pos_count[p] ? pos_sum[p] / (double)pos_count[p] : NAN,
-                        (long long)pos_count[p]);
-            if (fclose(f) != 0) die("cannot write %s (--positions): %s", args.positions, strerror(errno));
-            printf("wrote the per-position validation loss to %s\n", args.positions);
-            free(pos_sum);
-            free(pos_count);
-        }
-        printf("%s at step %lld: val loss %.4f (ppl %.2f) over %lld of %lld validation batches\n",
-               ckpt_dir[0] ? ckpt_dir : "initial model", (long long)t.st.step, loss, exp(loss),
-               (long long)LL_MIN((int64_t)tc->eval_batches, avail), (long long)avail);
+        eval_only(&t, &args);
         return 0;
     }
-
-    // ---- banner
-    const double flops_tok = model_flops_per_token(t.model, T);
-    size_t unique_params = 0;
-    for (int i = 0; i < model_num_tensors(t.model); i++) {
-        const ParamInfo *pi = model_tensor(t.model, i);
-        if (!(mc->tie_word_embeddings && strcmp(pi->name, "lm_head.weight") == 0)) unique_params += pi->numel;
-    }
-    printf("loglinear.c | %s (%s) | %.2fM params | d=%d L=%d H=%d V=%d\n", model_type_name(mc->type),
-           t.config_origin, (double)unique_params / 1e6, mc->hidden_size, mc->num_layers, mc->num_heads, mc->vocab_size);
-    printf("batch %d x seq %d x accum %d = %d tokens/step | %d steps | lr %.2e warmup %d | threads %d | BLAS core %s (%s)\n",
-           B, T, tc->grad_accum, B * T * tc->grad_accum, tc->steps, tc->lr, tc->warmup_steps, threads_count(),
-           blas_core_name(), blas_core_source());
-    printf("train %lld tokens (%lld windows), val %lld tokens | activations %.1f MB | run dir %s%s\n",
-           (long long)dataloader_total_tokens(t.train), (long long)dataloader_num_windows(t.train),
-           (long long)dataloader_total_tokens(t.val), (double)model_activation_bytes(t.model) / 1e6, tc->run_dir,
-           ckpt_dir[0] ? " (resumed)" : "");
-    if (ckpt_dir[0]) printf("resumed from %s at step %lld\n", ckpt_dir, (long long)t.st.step);
-    mkdir_p(tc->run_dir);
-    char logpath[1100];
-    snprintf(logpath, sizeof logpath, "%s/log.jsonl", tc->run_dir);
-    t.log = fopen(logpath, ckpt_dir[0] ? "a" : "w");
-    if (!t.log) die("cannot write %s: %s", logpath, strerror(errno));
-
-    // ---- the loop
-    const float grad_scale_micro = 1.0f / (float)((int64_t)B * T * tc->grad_accum);
-    AdamWHyper hyper = {.beta1 = tc->beta1, .beta2 = tc->beta2, .eps = tc->eps, .weight_decay = tc->weight_decay};
-    double last_val = NAN, first_loss = NAN, last_loss = NAN, ema_tps = 0;
-    while (t.st.step < tc->steps) {
-        const int64_t step = t.st.step;
-        double t0 = now_seconds();
-        hyper.lr = lr_schedule(step, tc->steps, tc->warmup_steps, tc->lr, tc->min_lr_ratio);
-        model_zero_grad(t.model);
-        double loss_sum = 0;
-        int64_t count = 0;
-        for (int micro = 0; micro < tc->grad_accum; micro++) {
-            int64_t c = 0;
-            dataloader_next(t.train, t.inputs, t.targets);
-            loss_sum += model_forward_backward(t.model, t.inputs, t.targets, B, T, grad_scale_micro, &c);
-            count += c;
-        }
-        const double loss = loss_sum / (double)count;
-        const double norm = grad_global_norm(model_grads(t.model), numel);
-        t.st.step++;
-        t.st.tokens_seen += (int64_t)B * T * tc->grad_accum;
-        if (!isfinite(loss) || !isfinite(norm)) {
-            t.st.bad_steps_total++;
-            t.st.consecutive_bad++;
-            fprintf(stderr, "warning: step %lld: non-finite %s (loss %g, grad norm %g); step skipped (%d in a row, %lld total)\n",
-                    (long long)(step + 1), isfinite(loss) ? "gradient" : "loss", loss, norm, t.st.consecutive_bad,
-                    (long long)t.st.bad_steps_total);
-            fprintf(t.log, "{\"step\": %lld, \"skipped\": true, \"loss\": \"%g\", \"grad_norm\": \"%g\"}\n",
-                    (long long)(step + 1), loss, norm);
-            if (t.st.consecutive_bad >= tc->max_bad_steps)
-                die("%d consecutive steps had a non-finite loss or gradient (max_bad_steps = %d); the run "
-                    "diverged: lower lr (now %g) or grad_clip, and resume from the last checkpoint in %s",
-                    t.st.consecutive_bad, tc->max_bad_steps, tc->lr, tc->run_dir);
-            continue;
-        }
-        t.st.consecutive_bad = 0;
-        if (tc->grad_clip > 0 && norm > tc->grad_clip) grad_scale(model_grads(t.model), numel, (float)(tc->grad_clip / norm));
-        adamw_update(model_params(t.model), model_grads(t.model), t.m1, t.m2, t.decay_mask, numel, &hyper, t.st.step);
-
-        const double dt = now_seconds() - t0;
-        t.st.elapsed += dt;
-        const double tps = (double)B * T * tc->grad_accum / dt;
-        ema_tps = ema_tps == 0 ? tps : 0.9 * ema_tps + 0.1 * tps;
-        const double gflops = flops_tok * tps / 1e9;
-        if (isnan(first_loss)) first_loss = loss;
-        last_loss = loss;
-        const double eta = (double)(tc->steps - t.st.step) * (double)B * T * tc->grad_accum / ema_tps;
-        if (tc->log_every > 0 && (t.st.step % tc->log_every == 0 || t.st.step == tc->steps || t.st.step == 1))
-            printf("step %5lld/%d | loss %.4f | lr %.2e | grad norm %.3f | %6.0f tok/s | %5.1f GFLOP/s | MFU %4.1f%% | ETA %s%.0f s\n",
-                   (long long)t.st.step, tc->steps, loss, hyper.lr, norm, tps, gflops, 100.0 * gflops / PEAK_GFLOPS,
-                   eta > 3600 ? ">" : "", eta > 3600 ? 3600.0 : eta);
-        fprintf(t.log, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, \"tokens_per_s\": %.1f, "
-                       "\"gflops\": %.2f, \"mfu\": %.4f, \"ms\": %.1f}\n",
-                (long long)t.st.step, loss, hyper.lr, norm, tps, gflops, gflops / PEAK_GFLOPS, dt * 1e3);
-        const bool last = t.st.step == tc->steps;
-        if ((tc->eval_every > 0 && t.st.step % tc->eval_every == 0) || last) {
-            last_val = evaluate(&t, NULL, NULL);
-            printf("step %5lld | val loss %.4f (ppl %.2f)\n", (long long)t.st.step, last_val, exp(last_val));
-            fprintf(t.log, "{\"step\": %lld, \"val_loss\": %.6f}\n", (long long)t.st.step, last_val);
-        }
-        if ((tc->sample_every > 0 && t.st.step % tc->sample_every == 0) || last) print_sample(&t);
-        fflush(t.log);
-        const bool stop = args.stop_at > 0 && t.st.step == args.stop_at && !last;
-        if ((tc->save_every > 0 && t.st.step % tc->save_every == 0) || last || stop) save_checkpoint(&t);
-        if (stop) {
-            printf("stopped at step %lld as asked (--stop-at); continue with: ./train --resume %s\n",
-                   (long long)t.st.step, tc->run_dir);
-            break;
-        }
-    }
-    printf("done: %lld steps, %lld tokens, %.1f s training | train loss %.4f -> %.4f | val loss %.4f | "
-           "%.0f tok/s | %lld skipped steps\n",
-           (long long)t.st.step, (long long)t.st.tokens_seen, t.st.elapsed, first_loss, last_loss, last_val, ema_tps,
-           (long long)t.st.bad_steps_total);
-    fclose(t.log);
-    dataloader_close(t.train);
-    dataloader_close(t.val);
-    decoder_free(t.decoder);
-    model_free(t.model);
-    free(t.refs);
-    free(t.m1);
-    free(t.m2);
-    free(t.decay_mask);
-    free(t.inputs);
-    free(t.targets);
+    LoopStats ls = {.flops_tok = model_flops_per_token(t.model, t.cfg.train.seq_len), .last_val = NAN,
+                    .first_loss = NAN, .last_loss = NAN};
+    print_banner(&t);
+    open_log(&t);
+    train_loop(&t, &args, &ls);
+    print_summary(&t, &ls);
+    trainer_free(&t);
     for (int i = 0; i < args.noverrides; i++) free((void *)args.overrides[i]);
     return 0;
 }

@@ -30,7 +30,7 @@ static void bench_init(Bench *bn, int T, int N, int chunk, bool loglinear) {
     const int ld = H * P + 2 * G * N;
     memset(bn, 0, sizeof *bn);
     bn->d = (ScanDims){.B = B, .T = T, .H = H, .P = P, .G = G, .N = N, .chunk = chunk, .ld_x = ld, .ld_bc = ld,
-                       .levels = loglinear_levels_needed(T)};
+                       .levels = levels_needed(T)};
     const size_t rows = (size_t)B * T, nlam = rows * H * bn->d.levels;
     uint64_t s = 1234;
     bn->xbc = xmalloc(sizeof(float) * rows * ld);

@@ -42,7 +42,7 @@ static inline Prob prob_make(const Shape *sh, bool loglinear, float dt_lo, float
     memset(&p, 0, sizeof p);
     p.d = (ScanDims){.B = B, .T = T, .H = H, .P = sh->P, .G = sh->G, .N = sh->N, .chunk = sh->chunk,
                      .ld_x = H * sh->P + sh->pad_x, .ld_bc = sh->G * sh->N + sh->pad_bc,
-                     .levels = loglinear ? loglinear_levels_needed(T) + sh->extra_levels : 0};
+                     .levels = loglinear ? levels_needed(T) + sh->extra_levels : 0};
     p.nx = (size_t)B * T * p.d.ld_x;
     p.nbc = (size_t)B * T * p.d.ld_bc;
     p.ndt = (size_t)B * T * H;
@@ -75,7 +75,7 @@ static inline size_t prob_ny(const Prob *p) { return (size_t)p->d.B * p->d.T * p
 
 // The tensors of a problem, in the order x, dt, A, B, C, D, then λ (log-linear only): float counts, and
 // rows of width ld of which only the first `used` columns are inputs (the rest, row padding or λ levels
-// beyond loglinear_levels_needed(T), must never be written by the backward).
+// beyond levels_needed(T), must never be written by the backward).
 enum { NTENS = 7 };
 static const char *const tensor_names[NTENS] = {"dx", "ddt", "dA", "dB", "dC", "dD", "dλ"};
 
@@ -87,7 +87,7 @@ typedef struct {
 
 static inline Layout prob_layout(const Prob *p) {
     const ScanDims *d = &p->d;
-    const int lev_used = p->lam ? loglinear_levels_needed(d->T) : 0;
+    const int lev_used = p->lam ? levels_needed(d->T) : 0;
     Layout l = {.n = p->lam ? 7 : 6,
                 .count = {p->nx, p->ndt, (size_t)d->H, p->nbc, p->nbc, (size_t)d->H, p->nlam},
                 .ld = {d->ld_x, 1, 1, d->ld_bc, d->ld_bc, 1, d->levels},

@@ -3,6 +3,7 @@
 // class fails with a message naming the file and the key, overrides, and JSON round trips.
 // Run from the repository root (it reads configs/); temporary files go to a fresh /tmp directory.
 #include "config.h"
+#include "levels.h"
 #include "testutil.h"
 
 #include <cjson/cJSON.h>
@@ -99,11 +100,11 @@ START_TEST(test_helpers_and_defaults) {
     ck_assert_int_eq(config_mlp_width(1024, 4), 2816);
     ck_assert_int_eq(config_mlp_width(256, 4), 768);
     ck_assert_int_eq(config_mlp_width(2048, 4), 5632);
-    ck_assert_int_eq(config_num_levels(16384), 15);
-    ck_assert_int_eq(config_num_levels(16385), 16);
-    ck_assert_int_eq(config_num_levels(2048), 12);
-    ck_assert_int_eq(config_num_levels(2), 2);
-    ck_assert_int_eq(config_num_levels(1), 1);
+    ck_assert_int_eq(levels_needed(16384), 15);   // the default num_levels for max_seq_len
+    ck_assert_int_eq(levels_needed(16385), 16);
+    ck_assert_int_eq(levels_needed(2048), 12);
+    ck_assert_int_eq(levels_needed(2), 2);
+    ck_assert_int_eq(levels_needed(1), 1);
 
     ModelType t;
     const char *ours[] = {"transformer", "mamba2", "loglinear_mamba2", "gated_deltanet", "loglinear_gated_deltanet"};

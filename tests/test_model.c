@@ -177,8 +177,8 @@ START_TEST(test_equal_lambda_reduces_to_mamba2) {
     }
     const Weights *wl = model_weights(ml), *wm = model_weights(mm);
     for (int l = 0; l < cl.num_layers; l++) {
-        memset(wl->layers[l].L, 0, (size_t)cl.num_heads * cl.num_levels * sizeof(float));
-        for (int h = 0; h < cl.num_heads; h++) wm->layers[l].D[h] = wl->layers[l].D[h] / logf(2.0f);
+        memset(wl->layers[l].mix.mamba.L, 0, (size_t)cl.num_heads * cl.num_levels * sizeof(float));
+        for (int h = 0; h < cl.num_heads; h++) wm->layers[l].mix.mamba.D[h] = wl->layers[l].mix.mamba.D[h] / logf(2.0f);
     }
     uint64_t s = 21;
     int32_t in[T];
@@ -266,7 +266,8 @@ START_TEST(test_init_rules) {
     model_init(m, 1);
     const Weights *w = model_weights(m);
     for (int l = 0; l < c.num_layers; l++) {
-        const LayerWeights *lw = &w->layers[l];
+        const BlockWeights *bw = &w->layers[l];
+        const Mamba2Weights *lw = &bw->mix.mamba;
         for (int h = 0; h < c.num_heads; h++) {
             ck_assert_float_eq_tol(lw->A_log[h], logf((float)(h + 1)), 1e-6);
             ck_assert_float_eq(lw->D[h], 1.0f);
@@ -277,7 +278,7 @@ START_TEST(test_init_rules) {
         float bound = 1.0f / sqrtf((float)c.d_inner) / sqrtf(2.0f * c.num_layers);
         for (int k = 0; k < c.hidden_size * c.d_inner; k++) ck_assert(fabsf(lw->out_proj[k]) <= bound);
         ck_assert_float_eq(lw->gnorm[0], 1.0f);
-        ck_assert_float_eq(lw->mixer_norm[0], 1.0f);
+        ck_assert_float_eq(bw->mixer_norm[0], 1.0f);
     }
     // std of the embedding ~ initializer_range
     double ss = 0;

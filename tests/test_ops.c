@@ -12,8 +12,9 @@
 #include "conv.h"
 #include "linear.h"
 #include "lm_head.h"
-#include "mlp.h"
 #include "norm.h"
+#include "ssd_chunk.h"
+#include "swiglu.h"
 #include "testutil.h"
 
 
@@ -63,6 +64,13 @@ START_TEST(test_expf) {
     ck_assert(act_expf(INFINITY) == INFINITY && act_expf(89.0f) == INFINITY);
     ck_assert(act_expf(-INFINITY) == 0.0f && act_expf(-100.0f) == 0.0f);
     ck_assert(act_expf(0.0f) == 1.0f && isfinite(act_expf(88.72f)));
+    // The scans' scalar exp is the same polynomial: bit for bit act_expf of its clamped argument.
+    for (int i = 0; i <= n; i++) {
+        const float xs = -90.0f + 91.0f * (float)i / (float)n;
+        const float xc = xs > 0.0f ? 0.0f : xs < -87.3f ? -87.3f : xs;
+        const float a = scan_exp(xs), b = act_expf(xc);
+        ck_assert_msg(memcmp(&a, &b, sizeof a) == 0, "scan_exp(%.9g) = %.9g, act_expf = %.9g", xs, a, b);
+    }
     // Array versions: every length 0..20 (vector body + tail), in place, sum and max.
     float buf[20], ref[20];
     uint64_t rng = 5;

@@ -28,16 +28,11 @@ static void teardown(void) { nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
 static void path_in(char *out, const char *name) { snprintf(out, 256, "%s/%s", g_dir, name); }
 
-static unsigned char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_ptr_nonnull(f);
-    fseeko(f, 0, SEEK_END);
-    *len = (size_t)ftello(f);
-    fseeko(f, 0, SEEK_SET);
-    unsigned char *b = malloc(*len + 1);
-    ck_assert_uint_eq(fread(b, 1, *len, f), *len);
-    fclose(f);
-    return b;
+static unsigned char *read_bytes(const char *path, size_t *len) {
+    char *b;
+    Err e;
+    ck_assert_msg(read_file(path, SIZE_MAX - 1, &b, len, &e), "%s", e.msg);
+    return (unsigned char *)b;
 }
 
 static void write_file(const char *path, const void *b, size_t len) {
@@ -174,7 +169,7 @@ START_TEST(test_roundtrip) {
 
     // The header is plain JSON with __metadata__ first and space padding only.
     size_t len;
-    unsigned char *raw = read_file(path, &len);
+    unsigned char *raw = read_bytes(path, &len);
     uint64_t hl = 0;
     for (int i = 0; i < 8; i++) hl |= (uint64_t)raw[i] << (8 * i);
     cJSON *root = cJSON_ParseWithLength((const char *)raw + 8, hl);
@@ -217,7 +212,7 @@ START_TEST(test_large_tensor) {
     // Corrupt a byte in the second piece: the combined CRC must catch it.
     FILE *f = fopen(path, "r+b");
     size_t len;
-    free(read_file(path, &len));
+    free(read_bytes(path, &len));
     fseeko(f, (off_t)len - 100, SEEK_SET);
     int c = fgetc(f);
     fseeko(f, (off_t)len - 100, SEEK_SET);
@@ -297,7 +292,7 @@ START_TEST(test_truncated) {
     path_in(cut, "cut.safetensors");
     write_set(path, &a);
     size_t len;
-    unsigned char *raw = read_file(path, &len);
+    unsigned char *raw = read_bytes(path, &len);
     uint64_t hl = 0;
     for (int i = 0; i < 8; i++) hl |= (uint64_t)raw[i] << (8 * i);
     size_t cuts[] = {0, 4, 8, 8 + hl / 2, 8 + hl, 8 + hl + 10, len - 3, len - 1};
@@ -324,7 +319,7 @@ START_TEST(test_corrupt_crc) {
     path_in(path, "crc.safetensors");
     write_set(path, &a);
     size_t len;
-    unsigned char *raw = read_file(path, &len);
+    unsigned char *raw = read_bytes(path, &len);
     uint64_t hl = 0;
     for (int i = 0; i < 8; i++) hl |= (uint64_t)raw[i] << (8 * i);
     // Flip one bit inside tensor 1 (conv1d weight), which starts after the 37*16 embedding floats.
@@ -389,7 +384,7 @@ START_TEST(test_bad_headers) {
     path_in(path, "hdr.safetensors");
     write_set(path, &a);
     size_t len;
-    unsigned char *raw = read_file(path, &len);
+    unsigned char *raw = read_bytes(path, &len);
     Err e;
 
     // Header length larger than the file.

@@ -15,15 +15,15 @@
 // Levels
 
 START_TEST(test_levels_needed) {
-    ck_assert_int_eq(loglinear_levels_needed(1), 1);
-    ck_assert_int_eq(loglinear_levels_needed(2), 2);
-    ck_assert_int_eq(loglinear_levels_needed(3), 3);
-    ck_assert_int_eq(loglinear_levels_needed(64), 7);
-    ck_assert_int_eq(loglinear_levels_needed(65), 8);
-    ck_assert_int_eq(loglinear_levels_needed(2048), 12);
-    ck_assert_int_eq(loglinear_levels_needed(2049), 13);
-    ck_assert_int_eq(loglinear_levels_needed(16384), 15);
-    ck_assert_int_eq(loglinear_levels_needed((int64_t)1 << 40), 41);
+    ck_assert_int_eq(levels_needed(1), 1);
+    ck_assert_int_eq(levels_needed(2), 2);
+    ck_assert_int_eq(levels_needed(3), 3);
+    ck_assert_int_eq(levels_needed(64), 7);
+    ck_assert_int_eq(levels_needed(65), 8);
+    ck_assert_int_eq(levels_needed(2048), 12);
+    ck_assert_int_eq(levels_needed(2049), 13);
+    ck_assert_int_eq(levels_needed(16384), 15);
+    ck_assert_int_eq(levels_needed((int64_t)1 << 40), 41);
     // the table of loglinear-attention.md §1.3 (T = 8)
     static const int rows[8][8] = {{0},
                                    {1, 0},
@@ -34,12 +34,12 @@ START_TEST(test_levels_needed) {
                                    {3, 3, 3, 3, 2, 2, 0},
                                    {3, 3, 3, 3, 2, 2, 1, 0}};
     for (int t = 0; t < 8; t++)
-        for (int s = 0; s <= t; s++) ck_assert_int_eq(loglinear_level(t, s), rows[t][s]);
+        for (int s = 0; s <= t; s++) ck_assert_int_eq(level_of(t, s), rows[t][s]);
     // the Fenwick buckets: level l >= 1 of t is [(t>>l)<<l, +2^(l-1)) iff bit l-1 of t is set
     for (int t = 0; t < 700; t++) {
         int count[16] = {0};
         for (int s = 0; s <= t; s++) {
-            int l = loglinear_level(t, s);
+            int l = level_of(t, s);
             count[l]++;
             if (l > 0) {
                 ck_assert((t >> (l - 1)) & 1);

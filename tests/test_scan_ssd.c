@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "scan_common.h"
+#include "ssd_chunk.h"
 #include "scan_reference.h"
 #include "scan_ssd.h"
 #include "testutil.h"

@@ -89,18 +89,10 @@ static void write_file(const char *path, const void *data, size_t len) {
     fclose(f);
 }
 
+// The file's bytes (NUL-terminated), or NULL if it cannot be read.
 static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    ck_assert(fread(buf, 1, (size_t)n, f) == (size_t)n);
-    buf[n] = 0;
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
+    char *buf;
+    return read_file(path, SIZE_MAX - 1, &buf, len, NULL) ? buf : NULL;
 }
 
 // Encodes every text with js-tiktoken in one node run; returns one TokenBuf per text.

@@ -10,14 +10,10 @@
 #include <stdlib.h>
 
 #include "common.h"
+#include "rng.h"
 
-// splitmix64: deterministic test data independent of the library RNG.
-static inline uint64_t tu_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+// splitmix64 (rng.h): deterministic test data independent of the library's xoshiro stream.
+static inline uint64_t tu_next(uint64_t *s) { return rng_splitmix64(s); }
 static inline double tu_uniform(uint64_t *s) { return (double)(tu_next(s) >> 11) * (1.0 / 9007199254740992.0); }
 static inline float tu_randn(uint64_t *s) {
     double u1 = tu_uniform(s), u2 = tu_uniform(s);

@@ -1,8 +1,8 @@
-// mlp.h — the SwiGLU nonlinearity of fla's GatedMLP: h = silu(gate) ⊙ up (architectures.md §3.6).
+// swiglu.h — the SwiGLU nonlinearity of fla's GatedMLP: h = silu(gate) ⊙ up (architectures.md §3.6).
 // The three projections around it are plain linear layers (linear.h). Elementwise, so any row
 // layout works: n is the total element count N·I.
-#ifndef LL_MLP_H
-#define LL_MLP_H
+#ifndef LL_SWIGLU_H
+#define LL_SWIGLU_H
 
 #include <stdint.h>
 

@@ -1,5 +1,5 @@
-// mlp.c — see mlp.h. Vector loops (activations.h) so the exponentials vectorise.
-#include "mlp.h"
+// swiglu.c — see swiglu.h. Vector loops (activations.h) so the exponentials vectorise.
+#include "swiglu.h"
 
 #include "activations.h"
 

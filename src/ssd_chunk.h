@@ -1,4 +1,6 @@
-// scan_common.h — internals shared by scan_ssd.c and scan_loglinear.c (not a public API).
+// ssd_chunk.h — the SSD chunk kernel: the chunk-local work of the chunkwise scans (intra-chunk masked
+// blocks, chunk states, state reads, their backward) and the phase loops, shared by scan_ssd.c and
+// scan_loglinear.c (not a public API).
 //
 // Both scans run in phases, each one OpenMP loop:
 //   chunk tasks (b, chunk, group): everything local to one chunk, for all heads of a B/C group. C·Bᵀ is
@@ -6,10 +8,10 @@
 //       dB/dC needs no atomics and is deterministic.
 //   head tasks (b, head): the cheap passes along the chunks (state scan, Fenwick tree of states).
 // The chunk-task routines and the phase loops are common to both scans (the SSD is the log-linear op with
-// λ = 1 and one read of the running state per chunk) and live in scan_common.c; the head tasks are each
+// λ = 1 and one read of the running state per chunk) and live in ssd_chunk.c; the head tasks are each
 // scan's own (scan_ssd.c, scan_loglinear.c).
-#ifndef LL_SCAN_COMMON_H
-#define LL_SCAN_COMMON_H
+#ifndef LL_SSD_CHUNK_H
+#define LL_SSD_CHUNK_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -19,42 +21,33 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include "activations.h"
+#include "levels.h"
 #include "scan_ssd.h"
 
-// Everything after this line (the scan_exp loops in particular) is compiled without -ftrapping-math:
-// with it GCC refuses to if-convert the clamps in scan_exp and the decay loops stay scalar (~4x slower).
-// It only drops the guarantee about FP exception flags; results and NaN propagation are unchanged.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
-#endif
+// The files running these loops (ssd_chunk.c, scan_ssd.c, scan_loglinear.c) are compiled with
+// -fno-trapping-math (Makefile: SCAN_KERNELS): with -ftrapping-math GCC refuses to if-convert the clamps in
+// scan_exp and the decay loops stay scalar (~4x slower). It only drops the guarantee about FP exception
+// flags; results and NaN propagation are unchanged.
 
 // Row panel of the intra-chunk blocks: only panels on or below the diagonal are multiplied, which skips
 // ~3/8 of the flops of a 256-token chunk (the block is lower triangular).
 #define SCAN_PANEL 64
-// Most inter-chunk state reads one chunk can have (popcount of a chunk index < 2^31, plus one).
-#define SCAN_MAX_READS 32
 // Rows per GEMM of the log-linear tree-node gradients (longer reader blocks are cut in pieces).
 #define SCAN_QT_ROWS 512
 
 // e^x for x <= 0 (positive x is clamped to 0, x < -87.3 gives ~1e-38 instead of a denormal), within
-// 2 ulp of expf. Branch-free so the compiler vectorizes the loops that call it: the decay masks need
-// one exp per (i, j) pair of a chunk, and a libm call per element dominated the elementwise passes.
-// Cody-Waite reduction x = n·ln2 + r, |r| <= ln2/2, then Cephes' degree-7 expf polynomial for e^r.
+// 2 ulp of expf: the polynomial of activations.h (bit for bit act_expf of the clamped x, tests/test_ops.c).
+// A scalar function, not act_expf, because it must stay branch-free scalar code that the compiler
+// vectorizes across the loops calling it (the decay masks need one exp per (i, j) pair of a chunk; a
+// one-lane vector call per element would not vectorize), and one power-of-two scale suffices for n in
+// [-126, 0].
 static inline float scan_exp(float x) {
     x = x > 0.0f ? 0.0f : x;
     x = x < -87.3f ? -87.3f : x;
-    const float magic = 12582912.0f;  // 1.5·2^23: adding it rounds to an integer in the low mantissa bits
-    float kf = x * 1.44269504088896341f + magic;
-    float n = kf - magic;
-    float r = x - n * 0.693359375f;
-    r = r + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
+    const float n = ACT_EXP_SHIFTED(x) - ACT_EXP_MAGIC;
+    const float r = ACT_EXP_REDUCE(x, n);
+    const float p = ACT_EXP_POLY(r);
     union { int32_t i; float f; } scale = {.i = ((int32_t)n + 127) << 23};  // 2^n; n in [-126, 0]
     return p * scale.f;
 }
@@ -89,8 +82,6 @@ static inline float scan_sum(const float *restrict a, int n) {
     return s;
 }
 
-static inline int scan_bit_length(uint64_t v) { return v ? 64 - __builtin_clzll(v) : 0; }
-
 // Everything a phase needs: dims, the caller's tensors, and pointers into the scratch.
 typedef struct {
     int64_t T;
@@ -121,12 +112,10 @@ typedef struct {
     int nthreads;
 } ScanCtx;
 
-// The inter-chunk state reads of one chunk: state node `slot` (index into S), decayed over the chunks
-// [base, c) (log-linear; base = c means no decay), weighted by λ level `lev` (-1: weight 1, SSD).
-typedef struct {
-    int n;
-    int slot[SCAN_MAX_READS], base[SCAN_MAX_READS], lev[SCAN_MAX_READS];
-} ScanReads;
+// The inter-chunk state reads of one chunk (levels.h): state node `slot` (index into S), decayed over the
+// chunks [base, c) (log-linear; base = c means no decay), weighted by λ level `lev` (-1: weight 1, SSD),
+// chunk level j (log-linear).
+typedef LevelReads ScanReads;
 
 // Fills dims and scratch pointers (scratch may be NULL to only size it) and returns the scratch floats.
 size_t scan_setup(ScanCtx *k, const ScanDims *d, bool loglinear, float *scratch);

@@ -1,4 +1,4 @@
-// scan_common.c — the parts of the chunkwise scans shared by the Mamba-2 SSD (scan_ssd.c) and the log-linear
+// ssd_chunk.c — the parts of the chunkwise scans shared by the Mamba-2 SSD (scan_ssd.c) and the log-linear
 // scan (scan_loglinear.c): dims check, scratch layout, the chunk-task routines, and the phase loops.
 //
 // Notation inside a chunk of Lc tokens (local index i = target, j = source), per head:
@@ -17,7 +17,9 @@
 //   (all reads of one head go through one GEMM, forward and backward, with the read states side by side)
 //   then dg = reverse cumsum of dcs in the chunk (+ dΓ of the chunk's total decay for every token):
 //   ddt += A dg, dA += Σ dt dg.
-#include "scan_common.h"
+#include "ssd_chunk.h"
+
+#include "arena.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -40,7 +42,7 @@ bool scan_dims_check(const ScanDims *d, bool loglinear, Err *err) {
     if ((int64_t)d->ld_bc < (int64_t)d->G * d->N)
         return err_set(err, "scan: ld_bc=%d is narrower than G*N=%lld", d->ld_bc, (long long)d->G * d->N);
     if (loglinear) {
-        int need = scan_bit_length((uint64_t)(d->T - 1)) + 1;
+        int need = levels_needed(d->T);
         if (d->levels < need)
             return err_set(err, "scan: levels=%d but T=%d needs %d λ levels (bit_length(T-1)+1); raise "
                            "max_seq_len/num_levels or shorten the sequence", d->levels, d->T, need);
@@ -56,13 +58,6 @@ static int ilog2i(int v) {
 
 static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
 
-// Takes n floats of a buffer at *off (rounded up to 16 floats, so every piece stays 64-byte aligned) and
-// advances *off; with base NULL it only counts.
-static float *carve(float *base, size_t *off, size_t n) {
-    float *p = base ? base + *off : NULL;
-    *off += round16(n);
-    return p;
-}
 
 // Per-thread buffer of a chunk task (carved from ScanCtx.tbuf).
 typedef struct {
@@ -78,22 +73,22 @@ static ChunkBuf chunk_buf(const ScanCtx *k, float *tb, size_t *floats) {
     const size_t Cs = k->Cs, cc = Cs * Cs, cp = Cs * k->HB * k->P;
     const size_t cr = Cs * k->maxreads * k->N, pr = (size_t)k->P * k->maxreads * k->N;
     ChunkBuf cb;
-    size_t off = 0;
-    cb.CB = carve(tb, &off, cc);
-    cb.M = carve(tb, &off, cc);
-    cb.Gm = carve(tb, &off, cc);
-    cb.dCB = carve(tb, &off, cc);
-    cb.Xt = carve(tb, &off, cp);
-    cb.Z = carve(tb, &off, cp);
-    cb.dV = carve(tb, &off, cp);
-    cb.W = carve(tb, &off, cr);
-    cb.Tc = carve(tb, &off, pr);
-    cb.dtv = carve(tb, &off, Cs);
-    cb.dcs = carve(tb, &off, Cs);
-    cb.rowR = carve(tb, &off, Cs);
-    cb.colR = carve(tb, &off, Cs);
-    cb.u = carve(tb, &off, Cs);
-    if (floats) *floats = off;
+    Arena a = {.base = tb};
+    cb.CB = arena_take(&a, cc);
+    cb.M = arena_take(&a, cc);
+    cb.Gm = arena_take(&a, cc);
+    cb.dCB = arena_take(&a, cc);
+    cb.Xt = arena_take(&a, cp);
+    cb.Z = arena_take(&a, cp);
+    cb.dV = arena_take(&a, cp);
+    cb.W = arena_take(&a, cr);
+    cb.Tc = arena_take(&a, pr);
+    cb.dtv = arena_take(&a, Cs);
+    cb.dcs = arena_take(&a, Cs);
+    cb.rowR = arena_take(&a, Cs);
+    cb.colR = arena_take(&a, Cs);
+    cb.u = arena_take(&a, Cs);
+    if (floats) *floats = a.used;
     return cb;
 }
 
@@ -109,7 +104,7 @@ size_t scan_setup(ScanCtx *k, const ScanDims *d, bool loglinear, float *scratch)
     // Heads per batched GEMM: ~512 columns keeps the group GEMMs efficient and the buffers in L2.
     int hb = 512 / k->P;
     k->HB = LL_MAX(1, LL_MIN(k->Hg, hb));
-    k->nclev = scan_bit_length((uint64_t)(k->NC - 1));
+    k->nclev = levels_chunk_levels(k->NC);
     k->maxreads = loglinear ? LL_MAX(1, k->nclev) : 1;
     k->loglinear = loglinear;
     k->nthreads = omp_get_max_threads();
@@ -122,23 +117,23 @@ size_t scan_setup(ScanCtx *k, const ScanDims *d, bool loglinear, float *scratch)
     size_t thead = round16((size_t)k->P * k->N) + (loglinear ? round16(qt_rows * k->HB * k->P) : 0);
     k->tstride = round16(LL_MAX(tchunk, thead));
 
-    size_t off = 0;
-    k->S = carve(scratch, &off, states);
-    k->dS = carve(scratch, &off, states);
-    k->cs = carve(scratch, &off, B * H * T);
-    k->ecs = carve(scratch, &off, B * H * T);
-    k->partA = carve(scratch, &off, B * NC * H);
-    k->partD = carve(scratch, &off, B * NC * H);
-    k->partA2 = carve(scratch, &off, B * H);
+    Arena a = {.base = scratch};
+    k->S = arena_take(&a, states);
+    k->dS = arena_take(&a, states);
+    k->cs = arena_take(&a, B * H * T);
+    k->ecs = arena_take(&a, B * H * T);
+    k->partA = arena_take(&a, B * NC * H);
+    k->partD = arena_take(&a, B * NC * H);
+    k->partA2 = arena_take(&a, B * H);
     if (loglinear) {  // doubles: two floats each
-        k->gc = (double *)(void *)carve(scratch, &off, 2 * B * H * (NC + 1));
-        k->gdiff = (double *)(void *)carve(scratch, &off, 2 * B * H * (NC + 1));
-        k->ddelta = carve(scratch, &off, B * H * NC * (size_t)LL_MAX(k->nclev, 1));
+        k->gc = (double *)(void *)arena_take(&a, 2 * B * H * (NC + 1));
+        k->gdiff = (double *)(void *)arena_take(&a, 2 * B * H * (NC + 1));
+        k->ddelta = arena_take(&a, B * H * NC * (size_t)LL_MAX(k->nclev, 1));
     } else {
-        k->dgam = carve(scratch, &off, B * H * NC);
+        k->dgam = arena_take(&a, B * H * NC);
     }
-    k->tbuf = carve(scratch, &off, (size_t)k->nthreads * k->tstride);
-    return off;
+    k->tbuf = arena_take(&a, (size_t)k->nthreads * k->tstride);
+    return a.used;
 }
 
 // CB[i][j] = q_i·k_j for the lower panels (row panel r, columns [0, end of panel r)).
@@ -162,7 +157,7 @@ static void chunk_decays(float *restrict csh, float *restrict ech, float *restri
     for (int i = 0; i < Lc; i++) ech[i] = scan_exp(csh[i]);
 }
 
-// Multiplies row i of a chunk block by the λ of each intra-chunk level (Fenwick buckets of i):
+// Multiplies row i of a chunk block by the λ of each intra-chunk level (Fenwick buckets of i, level_bucket):
 // level 0 is j = i, level l >= 1 is [(i>>l)<<l, +2^(l-1)) when bit l-1 of i is set. Also sums u over
 // each bucket into dlam_i (if given) before scaling u.
 static void apply_levels(float *restrict e, float *restrict u, float *restrict dlam_i, const float *lam_i, int i) {
@@ -170,8 +165,9 @@ static void apply_levels(float *restrict e, float *restrict u, float *restrict d
     e[i] *= lam_i[0];
     if (u) u[i] *= lam_i[0];
     for (int l = 1; (1 << (l - 1)) <= i; l++) {
-        if (!((i >> (l - 1)) & 1)) continue;
-        int lo = (i >> l) << l, hi = lo + (1 << (l - 1));
+        int64_t lo64, hi64;
+        if (!level_bucket(i, l, &lo64, &hi64)) continue;
+        const int lo = (int)lo64, hi = (int)hi64;
         float lv = lam_i[l];
         if (dlam_i) dlam_i[l] += scan_sum(u + lo, hi - lo);
         for (int j = lo; j < hi; j++) e[j] *= lv;
@@ -455,7 +451,7 @@ void scan_chunk_backward(const ScanCtx *k, int b, int c, int g, const ScanReads 
                 const int ld = rd->n * N;
                 gather_reads(w.Tc, k, rd, b, c, h);
                 scan_gemm0(CblasNoTrans, CblasNoTrans, Lc, ld, P, dyh, HP, w.Tc, ld, w.W, ld);
-                float dd[SCAN_MAX_READS] = {0};
+                float dd[LEVEL_MAX_READS] = {0};
                 for (int i = 0; i < Lc; i++) {
                     const float *restrict qi = Q + (size_t)i * ldbc;
                     float *restrict dqi = dQ + (size_t)i * ldbc;
@@ -476,7 +472,7 @@ void scan_chunk_backward(const ScanCtx *k, int b, int c, int g, const ScanReads 
                 }
                 for (int r = 0; r < rd->n; r++)
                     if (rd->lev[r] >= 0)
-                        k->ddelta[(((size_t)b * H + h) * k->NC + c) * k->nclev + (rd->lev[r] - (k->lc + 1))] = dd[r];
+                        k->ddelta[(((size_t)b * H + h) * k->NC + c) * k->nclev + rd->j[r]] = dd[r];
             }
             // dv -> dx, ddt; D skip
             const float Dh = k->D[h];
@@ -536,18 +532,11 @@ void scan_reads(const ScanCtx *k, int c, ScanReads *rd) {
     rd->n = 0;
     if (!k->loglinear) {  // SSD: the running state entering chunk c, kept in slot c, undecayed, weight 1
         if (c == 0) return;
-        rd->slot[0] = c; rd->base[0] = c; rd->lev[0] = -1;
+        rd->slot[0] = c; rd->base[0] = c; rd->lev[0] = -1; rd->j[0] = 0;
         rd->n = 1;
         return;
     }
-    for (int j = 0; (c >> j) != 0; j++) {  // log-linear: one tree node per set bit j of c
-        if (!((c >> j) & 1)) continue;
-        const int base = (c >> j) << j;
-        rd->slot[rd->n] = base - 1;
-        rd->base[rd->n] = base;
-        rd->lev[rd->n] = k->lc + 1 + j;
-        rd->n++;
-    }
+    level_chunk_reads_of(c, k->lc, rd);  // log-linear: one tree node per set bit j of c
 }
 
 void scan_chunk_tasks(const ScanCtx *k, ScanChunkFn *fn, int c_first) {

@@ -1,0 +1,150 @@
+// mixer_attention.c — fla's Attention layer (architectures.md §6.3) as the Transformer's mixer family:
+// q/k/v projections (no bias), RoPE on q and k, causal softmax attention (GQA when num_kv_heads <
+// num_heads), o_proj. The kernels are in attention.c.
+#include <stdio.h>
+#include <string.h>
+
+#include "attention.h"
+#include "common.h"
+#include "linear.h"
+#include "mixer.h"
+
+// Tensors in the state_dict order of fla's TransformerBlock: attn_norm, attn.{q,k,v,o}_proj, mlp_norm.
+static void attn_add_tensors(ParamTable *tb, const ModelConfig *c, int layer, const char *layer_prefix,
+                             BlockWeights *w) {
+    (void)layer;
+    const int d = c->hidden_size, H = c->num_heads, hd = c->head_dim, Hkv = c->num_kv_heads;
+    AttnWeights *aw = &w->mix.attn;
+    char name[96];
+#define NAME(suffix) (snprintf(name, sizeof name, "%s.%s", layer_prefix, suffix), name)
+    w->mixer_norm = param_add(tb, NAME("attn_norm.weight"), false, 1, d, 0, 0);
+    aw->q_proj = param_add(tb, NAME("attn.q_proj.weight"), true, 2, (int64_t)H * hd, d, 0);
+    aw->k_proj = param_add(tb, NAME("attn.k_proj.weight"), true, 2, (int64_t)Hkv * hd, d, 0);
+    aw->v_proj = param_add(tb, NAME("attn.v_proj.weight"), true, 2, (int64_t)Hkv * hd, d, 0);
+    aw->o_proj = param_add(tb, NAME("attn.o_proj.weight"), true, 2, d, (int64_t)H * hd, 0);
+    w->mlp_norm = param_add(tb, NAME("mlp_norm.weight"), false, 1, d, 0, 0);
+#undef NAME
+}
+
+// fla's Transformer _init_weights: the projections' N(0, σ²) draw of model_init is all (no rescale).
+static void attn_init(MixerWeights *w, const ModelConfig *c, Rng *r) {
+    (void)w;
+    (void)c;
+    (void)r;
+}
+
+static void attn_saved_carve(MixerSaved *ms, Arena *a, const ModelConfig *c, int B, int T) {
+    AttnSaved *s = &ms->attn;
+    const size_t N = (size_t)B * T, Dq = (size_t)c->num_heads * c->head_dim, Dkv = (size_t)c->num_kv_heads * c->head_dim;
+    s->q = arena_take(a, N * Dq);
+    s->k = arena_take(a, N * Dkv);
+    s->v = arena_take(a, N * Dkv);
+    s->att = arena_take(a, N * Dq);
+    s->lse = arena_take(a, (size_t)B * c->num_heads * T);
+}
+
+static void attn_scratch_carve(MixerScratch *ms, Arena *a, const ModelConfig *c, int B, int T) {
+    AttnScratch *s = &ms->attn;
+    const size_t N = (size_t)B * T, Dq = (size_t)c->num_heads * c->head_dim, Dkv = (size_t)c->num_kv_heads * c->head_dim;
+    s->dq = arena_take(a, N * Dq);
+    s->dk = arena_take(a, N * Dkv);
+    s->dv = arena_take(a, N * Dkv);
+    s->datt = arena_take(a, N * Dq);
+}
+
+static size_t attn_kernel_scratch_floats(const ModelConfig *c, int B, int T) {
+    return attention_scratch_floats(B, T, c->num_heads, c->head_dim);
+}
+
+static void attn_forward(float *out,        // (N, d)
+                         MixerSaved *ms,
+                         const float *x,    // (N, d) normed block input
+                         const MixerWeights *mw, const ModelConfig *c, int B, int T, float *kscratch) {
+    AttnSaved *s = &ms->attn;
+    const AttnWeights *w = &mw->attn;
+    const int d = c->hidden_size, H = c->num_heads, Hkv = c->num_kv_heads, hd = c->head_dim;
+    const int64_t N = (int64_t)B * T;
+    linear_forward(s->q, x, w->q_proj, NULL, N, d, H * hd);
+    linear_forward(s->k, x, w->k_proj, NULL, N, d, Hkv * hd);
+    linear_forward(s->v, x, w->v_proj, NULL, N, d, Hkv * hd);
+    rope_forward(s->q, B, T, H, hd, c->rope_theta);
+    rope_forward(s->k, B, T, Hkv, hd, c->rope_theta);
+    attention_forward(s->att, s->lse, s->q, s->k, s->v, B, T, H, Hkv, hd, kscratch);
+    linear_forward(out, s->att, w->o_proj, NULL, N, H * hd, d);
+}
+
+static void attn_backward(float *dx,            // (N, d) +=
+                          MixerWeights *mgw,
+                          const float *dout,    // (N, d)
+                          const float *x,       // (N, d)
+                          const MixerSaved *msv, const MixerWeights *mw, const ModelConfig *c, int B, int T,
+                          MixerScratch *mss, float *kscratch) {
+    const AttnSaved *s = &msv->attn;
+    const AttnWeights *w = &mw->attn;
+    AttnWeights *gw = &mgw->attn;
+    AttnScratch *ms = &mss->attn;
+    const int d = c->hidden_size, H = c->num_heads, Hkv = c->num_kv_heads, hd = c->head_dim;
+    const int64_t N = (int64_t)B * T;
+    const size_t nq = (size_t)N * H * hd, nkv = (size_t)N * Hkv * hd;
+    // out = att W_oᵀ
+    memset(ms->datt, 0, nq * sizeof(float));
+    linear_backward(ms->datt, gw->o_proj, NULL, dout, s->att, w->o_proj, N, H * hd, d);
+    // att = softmax attention(q, k, v)
+    memset(ms->dq, 0, nq * sizeof(float));
+    memset(ms->dk, 0, nkv * sizeof(float));
+    memset(ms->dv, 0, nkv * sizeof(float));
+    attention_backward(ms->dq, ms->dk, ms->dv, ms->datt, s->q, s->k, s->v, s->att, s->lse, B, T, H, Hkv, hd, kscratch);
+    // q, k = RoPE(x W_qᵀ), RoPE(x W_kᵀ); v = x W_vᵀ
+    rope_backward(ms->dq, B, T, H, hd, c->rope_theta);
+    rope_backward(ms->dk, B, T, Hkv, hd, c->rope_theta);
+    linear_backward(dx, gw->q_proj, NULL, ms->dq, x, w->q_proj, N, d, H * hd);
+    linear_backward(dx, gw->k_proj, NULL, ms->dk, x, w->k_proj, N, d, Hkv * hd);
+    linear_backward(dx, gw->v_proj, NULL, ms->dv, x, w->v_proj, N, d, Hkv * hd);
+}
+
+// KV cache per layer: k (max_len, Hkv*hd) then v (max_len, Hkv*hd).
+static size_t attn_state_floats(const ModelConfig *c, int max_len) {
+    return 2 * (size_t)max_len * c->num_kv_heads * c->head_dim;
+}
+static size_t attn_step_tmp_floats(const ModelConfig *c, int max_len) {
+    return 2 * (size_t)c->num_heads * c->head_dim + (size_t)max_len;
+}
+
+static void attn_step(float *out, float *state, int64_t pos, const float *x, const MixerWeights *mw,
+                      const ModelConfig *c, int max_len, float *tmp) {
+    if (pos >= max_len) die("internal: decode past the KV cache (%d)", max_len);
+    const AttnWeights *w = &mw->attn;
+    const int d = c->hidden_size, H = c->num_heads, Hkv = c->num_kv_heads, hd = c->head_dim;
+    const int Dkv = Hkv * hd;
+    float *kc = state, *vc = state + (size_t)max_len * Dkv;
+    float *q = tmp, *att = tmp + (size_t)H * hd, *p = tmp + 2 * (size_t)H * hd;
+    linear_forward(q, x, w->q_proj, NULL, 1, d, H * hd);
+    linear_forward(kc + pos * Dkv, x, w->k_proj, NULL, 1, d, Dkv);
+    linear_forward(vc + pos * Dkv, x, w->v_proj, NULL, 1, d, Dkv);
+    rope_forward_at(q, H, hd, pos, c->rope_theta);
+    rope_forward_at(kc + pos * Dkv, Hkv, hd, pos, c->rope_theta);
+    attention_decode_step(att, p, q, kc, vc, pos, H, Hkv, hd);
+    linear_forward(out, att, w->o_proj, NULL, 1, H * hd, d);
+}
+
+// QKᵀ and PV over T/2 keys on average.
+static double attn_mixing_flops(const ModelConfig *c, int T) {
+    return 2.0 * 2.0 * (T / 2.0) * c->num_heads * c->head_dim;
+}
+
+const MixerFamily MIXER_ATTENTION = {
+    .name = "attention",
+    .prefix = "model",
+    .final_norm = "norm",
+    .add_tensors = attn_add_tensors,
+    .init = attn_init,
+    .saved_carve = attn_saved_carve,
+    .scratch_carve = attn_scratch_carve,
+    .kernel_scratch_floats = attn_kernel_scratch_floats,
+    .forward = attn_forward,
+    .backward = attn_backward,
+    .state_floats = attn_state_floats,
+    .step_tmp_floats = attn_step_tmp_floats,
+    .step = attn_step,
+    .mixing_flops = attn_mixing_flops,
+};

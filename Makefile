@@ -25,9 +25,9 @@ TESTS    := $(patsubst tests/%.c,build/asan/%,$(wildcard tests/test_*.c))
 BENCHES  := $(patsubst tests/%.c,build/rel/%,$(wildcard tests/bench_*.c))
 
 # The scan kernels are compiled without -ftrapping-math: with it GCC refuses to if-convert the clamps in
-# scan_exp (ssd_chunk.h) and the decay loops stay scalar (~4x slower). It only drops the guarantee about
+# scan_exp (kernel_util.h) and the decay loops stay scalar (~4x slower). It only drops the guarantee about
 # FP exception flags; results and NaN propagation are unchanged.
-SCAN_KERNELS := ssd_chunk scan_ssd scan_loglinear
+SCAN_KERNELS := ssd_chunk scan_ssd scan_loglinear deltanet
 $(foreach k,$(SCAN_KERNELS),build/rel/$(k).o build/asan/$(k).o): KERNEL_CFLAGS = -fno-trapping-math
 
 .PHONY: all test bench clean compile_commands.json build-tests-and-benches

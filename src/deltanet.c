@@ -36,7 +36,7 @@
 #include <string.h>
 
 #include "levels.h"
-#include "scan_common.h"
+#include "kernel_util.h"
 
 typedef struct {
     int64_t T;

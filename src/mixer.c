@@ -11,7 +11,7 @@ const MixerFamily *mixer_family(const ModelConfig *c, int layer) {
         case MODEL_MAMBA2:
         case MODEL_LOGLINEAR_MAMBA2: return &MIXER_MAMBA2;
         case MODEL_GATED_DELTANET:
-        case MODEL_LOGLINEAR_GATED_DELTANET: return NULL;  // parsed, but its layers are not implemented yet
+        case MODEL_LOGLINEAR_GATED_DELTANET: return &MIXER_GDN;
     }
     return NULL;  // not a ModelType
 }

@@ -82,12 +82,7 @@ static void mamba2_init(MixerWeights *mw, const ModelConfig *c, Rng *r) {
     init_const(w->gnorm, c->d_inner, 1.0f);
     init_const(w->D, H, 1.0f);
     for (int h = 0; h < H; h++) w->A_log[h] = logf((float)(h + 1));
-    const double lo = log(c->time_step_min), hi = log(c->time_step_max);
-    for (int h = 0; h < H; h++) {
-        double dt = exp(rng_uniform(r) * (hi - lo) + lo);
-        if (dt < c->time_step_floor) dt = c->time_step_floor;
-        w->dt_bias[h] = (float)(dt + log(-expm1(-dt)));   // softplus⁻¹(dt)
-    }
+    init_dt_bias(w->dt_bias, H, c->time_step_min, c->time_step_max, c->time_step_floor, r);
     if (w->L) init_const(w->L, (size_t)H * c->num_levels, 1.0f);
     if (c->rescale_prenorm_residual)
         init_rescaled_uniform(w->out_proj, c->hidden_size, c->d_inner, sqrtf(2.0f * (float)c->num_layers), r);

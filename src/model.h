@@ -22,13 +22,13 @@ typedef struct {
 typedef struct Model Model;
 
 // Builds the parameter table and allocates params + grads; activations for batches up to (B, T).
-// Returns NULL with a message if the model type is not implemented yet or the sizes are impossible.
+// Returns NULL with a message if the sizes are impossible.
 Model *model_create(const ModelConfig *cfg, int B, int T, Err *err);
 void model_free(Model *m);
 
 // The tensor table of a config without allocating the model (e.g. to count the paper's 800M models).
 // Returns a malloc'd array of *n entries (tied embeddings: lm_head.weight aliases the embedding), or NULL
-// with *n = 0 if a layer's mixer family is not implemented yet (model_create says which).
+// with *n = 0 for an invalid model type.
 ParamInfo *model_table(const ModelConfig *cfg, int *n);
 
 const ModelConfig *model_config(const Model *m);

@@ -54,8 +54,9 @@ typedef struct {
     float *dQt;  // (B, NC, H, C, K)    gradient of q̃ (backward)
     float *dAX;  // (B, NC, H, K, K+V)  gradient of AX (backward)
     float *Sst;  // (B, H, NC, K, L·V)  entering states of every chunk, levels side by side (backward)
+    float *Loc;  // (B, NC, H, lstride) the forward part of each chunk's ChunkBuf (backward)
     float *tbuf;  // per-thread buffers, nthreads × tstride floats
-    size_t tstride;
+    size_t tstride, lstride;
     int nthreads;
 } DnCtx;
 
@@ -83,9 +84,9 @@ static float *carve(float *base, size_t *off, size_t n) {
     return p;
 }
 
-// Per-thread buffer of a chunk task.
+// Buffers of a chunk task: the forward part (kept per chunk-head in the backward) and the backward part.
 typedef struct {
-    float *G, *eG, *eR, *bt;                       // (C) cumsum, e^G, e^{Γ−G}, β
+    float *G, *eG, *eR, *bt, *u;                   // (C) cumsum, e^G, e^{Γ−G}, β, row scratch
     float *KK, *QK, *Tu, *Tg, *E, *EL, *A, *Al;    // (C, C)
     float *bK, *W, *Kt;                            // (C, K)  β⊙K, W, K̃
     float *bV;                                     // (C, V)  β⊙V
@@ -95,27 +96,32 @@ typedef struct {
     float *dKt, *dW, *dR, *dbK;                    // (C, K)
     float *dbV, *dbVu;                             // (C, V)
     float *dWU;                                    // (C, K+V)
-    float *dG, *dbt, *colR, *u;                    // (C)
+    float *dG, *dbt, *colR;                        // (C)
 } ChunkBuf;
 
-static ChunkBuf chunk_buf(const DnCtx *k, float *tb, size_t *floats) {
+// The forward part (G .. WU) is carved from fw, the backward part from tb (either may be NULL when only
+// counting): the backward keeps the forward part of every chunk-head from chunk_prep to chunk_backward.
+static ChunkBuf chunk_buf(const DnCtx *k, float *fw, float *tb, size_t *ffloats, size_t *bfloats) {
     const size_t C = k->C, cc = C * C, ck = C * k->K, cv = C * k->V, ckv = C * (size_t)(k->K + k->V);
     ChunkBuf w;
     size_t off = 0;
-    w.G = carve(tb, &off, C); w.eG = carve(tb, &off, C); w.eR = carve(tb, &off, C); w.bt = carve(tb, &off, C);
-    w.KK = carve(tb, &off, cc); w.QK = carve(tb, &off, cc); w.Tu = carve(tb, &off, cc); w.Tg = carve(tb, &off, cc);
-    w.E = carve(tb, &off, cc); w.EL = carve(tb, &off, cc); w.A = carve(tb, &off, cc); w.Al = carve(tb, &off, cc);
-    w.bK = carve(tb, &off, ck); w.W = carve(tb, &off, ck); w.Kt = carve(tb, &off, ck);
-    w.bV = carve(tb, &off, cv);
-    w.WU = carve(tb, &off, ckv);
+    w.G = carve(fw, &off, C); w.eG = carve(fw, &off, C); w.eR = carve(fw, &off, C); w.bt = carve(fw, &off, C);
+    w.u = carve(fw, &off, C);
+    w.KK = carve(fw, &off, cc); w.QK = carve(fw, &off, cc); w.Tu = carve(fw, &off, cc); w.Tg = carve(fw, &off, cc);
+    w.E = carve(fw, &off, cc); w.EL = carve(fw, &off, cc); w.A = carve(fw, &off, cc); w.Al = carve(fw, &off, cc);
+    w.bK = carve(fw, &off, ck); w.W = carve(fw, &off, ck); w.Kt = carve(fw, &off, ck);
+    w.bV = carve(fw, &off, cv);
+    w.WU = carve(fw, &off, ckv);
+    if (ffloats) *ffloats = off;
+    off = 0;
     w.dAl = carve(tb, &off, cc); w.dA = carve(tb, &off, cc); w.P1 = carve(tb, &off, cc);
     w.dMu = carve(tb, &off, cc); w.dMg = carve(tb, &off, cc); w.dKK = carve(tb, &off, cc);
     w.dQK = carve(tb, &off, cc);
     w.dKt = carve(tb, &off, ck); w.dW = carve(tb, &off, ck); w.dR = carve(tb, &off, ck); w.dbK = carve(tb, &off, ck);
     w.dbV = carve(tb, &off, cv); w.dbVu = carve(tb, &off, cv);
     w.dWU = carve(tb, &off, ckv);
-    w.dG = carve(tb, &off, C); w.dbt = carve(tb, &off, C); w.colR = carve(tb, &off, C); w.u = carve(tb, &off, C);
-    if (floats) *floats = off;
+    w.dG = carve(tb, &off, C); w.dbt = carve(tb, &off, C); w.colR = carve(tb, &off, C);
+    if (bfloats) *bfloats = off;
     return w;
 }
 
@@ -153,10 +159,11 @@ static size_t dn_setup(DnCtx *k, const DeltaDims *d, float *scratch) {
     k->ll = d->levels > 0;
     k->L = k->NC == 1 ? 0 : (k->ll ? levels_chunk_levels(k->NC) : 1);
     k->nthreads = omp_get_max_threads();
-    size_t tc, th;
-    chunk_buf(k, NULL, &tc);
+    size_t tf, tc, th;
+    chunk_buf(k, NULL, NULL, &tf, &tc);
     head_buf(k, NULL, &th);
-    k->tstride = round16(LL_MAX(tc, th));
+    k->lstride = round16(tf);
+    k->tstride = round16(LL_MAX(tf + tc, th));
 
     const size_t BNH = (size_t)k->B * k->NC * k->H, KV = (size_t)k->K * (k->K + k->V);
     size_t off = 0;
@@ -165,6 +172,7 @@ static size_t dn_setup(DnCtx *k, const DeltaDims *d, float *scratch) {
     k->dQt = carve(scratch, &off, BNH * k->C * k->K);
     k->dAX = carve(scratch, &off, BNH * KV);
     k->Sst = carve(scratch, &off, BNH * k->K * (size_t)k->L * k->V);
+    k->Loc = carve(scratch, &off, BNH * k->lstride);
     k->tbuf = carve(scratch, &off, (size_t)k->nthreads * k->tstride);
     return off;
 }
@@ -182,6 +190,7 @@ static inline float *qt_of(const DnCtx *k, float *base, int b, int c, int h) {
 static inline float *ax_of(const DnCtx *k, float *base, int b, int c, int h) {
     return base + bch(k, b, c, h) * k->K * (size_t)(k->K + k->V);
 }
+static inline float *loc_of(const DnCtx *k, int b, int c, int h) { return k->Loc + bch(k, b, c, h) * k->lstride; }
 static inline float *sst_of(const DnCtx *k, int b, int h, int c) {
     return k->Sst + (((size_t)b * k->H + h) * k->NC + c) * k->K * (size_t)k->L * k->V;
 }
@@ -396,7 +405,7 @@ static void form_ax(const DnCtx *k, const ChunkBuf *w, const ChunkIdx *x, float 
 
 // Chunk task, forward: o = intra part (overwrites the rows), q̃ and AX.
 static void chunk_forward(const DnCtx *k, int b, int c, int h, float *tb) {
-    const ChunkBuf w = chunk_buf(k, tb, NULL);
+    const ChunkBuf w = chunk_buf(k, tb, NULL, NULL, NULL);
     ChunkIdx x = chunk_idx(k, b, c, h);
     const bool state = c < k->NC - 1;
     local_forward(k, b, c, h, &w, &x, true, state);
@@ -406,12 +415,13 @@ static void chunk_forward(const DnCtx *k, int b, int c, int h, float *tb) {
     if (state) form_ax(k, &w, &x, ax_of(k, k->AX, b, c, h));
 }
 
-// Chunk task, backward prologue: q̃ and AX only.
+// Chunk task, backward prologue: the chunk-local forward part kept for chunk_backward, q̃ and AX.
 static void chunk_prep(const DnCtx *k, int b, int c, int h, float *tb) {
-    const ChunkBuf w = chunk_buf(k, tb, NULL);
+    (void)tb;
+    const ChunkBuf w = chunk_buf(k, loc_of(k, b, c, h), NULL, NULL, NULL);
     ChunkIdx x = chunk_idx(k, b, c, h);
     const bool state = c < k->NC - 1;
-    local_forward(k, b, c, h, &w, &x, false, state);
+    local_forward(k, b, c, h, &w, &x, true, state);
     if (state) form_ax(k, &w, &x, ax_of(k, k->AX, b, c, h));
 }
 
@@ -587,10 +597,11 @@ static void states_reverse(const DnCtx *k, int b, int h, float *tb) {
 // Chunk-local backward
 
 static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
-    const ChunkBuf w = chunk_buf(k, tb, NULL);
+    const ChunkBuf w = chunk_buf(k, loc_of(k, b, c, h), tb, NULL, NULL);
     ChunkIdx x = chunk_idx(k, b, c, h);
     const bool state = c < k->NC - 1, reads = k->L > 0 && c > 0;
-    local_forward(k, b, c, h, &w, &x, true, state);
+    x.gam = w.G[x.Lc - 1];  // as local_forward set them in chunk_prep
+    x.egam = scan_exp(x.gam);
     const int C = k->C, K = k->K, V = k->V, H = k->H, HK = H * K, HV = H * V, KV = K + V, Lc = x.Lc;
     const size_t ld_lam = (size_t)H * k->levels;
     float *dq = k->dq + (x.row0 * H + h) * K, *dk = k->dk + (x.row0 * H + h) * K;
@@ -760,14 +771,20 @@ static void set_inputs(DnCtx *k, const float *q, const float *kk, const float *v
     k->q = q; k->k = kk; k->v = v; k->g = g; k->beta = beta; k->lam = lam;
 }
 
+#ifdef DN_PROF
+#include <stdio.h>
+#define PT(stmt, name) do { double t0_ = omp_get_wtime(); stmt; fprintf(stderr, "%s %.2f ms\n", name, (omp_get_wtime() - t0_) * 1e3); } while (0)
+#else
+#define PT(stmt, name) stmt
+#endif
 void deltanet_forward(float *o, const float *q, const float *k, const float *v, const float *g, const float *beta,
                       const float *lam, const DeltaDims *d, float *scratch) {
     DnCtx x;
     dn_setup(&x, d, scratch);
     set_inputs(&x, q, k, v, g, beta, lam);
     x.o = o;
-    chunk_tasks(&x, chunk_forward);
-    if (x.L > 0) head_tasks(&x, states_forward);
+    PT(chunk_tasks(&x, chunk_forward), "fwd_chunk");
+    if (x.L > 0) PT(head_tasks(&x, states_forward), "fwd_states");
 }
 
 void deltanet_backward(float *dq, float *dk, float *dv, float *dg, float *dbeta, float *dlam, const float *do_,
@@ -778,12 +795,12 @@ void deltanet_backward(float *dq, float *dk, float *dv, float *dg, float *dbeta,
     set_inputs(&x, q, k, v, g, beta, lam);
     x.dout = do_;
     x.dq = dq; x.dk = dk; x.dv = dv; x.dg = dg; x.dbeta = dbeta; x.dlam = dlam;
+    PT(chunk_tasks(&x, chunk_prep), "prep");
     if (x.L > 0) {
-        chunk_tasks(&x, chunk_prep);
-        head_tasks(&x, states_store);
-        head_tasks(&x, states_reverse);
+        PT(head_tasks(&x, states_store), "store");
+        PT(head_tasks(&x, states_reverse), "reverse");
     }
-    chunk_tasks(&x, chunk_backward);
+    PT(chunk_tasks(&x, chunk_backward), "chunk_bwd");
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -18,9 +18,11 @@
 //   forward:  chunk tasks (b, c, h): intra part of o, Q̃, AX.   head tasks (b, h): the state scan of every
 //             level at once along the chunks (the transitions of all live levels are one GEMM A_c·[S_j ...],
 //             the reads of a chunk one GEMM over its read states stacked), adding the reads to o.
-//   backward: chunk tasks: Q̃, AX again;  head tasks: the scan again, storing the entering states, then the
-//             reverse scan giving dQ̃ (and the inter-chunk dλ) and dAX per chunk;  chunk tasks: all
-//             chunk-local gradients. Every task owns its output rows: no atomics, fixed summation orders,
+//   backward: chunk tasks: Q̃, AX again, keeping each chunk-head's chunk-local forward part (KK, QK, Tu, Tg,
+//             E, A, Aλ, W, K̃, [−W̃ | U], ...: ChunkBuf's forward half, in Loc);  head tasks: the scan again,
+//             storing the entering states, then the reverse scan giving dQ̃ (and the inter-chunk dλ) and dAX
+//             per chunk;  chunk tasks: all chunk-local gradients, from the kept part.
+// Products with a triangular C×C factor use strmm, lower-only products ssyrk or 32-row panels (DN_PANEL). Every task owns its output rows: no atomics, fixed summation orders,
 //             so results do not depend on the thread count.
 // Backward of the chunk-local part (dS_out = gradient of the state leaving the chunk, summed over levels):
 //   dAX = [Σ_j dS_out,j S_in,jᵀ | Σ_writers dS_out,j];  dΓ += e^Γ tr(dA_c);  dK̃ = [−W̃ | U] dAXᵀ;

@@ -18,9 +18,11 @@
 //   forward:  chunk tasks (b, c, h): intra part of o, Q̃, AX.   head tasks (b, h): the state scan of every
 //             level at once along the chunks (the transitions of all live levels are one GEMM A_c·[S_j ...],
 //             the reads of a chunk one GEMM over its read states stacked), adding the reads to o.
-//   backward: chunk tasks: Q̃, AX again;  head tasks: the scan again, storing the entering states, then the
-//             reverse scan giving dQ̃ (and the inter-chunk dλ) and dAX per chunk;  chunk tasks: all
-//             chunk-local gradients. Every task owns its output rows: no atomics, fixed summation orders,
+//   backward: chunk tasks: Q̃, AX again, keeping each chunk-head's chunk-local forward part (KK, QK, Tu, Tg,
+//             E, A, Aλ, W, K̃, [−W̃ | U], ...: ChunkBuf's forward half, in Loc);  head tasks: the scan again,
+//             storing the entering states, then the reverse scan giving dQ̃ (and the inter-chunk dλ) and dAX
+//             per chunk;  chunk tasks: all chunk-local gradients, from the kept part.
+// Products with a triangular C×C factor use strmm, lower-only products ssyrk or 32-row panels (DN_PANEL). Every task owns its output rows: no atomics, fixed summation orders,
 //             so results do not depend on the thread count.
 // Backward of the chunk-local part (dS_out = gradient of the state leaving the chunk, summed over levels):
 //   dAX = [Σ_j dS_out,j S_in,jᵀ | Σ_writers dS_out,j];  dΓ += e^Γ tr(dA_c);  dK̃ = [−W̃ | U] dAXᵀ;
@@ -54,8 +56,9 @@ typedef struct {
     float *dQt;  // (B, NC, H, C, K)    gradient of q̃ (backward)
     float *dAX;  // (B, NC, H, K, K+V)  gradient of AX (backward)
     float *Sst;  // (B, H, NC, K, L·V)  entering states of every chunk, levels side by side (backward)
+    float *Loc;  // (B, NC, H, lstride) the forward part of each chunk's ChunkBuf (backward)
     float *tbuf;  // per-thread buffers, nthreads × tstride floats
-    size_t tstride;
+    size_t tstride, lstride;
     int nthreads;
 } DnCtx;
 
@@ -83,11 +86,11 @@ static float *carve(float *base, size_t *off, size_t n) {
     return p;
 }
 
-// Per-thread buffer of a chunk task.
+// Buffers of a chunk task: the forward part (kept per chunk-head in the backward) and the backward part.
 typedef struct {
-    float *G, *eG, *eR, *bt;                       // (C) cumsum, e^G, e^{Γ−G}, β
+    float *G, *eG, *eR, *bt, *u;                   // (C) cumsum, e^G, e^{Γ−G}, β, row scratch
     float *KK, *QK, *Tu, *Tg, *E, *EL, *A, *Al;    // (C, C)
-    float *bK, *W, *Kt;                            // (C, K)  β⊙K, W, K̃
+    float *W, *Kt;                                 // (C, K)  W, K̃
     float *bV;                                     // (C, V)  β⊙V
     float *WU;                                     // (C, K+V) [−W̃ | U]
     // backward
@@ -95,27 +98,34 @@ typedef struct {
     float *dKt, *dW, *dR, *dbK;                    // (C, K)
     float *dbV, *dbVu;                             // (C, V)
     float *dWU;                                    // (C, K+V)
-    float *dG, *dbt, *colR, *u;                    // (C)
+    float *tk;                                     // (C, max(K, V)) product scratch
+    float *dG, *dbt, *colR;                        // (C)
 } ChunkBuf;
 
-static ChunkBuf chunk_buf(const DnCtx *k, float *tb, size_t *floats) {
+// The forward part (G .. WU) is carved from fw, the backward part from tb (either may be NULL when only
+// counting): the backward keeps the forward part of every chunk-head from chunk_prep to chunk_backward.
+static ChunkBuf chunk_buf(const DnCtx *k, float *fw, float *tb, size_t *ffloats, size_t *bfloats) {
     const size_t C = k->C, cc = C * C, ck = C * k->K, cv = C * k->V, ckv = C * (size_t)(k->K + k->V);
     ChunkBuf w;
     size_t off = 0;
-    w.G = carve(tb, &off, C); w.eG = carve(tb, &off, C); w.eR = carve(tb, &off, C); w.bt = carve(tb, &off, C);
-    w.KK = carve(tb, &off, cc); w.QK = carve(tb, &off, cc); w.Tu = carve(tb, &off, cc); w.Tg = carve(tb, &off, cc);
-    w.E = carve(tb, &off, cc); w.EL = carve(tb, &off, cc); w.A = carve(tb, &off, cc); w.Al = carve(tb, &off, cc);
-    w.bK = carve(tb, &off, ck); w.W = carve(tb, &off, ck); w.Kt = carve(tb, &off, ck);
-    w.bV = carve(tb, &off, cv);
-    w.WU = carve(tb, &off, ckv);
+    w.G = carve(fw, &off, C); w.eG = carve(fw, &off, C); w.eR = carve(fw, &off, C); w.bt = carve(fw, &off, C);
+    w.u = carve(fw, &off, C);
+    w.KK = carve(fw, &off, cc); w.QK = carve(fw, &off, cc); w.Tu = carve(fw, &off, cc); w.Tg = carve(fw, &off, cc);
+    w.E = carve(fw, &off, cc); w.EL = carve(fw, &off, cc); w.A = carve(fw, &off, cc); w.Al = carve(fw, &off, cc);
+    w.W = carve(fw, &off, ck); w.Kt = carve(fw, &off, ck);
+    w.bV = carve(fw, &off, cv);
+    w.WU = carve(fw, &off, ckv);
+    if (ffloats) *ffloats = off;
+    off = 0;
     w.dAl = carve(tb, &off, cc); w.dA = carve(tb, &off, cc); w.P1 = carve(tb, &off, cc);
     w.dMu = carve(tb, &off, cc); w.dMg = carve(tb, &off, cc); w.dKK = carve(tb, &off, cc);
     w.dQK = carve(tb, &off, cc);
     w.dKt = carve(tb, &off, ck); w.dW = carve(tb, &off, ck); w.dR = carve(tb, &off, ck); w.dbK = carve(tb, &off, ck);
     w.dbV = carve(tb, &off, cv); w.dbVu = carve(tb, &off, cv);
     w.dWU = carve(tb, &off, ckv);
-    w.dG = carve(tb, &off, C); w.dbt = carve(tb, &off, C); w.colR = carve(tb, &off, C); w.u = carve(tb, &off, C);
-    if (floats) *floats = off;
+    w.tk = carve(tb, &off, C * (size_t)LL_MAX(k->K, k->V));
+    w.dG = carve(tb, &off, C); w.dbt = carve(tb, &off, C); w.colR = carve(tb, &off, C);
+    if (bfloats) *bfloats = off;
     return w;
 }
 
@@ -153,10 +163,11 @@ static size_t dn_setup(DnCtx *k, const DeltaDims *d, float *scratch) {
     k->ll = d->levels > 0;
     k->L = k->NC == 1 ? 0 : (k->ll ? levels_chunk_levels(k->NC) : 1);
     k->nthreads = omp_get_max_threads();
-    size_t tc, th;
-    chunk_buf(k, NULL, &tc);
+    size_t tf, tc, th;
+    chunk_buf(k, NULL, NULL, &tf, &tc);
     head_buf(k, NULL, &th);
-    k->tstride = round16(LL_MAX(tc, th));
+    k->lstride = round16(tf);
+    k->tstride = round16(LL_MAX(tf + tc, th));
 
     const size_t BNH = (size_t)k->B * k->NC * k->H, KV = (size_t)k->K * (k->K + k->V);
     size_t off = 0;
@@ -165,6 +176,7 @@ static size_t dn_setup(DnCtx *k, const DeltaDims *d, float *scratch) {
     k->dQt = carve(scratch, &off, BNH * k->C * k->K);
     k->dAX = carve(scratch, &off, BNH * KV);
     k->Sst = carve(scratch, &off, BNH * k->K * (size_t)k->L * k->V);
+    k->Loc = carve(scratch, &off, BNH * k->lstride);
     k->tbuf = carve(scratch, &off, (size_t)k->nthreads * k->tstride);
     return off;
 }
@@ -182,6 +194,7 @@ static inline float *qt_of(const DnCtx *k, float *base, int b, int c, int h) {
 static inline float *ax_of(const DnCtx *k, float *base, int b, int c, int h) {
     return base + bch(k, b, c, h) * k->K * (size_t)(k->K + k->V);
 }
+static inline float *loc_of(const DnCtx *k, int b, int c, int h) { return k->Loc + bch(k, b, c, h) * k->lstride; }
 static inline float *sst_of(const DnCtx *k, int b, int h, int c) {
     return k->Sst + (((size_t)b * k->H + h) * k->NC + c) * k->K * (size_t)k->L * k->V;
 }
@@ -196,6 +209,40 @@ static inline void gemm0(enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int M
 static inline void gemm1(enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha,
                          const float *A, int lda, const float *B, int ldb, float *C, int ldc) {
     cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, 1.0f, C, ldc);
+}
+
+// B (M×N) = op(L) B in place, L lower triangular (M×M; entries above the diagonal are not read): half the
+// flops of a GEMM. unit: L has a unit diagonal.
+static inline void trmm_l(enum CBLAS_TRANSPOSE tl, bool unit, int M, int N, const float *L, int ldl, float *B, int ldb) {
+    cblas_strmm(CblasRowMajor, CblasLeft, CblasLower, tl, unit ? CblasUnit : CblasNonUnit, M, N, 1.0f, L, ldl, B, ldb);
+}
+// B (M×N) = B op(L) in place, L lower triangular (N×N).
+static inline void trmm_r(enum CBLAS_TRANSPOSE tl, bool unit, int M, int N, const float *L, int ldl, float *B, int ldb) {
+    cblas_strmm(CblasRowMajor, CblasRight, CblasLower, tl, unit ? CblasUnit : CblasNonUnit, M, N, 1.0f, L, ldl, B, ldb);
+}
+// Copies an M×N block.
+static inline void copy_rows(int M, int N, const float *src, int lds, float *dst, int ldd) {
+    for (int i = 0; i < M; i++) memcpy(dst + (size_t)i * ldd, src + (size_t)i * lds, sizeof(float) * (size_t)N);
+}
+// Row panel of the lower-triangular products below.
+#define DN_PANEL 32
+// The lower triangle (diagonal included) of C (M×M) = alpha A Bᵀ (A, B: M×Kd), by row panels that skip the
+// blocks above the diagonal. clear: C is overwritten and zeroed above the diagonal; else the product is added
+// (and entries above the diagonal get some of it: callers read only the lower triangle).
+static void gemm_lower_nt(bool clear, int M, int Kd, float alpha, const float *A, int lda, const float *B, int ldb,
+                          float *C, int ldc) {
+    for (int p = 0; p < M; p += DN_PANEL) {
+        const int m = LL_MIN(DN_PANEL, M - p);
+        if (clear)
+            gemm0(CblasNoTrans, CblasTrans, m, p + m, Kd, alpha, A + (size_t)p * lda, lda, B, ldb, C + (size_t)p * ldc,
+                  ldc);
+        else
+            gemm1(CblasNoTrans, CblasTrans, m, p + m, Kd, alpha, A + (size_t)p * lda, lda, B, ldb, C + (size_t)p * ldc,
+                  ldc);
+    }
+    if (clear)
+        for (int i = 0; i < M; i++)
+            for (int j = i + 1; j < M; j++) C[(size_t)i * ldc + j] = 0.0f;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -334,9 +381,11 @@ static void local_forward(const DnCtx *k, int b, int c, int h, const ChunkBuf *w
         w->eG[i] = scan_exp(w->G[i]);
         w->eR[i] = scan_exp(x->gam - w->G[i]);
     }
-    gemm0(CblasNoTrans, CblasTrans, Lc, Lc, K, 1.0f, x->Kp, HK, x->Kp, HK, w->KK, C);
-    gemm0(CblasNoTrans, CblasTrans, Lc, Lc, K, 1.0f, x->Q, HK, x->Kp, HK, w->QK, C);
-    for (int i = 0; i < Lc; i++) {  // E, EL = E ⊙ Λ (j <= i), QK lower part only
+    // KK: lower triangle only (all that is read of it)
+    for (int i = 0; i < Lc; i++) memset(w->KK + (size_t)i * C, 0, sizeof(float) * (size_t)Lc);
+    cblas_ssyrk(CblasRowMajor, CblasLower, CblasNoTrans, Lc, K, 1.0f, x->Kp, HK, 1.0f, w->KK, C);
+    gemm_lower_nt(true, Lc, K, 1.0f, x->Q, HK, x->Kp, HK, w->QK, C);  // QKl
+    for (int i = 0; i < Lc; i++) {  // E, EL = E ⊙ Λ (j <= i)
         float *restrict Ei = w->E + (size_t)i * C, *restrict ELi = w->EL + (size_t)i * C;
         const float Gi = w->G[i];
         for (int j = 0; j <= i; j++) Ei[j] = scan_exp(Gi - w->G[j]);
@@ -344,21 +393,20 @@ static void local_forward(const DnCtx *k, int b, int c, int h, const ChunkBuf *w
             memcpy(ELi, Ei, sizeof(float) * (size_t)(i + 1));
             if (x->lamh) apply_levels(ELi, x->lamh + (size_t)i * ld_lam, i);
         }
-        float *QKi = w->QK + (size_t)i * C;
-        for (int j = i + 1; j < Lc; j++) QKi[j] = 0.0f;
     }
     unit_tril_inverse(w->Tu, w->KK, NULL, w->bt, Lc, C, w->u);
     for (int i = 0; i < Lc; i++) {
         const float *restrict ki = x->Kp + (size_t)i * HK;
-        float *restrict bki = w->bK + (size_t)i * K;
+        float *restrict bki = w->W + (size_t)i * K;
         for (int n = 0; n < K; n++) bki[n] = w->bt[i] * ki[n];
         const float *restrict vi = x->Vp + (size_t)i * HV;
         float *restrict bvi = w->bV + (size_t)i * V;
         for (int n = 0; n < V; n++) bvi[n] = w->bt[i] * vi[n];
     }
-    gemm0(CblasNoTrans, CblasNoTrans, Lc, K, Lc, 1.0f, w->Tu, C, w->bK, K, w->W, K);      // W = Tu βK
+    trmm_l(CblasNoTrans, true, Lc, K, w->Tu, C, w->W, K);  // W = Tu βK (βK was put in W)
     if (intra) {
-        gemm0(CblasNoTrans, CblasNoTrans, Lc, Lc, Lc, 1.0f, w->QK, C, w->Tu, C, w->A, C);  // A = QKl Tu
+        copy_rows(Lc, Lc, w->QK, C, w->A, C);
+        trmm_r(CblasNoTrans, true, Lc, Lc, w->Tu, C, w->A, C);  // A = QKl Tu
         for (int i = 0; i < Lc; i++) {  // Aλ = A ⊙ EL (A is lower triangular)
             const float *restrict Ai = w->A + (size_t)i * C, *restrict ELi = w->EL + (size_t)i * C;
             float *restrict Ali = w->Al + (size_t)i * C;
@@ -368,13 +416,17 @@ static void local_forward(const DnCtx *k, int b, int c, int h, const ChunkBuf *w
     }
     // q̃ = e^G ⊙ (Q − QKl W)
     float *Qt = qt_of(k, k->Qt, b, c, h);
-    for (int i = 0; i < Lc; i++) memcpy(Qt + (size_t)i * K, x->Q + (size_t)i * HK, sizeof(float) * K);
-    gemm1(CblasNoTrans, CblasNoTrans, Lc, K, Lc, -1.0f, w->QK, C, w->W, K, Qt, K);
-    for (int i = 0; i < Lc; i++)
-        for (int n = 0; n < K; n++) Qt[(size_t)i * K + n] *= w->eG[i];
+    copy_rows(Lc, K, w->W, K, Qt, K);
+    trmm_l(CblasNoTrans, false, Lc, K, w->QK, C, Qt, K);  // QKl W
+    for (int i = 0; i < Lc; i++) {
+        const float *restrict qi = x->Q + (size_t)i * HK;
+        float *restrict qti = Qt + (size_t)i * K;
+        for (int n = 0; n < K; n++) qti[n] = w->eG[i] * (qi[n] - qti[n]);
+    }
     if (!state) return;
     unit_tril_inverse(w->Tg, w->KK, w->E, w->bt, Lc, C, w->u);
-    gemm0(CblasNoTrans, CblasNoTrans, Lc, V, Lc, 1.0f, w->Tg, C, w->bV, V, w->WU + K, KV);  // U = Tg βV
+    copy_rows(Lc, V, w->bV, V, w->WU + K, KV);
+    trmm_l(CblasNoTrans, true, Lc, V, w->Tg, C, w->WU + K, KV);  // U = Tg βV
     for (int i = 0; i < Lc; i++) {  // K̃, −W̃
         const float *restrict ki = x->Kp + (size_t)i * HK, *restrict wi = w->W + (size_t)i * K;
         float *restrict kti = w->Kt + (size_t)i * K, *restrict nwi = w->WU + (size_t)i * KV;
@@ -396,22 +448,24 @@ static void form_ax(const DnCtx *k, const ChunkBuf *w, const ChunkIdx *x, float 
 
 // Chunk task, forward: o = intra part (overwrites the rows), q̃ and AX.
 static void chunk_forward(const DnCtx *k, int b, int c, int h, float *tb) {
-    const ChunkBuf w = chunk_buf(k, tb, NULL);
+    const ChunkBuf w = chunk_buf(k, tb, NULL, NULL, NULL);
     ChunkIdx x = chunk_idx(k, b, c, h);
     const bool state = c < k->NC - 1;
     local_forward(k, b, c, h, &w, &x, true, state);
     const int HV = k->H * k->V;
-    gemm0(CblasNoTrans, CblasNoTrans, x.Lc, k->V, x.Lc, 1.0f, w.Al, k->C, w.bV, k->V,
-          k->o + (x.row0 * k->H + h) * k->V, HV);
+    float *o = k->o + (x.row0 * k->H + h) * k->V;
+    copy_rows(x.Lc, k->V, w.bV, k->V, o, HV);
+    trmm_l(CblasNoTrans, false, x.Lc, k->V, w.Al, k->C, o, HV);  // o = Aλ βV
     if (state) form_ax(k, &w, &x, ax_of(k, k->AX, b, c, h));
 }
 
-// Chunk task, backward prologue: q̃ and AX only.
+// Chunk task, backward prologue: the chunk-local forward part kept for chunk_backward, q̃ and AX.
 static void chunk_prep(const DnCtx *k, int b, int c, int h, float *tb) {
-    const ChunkBuf w = chunk_buf(k, tb, NULL);
+    (void)tb;
+    const ChunkBuf w = chunk_buf(k, loc_of(k, b, c, h), NULL, NULL, NULL);
     ChunkIdx x = chunk_idx(k, b, c, h);
     const bool state = c < k->NC - 1;
-    local_forward(k, b, c, h, &w, &x, false, state);
+    local_forward(k, b, c, h, &w, &x, true, state);
     if (state) form_ax(k, &w, &x, ax_of(k, k->AX, b, c, h));
 }
 
@@ -587,10 +641,11 @@ static void states_reverse(const DnCtx *k, int b, int h, float *tb) {
 // Chunk-local backward
 
 static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
-    const ChunkBuf w = chunk_buf(k, tb, NULL);
+    const ChunkBuf w = chunk_buf(k, loc_of(k, b, c, h), tb, NULL, NULL);
     ChunkIdx x = chunk_idx(k, b, c, h);
     const bool state = c < k->NC - 1, reads = k->L > 0 && c > 0;
-    local_forward(k, b, c, h, &w, &x, true, state);
+    x.gam = w.G[x.Lc - 1];  // as local_forward set them in chunk_prep
+    x.egam = scan_exp(x.gam);
     const int C = k->C, K = k->K, V = k->V, H = k->H, HK = H * K, HV = H * V, KV = K + V, Lc = x.Lc;
     const size_t ld_lam = (size_t)H * k->levels;
     float *dq = k->dq + (x.row0 * H + h) * K, *dk = k->dk + (x.row0 * H + h) * K;
@@ -636,14 +691,17 @@ static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
                 dqi[n] += dri[n];
             }
         }
-        gemm0(CblasNoTrans, CblasTrans, Lc, Lc, K, -1.0f, w.dR, K, w.W, K, w.dQK, C);  // dQKl −= dR Wᵀ
-        gemm1(CblasTrans, CblasNoTrans, Lc, K, Lc, -1.0f, w.QK, C, w.dR, K, w.dW, K);  // dW −= QKlᵀ dR
+        gemm_lower_nt(true, Lc, K, -1.0f, w.dR, K, w.W, K, w.dQK, C);  // dQKl = −dR Wᵀ
+        copy_rows(Lc, K, w.dR, K, w.tk, K);
+        trmm_l(CblasTrans, false, Lc, K, w.QK, C, w.tk, K);  // dW −= QKlᵀ dR
+        for (int i = 0; i < Lc * K; i++) w.dW[i] -= w.tk[i];
     } else {
         for (int i = 0; i < Lc; i++) memset(w.dQK + (size_t)i * C, 0, sizeof(float) * (size_t)Lc);
     }
     // intra: o = Aλ βV
-    gemm0(CblasNoTrans, CblasTrans, Lc, Lc, V, 1.0f, dO, HV, w.bV, V, w.dAl, C);
-    gemm0(CblasTrans, CblasNoTrans, Lc, V, Lc, 1.0f, w.Al, C, dO, HV, w.dbV, V);
+    gemm_lower_nt(true, Lc, V, 1.0f, dO, HV, w.bV, V, w.dAl, C);
+    copy_rows(Lc, V, dO, HV, w.dbV, V);
+    trmm_l(CblasTrans, false, Lc, V, w.Al, C, w.dbV, V);  // dβV = Aλᵀ dO
     for (int i = 0; i < Lc; i++) {
         const float *restrict dali = w.dAl + (size_t)i * C, *restrict Ai = w.A + (size_t)i * C;
         const float *restrict Ei = w.E + (size_t)i * C, *restrict ELi = w.EL + (size_t)i * C;
@@ -664,20 +722,24 @@ static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
         for (int j = i + 1; j < Lc; j++) dAi[j] = 0.0f;
     }
     // A = QKl Tu, W = Tu βK:  dQK += dA Tuᵀ;  dβK = Tuᵀ dW;  dMu = −stril(Aᵀ (dA Tuᵀ) + dβK Wᵀ)
-    gemm0(CblasNoTrans, CblasTrans, Lc, Lc, Lc, 1.0f, w.dA, C, w.Tu, C, w.P1, C);
+    copy_rows(Lc, Lc, w.dA, C, w.P1, C);
+    trmm_r(CblasTrans, true, Lc, Lc, w.Tu, C, w.P1, C);  // P1 = dA Tuᵀ
     for (int i = 0; i < Lc; i++) {  // dQKl: lower triangle incl. the diagonal
         float *restrict dqki = w.dQK + (size_t)i * C;
         const float *restrict pi = w.P1 + (size_t)i * C;
         for (int j = 0; j <= i; j++) dqki[j] += pi[j];
         for (int j = i + 1; j < Lc; j++) dqki[j] = 0.0f;
     }
-    gemm0(CblasTrans, CblasNoTrans, Lc, K, Lc, 1.0f, w.Tu, C, w.dW, K, w.dbK, K);
-    gemm0(CblasTrans, CblasNoTrans, Lc, Lc, Lc, 1.0f, w.A, C, w.P1, C, w.dMu, C);
-    gemm1(CblasNoTrans, CblasTrans, Lc, Lc, K, 1.0f, w.dbK, K, w.W, K, w.dMu, C);
+    copy_rows(Lc, K, w.dW, K, w.dbK, K);
+    trmm_l(CblasTrans, true, Lc, K, w.Tu, C, w.dbK, K);  // dβK = Tuᵀ dW
+    copy_rows(Lc, Lc, w.P1, C, w.dMu, C);
+    trmm_l(CblasTrans, false, Lc, Lc, w.A, C, w.dMu, C);  // Aᵀ P1
+    gemm_lower_nt(false, Lc, K, 1.0f, w.dbK, K, w.W, K, w.dMu, C);  // + dβK Wᵀ (lower part)
     // U = Tg βV:  dβV += Tgᵀ dU;  dMg = −stril((Tgᵀ dU) Uᵀ)
     if (state) {
-        gemm0(CblasTrans, CblasNoTrans, Lc, V, Lc, 1.0f, w.Tg, C, w.dWU + K, KV, w.dbVu, V);
-        gemm0(CblasNoTrans, CblasTrans, Lc, Lc, V, 1.0f, w.dbVu, V, w.WU + K, KV, w.dMg, C);
+        copy_rows(Lc, V, w.dWU + K, KV, w.dbVu, V);
+        trmm_l(CblasTrans, true, Lc, V, w.Tg, C, w.dbVu, V);  // Tgᵀ dU
+        gemm_lower_nt(true, Lc, V, 1.0f, w.dbVu, V, w.WU + K, KV, w.dMg, C);
         for (int i = 0; i < Lc; i++)
             for (int n = 0; n < V; n++) w.dbV[(size_t)i * V + n] += w.dbVu[(size_t)i * V + n];
     }
@@ -712,8 +774,14 @@ static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
     for (int i = 0; i < Lc; i++)
         for (int j = i + 1; j < Lc; j++) dKK[(size_t)i * C + j] = dKK[(size_t)j * C + i];
     gemm1(CblasNoTrans, CblasNoTrans, Lc, K, Lc, 1.0f, dKK, C, x.Kp, HK, dk, HK);
-    gemm1(CblasNoTrans, CblasNoTrans, Lc, K, Lc, 1.0f, w.dQK, C, x.Kp, HK, dq, HK);
-    gemm1(CblasTrans, CblasNoTrans, Lc, K, Lc, 1.0f, w.dQK, C, x.Q, HK, dk, HK);
+    copy_rows(Lc, K, x.Kp, HK, w.tk, K);
+    trmm_l(CblasNoTrans, false, Lc, K, w.dQK, C, w.tk, K);  // dq += dQKl K
+    for (int i = 0; i < Lc; i++)
+        for (int n = 0; n < K; n++) dq[(size_t)i * HK + n] += w.tk[(size_t)i * K + n];
+    copy_rows(Lc, K, x.Q, HK, w.tk, K);
+    trmm_l(CblasTrans, false, Lc, K, w.dQK, C, w.tk, K);  // dk += dQKlᵀ Q
+    for (int i = 0; i < Lc; i++)
+        for (int n = 0; n < K; n++) dk[(size_t)i * HK + n] += w.tk[(size_t)i * K + n];
     // βK, βV
     for (int i = 0; i < Lc; i++) {
         const float *restrict ki = x.Kp + (size_t)i * HK, *restrict vi = x.Vp + (size_t)i * HV;
@@ -760,14 +828,20 @@ static void set_inputs(DnCtx *k, const float *q, const float *kk, const float *v
     k->q = q; k->k = kk; k->v = v; k->g = g; k->beta = beta; k->lam = lam;
 }
 
+#ifdef DN_PROF
+#include <stdio.h>
+#define PT(stmt, name) do { double t0_ = omp_get_wtime(); stmt; fprintf(stderr, "%s %.2f ms\n", name, (omp_get_wtime() - t0_) * 1e3); } while (0)
+#else
+#define PT(stmt, name) stmt
+#endif
 void deltanet_forward(float *o, const float *q, const float *k, const float *v, const float *g, const float *beta,
                       const float *lam, const DeltaDims *d, float *scratch) {
     DnCtx x;
     dn_setup(&x, d, scratch);
     set_inputs(&x, q, k, v, g, beta, lam);
     x.o = o;
-    chunk_tasks(&x, chunk_forward);
-    if (x.L > 0) head_tasks(&x, states_forward);
+    PT(chunk_tasks(&x, chunk_forward), "fwd_chunk");
+    if (x.L > 0) PT(head_tasks(&x, states_forward), "fwd_states");
 }
 
 void deltanet_backward(float *dq, float *dk, float *dv, float *dg, float *dbeta, float *dlam, const float *do_,
@@ -778,12 +852,12 @@ void deltanet_backward(float *dq, float *dk, float *dv, float *dg, float *dbeta,
     set_inputs(&x, q, k, v, g, beta, lam);
     x.dout = do_;
     x.dq = dq; x.dk = dk; x.dv = dv; x.dg = dg; x.dbeta = dbeta; x.dlam = dlam;
+    PT(chunk_tasks(&x, chunk_prep), "prep");
     if (x.L > 0) {
-        chunk_tasks(&x, chunk_prep);
-        head_tasks(&x, states_store);
-        head_tasks(&x, states_reverse);
+        PT(head_tasks(&x, states_store), "store");
+        PT(head_tasks(&x, states_reverse), "reverse");
     }
-    chunk_tasks(&x, chunk_backward);
+    PT(chunk_tasks(&x, chunk_backward), "chunk_bwd");
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@
 
 #include "activations.h"
 #include "conv.h"
+#include "gates.h"
 #include "levels.h"
 #include "linear.h"
 #include "mixer.h"
@@ -131,11 +132,8 @@ static void gates_forward(float *dt /*(rows,H)*/, float *A /*(H)*/, float *lam /
     for (int64_t n = 0; n < rows; n++) {
         const float *row = zxbcdt + n * m->R;
         for (int h = 0; h < m->H; h++) dt[n * m->H + h] = act_softplus(row[m->dt_off + h] + w->dt_bias[h]);
-        if (lam) {
-            const int HL = m->H * m->levels;
-            for (int j = 0; j < HL; j++) lam[n * HL + j] = act_softplus(w->L[j] * row[m->dl_off + j]);
-        }
     }
+    if (lam) lambda_forward(lam, zxbcdt + m->dl_off, m->R, w->L, rows, m->H * m->levels);
 }
 
 // Backward of gates_forward: from dA (H), ddt (rows, H) and dlam (rows, H, Λ) writes the dt and dl columns
@@ -146,34 +144,23 @@ static void gates_backward(float *dzxbcdt, Mamba2Weights *gw, const float *dA, c
                            const MambaDims *m) {
     // A = −exp(A_log) ⇒ dA_log = dA · A
     for (int h = 0; h < m->H; h++) gw->A_log[h] += dA[h] * A[h];
-    // dt = softplus(dt_raw + dt_bias); λ = softplus(L ⊙ dl)
-    const int HL = m->H * m->levels;
+    // dt = softplus(dt_raw + dt_bias)
 #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < rows; n++) {
         const float *row = zxbcdt + n * m->R;
         float *drow = dzxbcdt + n * m->R;
         for (int h = 0; h < m->H; h++)
             drow[m->dt_off + h] = ddt[n * m->H + h] * act_softplus_grad(row[m->dt_off + h] + w->dt_bias[h]);
-        for (int j = 0; j < HL; j++) {
-            const float u = w->L[j] * row[m->dl_off + j];
-            drow[m->dl_off + j] = dlam[n * HL + j] * act_softplus_grad(u) * w->L[j];
-        }
     }
 #pragma omp parallel for schedule(static)
-    for (int j = 0; j < m->H + HL; j++) {
+    for (int h = 0; h < m->H; h++) {
         double acc = 0;
-        if (j < m->H) {
-            for (int64_t n = 0; n < rows; n++) acc += dzxbcdt[n * m->R + m->dt_off + j];
-            gw->dt_bias[j] += (float)acc;
-        } else {
-            const int jl = j - m->H;
-            for (int64_t n = 0; n < rows; n++) {
-                const float u = w->L[jl] * zxbcdt[n * m->R + m->dl_off + jl];
-                acc += (double)dlam[n * HL + jl] * act_softplus_grad(u) * zxbcdt[n * m->R + m->dl_off + jl];
-            }
-            gw->L[jl] += (float)acc;
-        }
+        for (int64_t n = 0; n < rows; n++) acc += dzxbcdt[n * m->R + m->dt_off + h];
+        gw->dt_bias[h] += (float)acc;
     }
+    // λ = softplus(L ⊙ dl)
+    if (m->levels > 0)
+        lambda_backward(dzxbcdt + m->dl_off, m->R, gw->L, dlam, zxbcdt + m->dl_off, m->R, w->L, rows, m->H * m->levels);
 }
 
 static void mamba2_forward(float *out,         // (N, d)

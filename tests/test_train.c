@@ -108,6 +108,10 @@ START_TEST(test_mamba2_learns) { check_loss_falls("tiny_mamba2.json"); }
 END_TEST
 START_TEST(test_loglinear_mamba2_learns) { check_loss_falls("tiny_loglinear_mamba2.json"); }
 END_TEST
+START_TEST(test_gated_deltanet_learns) { check_loss_falls("tiny_gated_deltanet.json"); }
+END_TEST
+START_TEST(test_loglinear_gated_deltanet_learns) { check_loss_falls("tiny_loglinear_gated_deltanet.json"); }
+END_TEST
 
 static bool files_equal(const char *a, const char *b) {
     char cmd[2100];
@@ -180,6 +184,10 @@ END_TEST
 START_TEST(test_resume_bit_identical_loglinear) { check_resume("tiny_loglinear_mamba2.json"); }
 END_TEST
 START_TEST(test_resume_bit_identical_mamba2) { check_resume("tiny_mamba2.json"); }
+END_TEST
+START_TEST(test_resume_bit_identical_gated_deltanet) { check_resume("tiny_gated_deltanet.json"); }
+END_TEST
+START_TEST(test_resume_bit_identical_loglinear_gated_deltanet) { check_resume("tiny_loglinear_gated_deltanet.json"); }
 END_TEST
 
 // The training losses of a run, in order.
@@ -328,6 +336,10 @@ int main(void) {
     tcase_add_test(tc, test_resume_bit_identical_transformer);
     tcase_add_test(tc, test_resume_bit_identical_mamba2);
     tcase_add_test(tc, test_resume_bit_identical_loglinear);
+    tcase_add_test(tc, test_gated_deltanet_learns);
+    tcase_add_test(tc, test_loglinear_gated_deltanet_learns);
+    tcase_add_test(tc, test_resume_bit_identical_gated_deltanet);
+    tcase_add_test(tc, test_resume_bit_identical_loglinear_gated_deltanet);
     tcase_add_test(tc, test_grad_accumulation);
     tcase_add_test(tc, test_eval_only);
     tcase_add_test(tc, test_init_from);

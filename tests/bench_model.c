@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "blas_setup.h"
+#include "levels.h"
 #include "model.h"
 #include "optimizer.h"
 #include "rng.h"
@@ -71,6 +72,13 @@ static ModelConfig small_config(ModelType t, int d, int L, int V, int max_len) {
         c.num_heads = d / 64;
         c.num_kv_heads = c.num_heads;
         c.head_dim = 64;
+    } else if (model_type_is_gdn(t)) {   // Dk = d, Dv = 2d: the Mamba mixers' d_inner
+        c.num_heads = d / 64;
+        c.head_dim = 64;
+        c.expand_v = 2;
+        c.chunk_size = 64;
+        c.num_levels = 0;
+        if (model_type_is_loglinear(t)) c.num_levels = levels_needed(max_len);
     } else {
         c.head_dim = 64;
         c.expand = 2;
@@ -79,8 +87,7 @@ static ModelConfig small_config(ModelType t, int d, int L, int V, int max_len) {
         c.state_size = 64;
         c.n_groups = 1;
         c.chunk_size = t == MODEL_LOGLINEAR_MAMBA2 ? 64 : 256;
-        c.num_levels = 1;
-        while ((1 << (c.num_levels - 1)) < max_len) c.num_levels++;   // bit_length(max_len-1)+1
+        c.num_levels = model_type_is_loglinear(t) ? levels_needed(max_len) : 0;
     }
     return c;
 }
@@ -105,8 +112,10 @@ int main(int argc, char **argv) {
 
     // 2. Scaling with T.
     const int Ts[] = {1024, 2048, 4096, 8192};
-    const ModelType types[] = {MODEL_TRANSFORMER, MODEL_MAMBA2, MODEL_LOGLINEAR_MAMBA2};
-    printf("d=256 L=4 V=4096 B=1 (Mamba: H=8 P=64 N=64, chunk 256 / log-linear 64; Transformer: H=4 hd=64)\n");
+    const ModelType types[] = {MODEL_TRANSFORMER, MODEL_MAMBA2, MODEL_LOGLINEAR_MAMBA2, MODEL_GATED_DELTANET,
+                               MODEL_LOGLINEAR_GATED_DELTANET};
+    printf("d=256 L=4 V=4096 B=1 (Mamba: H=8 P=64 N=64, chunk 256 / log-linear 64; Transformer: H=4 hd=64; GDN: H=4 "
+           "dk=64 dv=128, chunk 64)\n");
     printf("%-18s", "ms/step (tok/s)");
     for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++) printf(" | %19s%-5d", "T=", Ts[i]);
     printf("\n");

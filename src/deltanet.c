@@ -118,7 +118,9 @@ static ChunkBuf chunk_buf(const DnCtx *k, float *fw, float *tb, size_t *ffloats,
     w.G = carve(fw, &off, C); w.eG = carve(fw, &off, C); w.eR = carve(fw, &off, C); w.bt = carve(fw, &off, C);
     w.u = carve(fw, &off, C);
     w.KK = carve(fw, &off, cc); w.QK = carve(fw, &off, cc); w.Tu = carve(fw, &off, cc); w.Tg = carve(fw, &off, cc);
-    w.E = carve(fw, &off, cc); w.EL = carve(fw, &off, cc); w.A = carve(fw, &off, cc); w.Al = carve(fw, &off, cc);
+    w.E = carve(fw, &off, cc);
+    w.EL = k->ll ? carve(fw, &off, cc) : w.E;  // plain: Λ ≡ 1, EL is E
+    w.A = carve(fw, &off, cc); w.Al = carve(fw, &off, cc);
     w.W = carve(fw, &off, ck); w.Kt = carve(fw, &off, ck);
     w.bV = carve(fw, &off, cv);
     w.WU = carve(fw, &off, ckv);
@@ -405,12 +407,13 @@ static void local_forward(const DnCtx *k, int b, int c, int h, const ChunkBuf *w
     cblas_ssyrk(CblasRowMajor, CblasLower, CblasNoTrans, Lc, K, 1.0f, x->Kp, HK, 1.0f, w->KK, C);
     gemm_lower_nt(true, Lc, K, 1.0f, x->Q, HK, x->Kp, HK, w->QK, C);  // QKl
     for (int i = 0; i < Lc; i++) {  // E, EL = E ⊙ Λ (j <= i)
-        float *restrict Ei = w->E + (size_t)i * C, *restrict ELi = w->EL + (size_t)i * C;
+        float *restrict Ei = w->E + (size_t)i * C;
         const float Gi = w->G[i];
         for (int j = 0; j <= i; j++) Ei[j] = scan_exp(Gi - w->G[j]);
-        if (intra) {
+        if (intra && x->lamh) {
+            float *restrict ELi = w->EL + (size_t)i * C;
             memcpy(ELi, Ei, sizeof(float) * (size_t)(i + 1));
-            if (x->lamh) apply_levels(ELi, x->lamh + (size_t)i * ld_lam, i);
+            apply_levels(ELi, x->lamh + (size_t)i * ld_lam, i);
         }
     }
     unit_tril_inverse(w->Tu, w->KK, NULL, w->bt, Lc, C, w->u);

@@ -12,12 +12,17 @@
 //   the chunk acts on a state S as S ↦ A_c S (+ X_c if it writes), A_c = e^Γ I − K̃ᵀ W̃, X_c = K̃ᵀ U;
 //   a reading chunk adds λ_i[lev] Sᵀ q̃_i to o_i.
 // (For plain GDN (QKᵀ ⊙ E)·U equals A ⊙ E ⊙ (β V); the A form lets λ weigh every pair of the chunk.)
-// A_c and X_c are stored side by side as AX = [A_c | X_c] (K × (K+V)), formed by one GEMM K̃ᵀ [−W̃ | U].
+// Log-linear: A_c and X_c are stored side by side as AX = [A_c | X_c] (K × (K+V)), formed by one GEMM
+// K̃ᵀ [−W̃ | U] (its live levels share A_c). Plain GDN (one scan) uses the state form instead, two C×K×V
+// products per chunk and no A_c, X_c: Vn = U − W̃ S_in, S_out = e^Γ S_in + K̃ᵀ Vn, o += Q̃ S_in; in
+// the backward dVn = K̃ dS_out, dS_in = e^Γ dS_out − W̃ᵀ dVn + Q̃ᵀ dO, dQ̃ = dO S_inᵀ (reverse scan) and
+// dK̃ = Vn dS_outᵀ, d(−W̃) = dVn S_inᵀ, dU = dVn, dΓ += e^Γ ⟨S_in, dS_out⟩ (chunk tasks).
 //
 // Phases, each one OpenMP loop:
-//   forward:  chunk tasks (b, c, h): intra part of o, Q̃, AX.   head tasks (b, h): the state scan of every
-//             level at once along the chunks (the transitions of all live levels are one GEMM A_c·[S_j ...],
-//             the reads of a chunk one GEMM over its read states stacked), adding the reads to o.
+//   forward:  chunk tasks (b, c, h): intra part of o, Q̃, AX (plain: [−W̃ | U], K̃).   head tasks (b, h):
+//             the state scan of every level at once along the chunks (the transitions of all live levels
+//             are one GEMM A_c·[S_j ...], the reads of a chunk one GEMM over its read states stacked),
+//             adding the reads to o.
 //   backward: chunk tasks: Q̃, AX again, keeping each chunk-head's chunk-local forward part (KK, QK, Tu, Tg,
 //             E, A, Aλ, W, K̃, [−W̃ | U], ...: ChunkBuf's forward half, in Loc);  head tasks: the scan again,
 //             storing the entering states, then the reverse scan giving dQ̃ (and the inter-chunk dλ) and dAX

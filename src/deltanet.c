@@ -12,12 +12,17 @@
 //   the chunk acts on a state S as S ↦ A_c S (+ X_c if it writes), A_c = e^Γ I − K̃ᵀ W̃, X_c = K̃ᵀ U;
 //   a reading chunk adds λ_i[lev] Sᵀ q̃_i to o_i.
 // (For plain GDN (QKᵀ ⊙ E)·U equals A ⊙ E ⊙ (β V); the A form lets λ weigh every pair of the chunk.)
-// A_c and X_c are stored side by side as AX = [A_c | X_c] (K × (K+V)), formed by one GEMM K̃ᵀ [−W̃ | U].
+// Log-linear: A_c and X_c are stored side by side as AX = [A_c | X_c] (K × (K+V)), formed by one GEMM
+// K̃ᵀ [−W̃ | U] (its live levels share A_c). Plain GDN (one scan) uses the state form instead, two C×K×V
+// products per chunk and no A_c, X_c: Vn = U − W̃ S_in, S_out = e^Γ S_in + K̃ᵀ Vn, o += Q̃ S_in; in
+// the backward dVn = K̃ dS_out, dS_in = e^Γ dS_out − W̃ᵀ dVn + Q̃ᵀ dO, dQ̃ = dO S_inᵀ (reverse scan) and
+// dK̃ = Vn dS_outᵀ, d(−W̃) = dVn S_inᵀ, dU = dVn, dΓ += e^Γ ⟨S_in, dS_out⟩ (chunk tasks).
 //
 // Phases, each one OpenMP loop:
-//   forward:  chunk tasks (b, c, h): intra part of o, Q̃, AX.   head tasks (b, h): the state scan of every
-//             level at once along the chunks (the transitions of all live levels are one GEMM A_c·[S_j ...],
-//             the reads of a chunk one GEMM over its read states stacked), adding the reads to o.
+//   forward:  chunk tasks (b, c, h): intra part of o, Q̃, AX (plain: [−W̃ | U], K̃).   head tasks (b, h):
+//             the state scan of every level at once along the chunks (the transitions of all live levels
+//             are one GEMM A_c·[S_j ...], the reads of a chunk one GEMM over its read states stacked),
+//             adding the reads to o.
 //   backward: chunk tasks: Q̃, AX again, keeping each chunk-head's chunk-local forward part (KK, QK, Tu, Tg,
 //             E, A, Aλ, W, K̃, [−W̃ | U], ...: ChunkBuf's forward half, in Loc);  head tasks: the scan again,
 //             storing the entering states, then the reverse scan giving dQ̃ (and the inter-chunk dλ) and dAX
@@ -46,6 +51,7 @@ typedef struct {
     int C, lc, NC;  // chunk length, log2(chunk), number of chunks (the last may be partial)
     int L;          // state scans: 1 (plain), chunk levels (log-linear), 0 when there is one chunk
     bool ll;        // log-linear
+    bool ps;        // plain GDN with a state scan (L == 1): the state form
     // inputs
     const float *q, *k, *v, *g, *beta, *lam, *dout;
     // outputs
@@ -56,6 +62,12 @@ typedef struct {
     float *dQt;  // (B, NC, H, C, K)    gradient of q̃ (backward)
     float *dAX;  // (B, NC, H, K, K+V)  gradient of AX (backward)
     float *Sst;  // (B, H, NC, K, L·V)  entering states of every chunk, levels side by side (backward)
+    // plain GDN (the state form, no AX): forward [−W̃ | U] and K̃ of each chunk (in Loc for the backward);
+    // backward Vn = U − W̃ S_in, its gradient, the gradient of the state leaving each chunk
+    float *WUs;  // (B, NC, H, C, K+V)
+    float *Kts;  // (B, NC, H, C, K)
+    float *Vn, *dVn;  // (B, NC, H, C, V)
+    float *dSo;  // (B, NC, H, K, V)
     float *Loc;  // (B, NC, H, lstride) the forward part of each chunk's ChunkBuf (backward)
     float *tbuf;  // per-thread buffers, nthreads × tstride floats
     size_t tstride, lstride;
@@ -111,7 +123,9 @@ static ChunkBuf chunk_buf(const DnCtx *k, float *fw, float *tb, size_t *ffloats,
     w.G = carve(fw, &off, C); w.eG = carve(fw, &off, C); w.eR = carve(fw, &off, C); w.bt = carve(fw, &off, C);
     w.u = carve(fw, &off, C);
     w.KK = carve(fw, &off, cc); w.QK = carve(fw, &off, cc); w.Tu = carve(fw, &off, cc); w.Tg = carve(fw, &off, cc);
-    w.E = carve(fw, &off, cc); w.EL = carve(fw, &off, cc); w.A = carve(fw, &off, cc); w.Al = carve(fw, &off, cc);
+    w.E = carve(fw, &off, cc);
+    w.EL = k->ll ? carve(fw, &off, cc) : w.E;  // plain: Λ ≡ 1, EL is E
+    w.A = carve(fw, &off, cc); w.Al = carve(fw, &off, cc);
     w.W = carve(fw, &off, ck); w.Kt = carve(fw, &off, ck);
     w.bV = carve(fw, &off, cv);
     w.WU = carve(fw, &off, ckv);
@@ -134,6 +148,7 @@ typedef struct {
     float *cur, *nxt;  // (K, L·V) states (forward) / state gradients (reverse), levels side by side
     float *Sr, *dSr;   // (L·K, V) the read states of one chunk stacked, their gradients
     float *Wr, *P;     // (C, L·K) λ-weighted q̃ per read, side by side; dO·Srᵀ
+    float *vn;         // (C, V) plain forward: Vn of one chunk
 } HeadBuf;
 
 static HeadBuf head_buf(const DnCtx *k, float *tb, size_t *floats) {
@@ -143,6 +158,7 @@ static HeadBuf head_buf(const DnCtx *k, float *tb, size_t *floats) {
     w.cur = carve(tb, &off, KLV); w.nxt = carve(tb, &off, KLV);
     w.Sr = carve(tb, &off, KLV); w.dSr = carve(tb, &off, KLV);
     w.Wr = carve(tb, &off, CLK); w.P = carve(tb, &off, CLK);
+    w.vn = carve(tb, &off, (size_t)k->C * k->V);
     if (floats) *floats = off;
     return w;
 }
@@ -162,6 +178,7 @@ static size_t dn_setup(DnCtx *k, const DeltaDims *d, float *scratch) {
     k->NC = (int)((k->T + k->C - 1) / k->C);
     k->ll = d->levels > 0;
     k->L = k->NC == 1 ? 0 : (k->ll ? levels_chunk_levels(k->NC) : 1);
+    k->ps = !k->ll && k->L == 1;
     k->nthreads = omp_get_max_threads();
     size_t tf, tc, th;
     chunk_buf(k, NULL, NULL, &tf, &tc);
@@ -169,12 +186,18 @@ static size_t dn_setup(DnCtx *k, const DeltaDims *d, float *scratch) {
     k->lstride = round16(tf);
     k->tstride = round16(LL_MAX(tf + tc, th));
 
-    const size_t BNH = (size_t)k->B * k->NC * k->H, KV = (size_t)k->K * (k->K + k->V);
+    const size_t BNH = (size_t)k->B * k->NC * k->H, KV = k->ps ? 0 : (size_t)k->K * (k->K + k->V);
+    const size_t P = k->ps ? 1 : 0, C = k->C;
     size_t off = 0;
     k->Qt = carve(scratch, &off, BNH * k->C * k->K);
     k->AX = carve(scratch, &off, BNH * KV);
     k->dQt = carve(scratch, &off, BNH * k->C * k->K);
     k->dAX = carve(scratch, &off, BNH * KV);
+    k->WUs = carve(scratch, &off, P * BNH * C * (k->K + k->V));
+    k->Kts = carve(scratch, &off, P * BNH * C * k->K);
+    k->Vn = carve(scratch, &off, P * BNH * C * k->V);
+    k->dVn = carve(scratch, &off, P * BNH * C * k->V);
+    k->dSo = carve(scratch, &off, P * BNH * k->K * k->V);
     k->Sst = carve(scratch, &off, BNH * k->K * (size_t)k->L * k->V);
     k->Loc = carve(scratch, &off, BNH * k->lstride);
     k->tbuf = carve(scratch, &off, (size_t)k->nthreads * k->tstride);
@@ -193,6 +216,9 @@ static inline float *qt_of(const DnCtx *k, float *base, int b, int c, int h) {
 }
 static inline float *ax_of(const DnCtx *k, float *base, int b, int c, int h) {
     return base + bch(k, b, c, h) * k->K * (size_t)(k->K + k->V);
+}
+static inline float *cv_of(const DnCtx *k, float *base, int b, int c, int h) {
+    return base + bch(k, b, c, h) * k->C * k->V;
 }
 static inline float *loc_of(const DnCtx *k, int b, int c, int h) { return k->Loc + bch(k, b, c, h) * k->lstride; }
 static inline float *sst_of(const DnCtx *k, int b, int h, int c) {
@@ -386,12 +412,13 @@ static void local_forward(const DnCtx *k, int b, int c, int h, const ChunkBuf *w
     cblas_ssyrk(CblasRowMajor, CblasLower, CblasNoTrans, Lc, K, 1.0f, x->Kp, HK, 1.0f, w->KK, C);
     gemm_lower_nt(true, Lc, K, 1.0f, x->Q, HK, x->Kp, HK, w->QK, C);  // QKl
     for (int i = 0; i < Lc; i++) {  // E, EL = E ⊙ Λ (j <= i)
-        float *restrict Ei = w->E + (size_t)i * C, *restrict ELi = w->EL + (size_t)i * C;
+        float *restrict Ei = w->E + (size_t)i * C;
         const float Gi = w->G[i];
         for (int j = 0; j <= i; j++) Ei[j] = scan_exp(Gi - w->G[j]);
-        if (intra) {
+        if (intra && x->lamh) {
+            float *restrict ELi = w->EL + (size_t)i * C;
             memcpy(ELi, Ei, sizeof(float) * (size_t)(i + 1));
-            if (x->lamh) apply_levels(ELi, x->lamh + (size_t)i * ld_lam, i);
+            apply_levels(ELi, x->lamh + (size_t)i * ld_lam, i);
         }
     }
     unit_tril_inverse(w->Tu, w->KK, NULL, w->bt, Lc, C, w->u);
@@ -448,15 +475,19 @@ static void form_ax(const DnCtx *k, const ChunkBuf *w, const ChunkIdx *x, float 
 
 // Chunk task, forward: o = intra part (overwrites the rows), q̃ and AX.
 static void chunk_forward(const DnCtx *k, int b, int c, int h, float *tb) {
-    const ChunkBuf w = chunk_buf(k, tb, NULL, NULL, NULL);
+    ChunkBuf w = chunk_buf(k, tb, NULL, NULL, NULL);
     ChunkIdx x = chunk_idx(k, b, c, h);
     const bool state = c < k->NC - 1;
+    if (k->ps) {  // the state scan reads [−W̃ | U] and K̃ where local_forward writes them
+        w.WU = k->WUs + bch(k, b, c, h) * k->C * (size_t)(k->K + k->V);
+        w.Kt = k->Kts + bch(k, b, c, h) * k->C * (size_t)k->K;
+    }
     local_forward(k, b, c, h, &w, &x, true, state);
     const int HV = k->H * k->V;
     float *o = k->o + (x.row0 * k->H + h) * k->V;
     copy_rows(x.Lc, k->V, w.bV, k->V, o, HV);
     trmm_l(CblasNoTrans, false, x.Lc, k->V, w.Al, k->C, o, HV);  // o = Aλ βV
-    if (state) form_ax(k, &w, &x, ax_of(k, k->AX, b, c, h));
+    if (state && !k->ps) form_ax(k, &w, &x, ax_of(k, k->AX, b, c, h));
 }
 
 // Chunk task, backward prologue: the chunk-local forward part kept for chunk_backward, q̃ and AX.
@@ -466,7 +497,7 @@ static void chunk_prep(const DnCtx *k, int b, int c, int h, float *tb) {
     ChunkIdx x = chunk_idx(k, b, c, h);
     const bool state = c < k->NC - 1;
     local_forward(k, b, c, h, &w, &x, true, state);
-    if (state) form_ax(k, &w, &x, ax_of(k, k->AX, b, c, h));
+    if (state && !k->ps) form_ax(k, &w, &x, ax_of(k, k->AX, b, c, h));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -638,6 +669,89 @@ static void states_reverse(const DnCtx *k, int b, int h, float *tb) {
 }
 
 // ---------------------------------------------------------------------------------------------------
+// Plain GDN state scan (head tasks), the state form: per chunk Vn = U − W̃ S_in, S_out = e^Γ S_in + K̃ᵀ Vn,
+// o += Q̃ S_in; two C×K×V products per chunk instead of forming A_c = e^Γ I − K̃ᵀ W̃, X_c = K̃ᵀ U.
+
+// Γ of the chunk, summed as local_forward sums G (bit-identical).
+static float chunk_gam(const DnCtx *k, const ChunkIdx *x, int h) {
+    float acc = 0.0f;
+    for (int i = 0; i < x->Lc; i++) acc += k->g[(x->row0 + i) * k->H + h];
+    return acc;
+}
+
+// Vn = U − W̃ S_in (S_in == NULL: zero), S_out = e^Γ S_in + K̃ᵀ Vn (S_out may be S_in).
+static void plain_advance(const DnCtx *k, int Lc, const float *WU, const float *Kt, float egam, const float *Sin,
+                          float *Sout, float *vn) {
+    const int K = k->K, V = k->V, KV = K + V;
+    copy_rows(Lc, V, WU + K, KV, vn, V);
+    if (Sin) {
+        gemm1(CblasNoTrans, CblasNoTrans, Lc, V, K, 1.0f, WU, KV, Sin, V, vn, V);
+        for (size_t e = 0; e < (size_t)K * V; e++) Sout[e] = egam * Sin[e];
+        gemm1(CblasTrans, CblasNoTrans, K, V, Lc, 1.0f, Kt, K, vn, V, Sout, V);
+    } else {
+        gemm0(CblasTrans, CblasNoTrans, K, V, Lc, 1.0f, Kt, K, vn, V, Sout, V);
+    }
+}
+
+static void plain_forward(const DnCtx *k, int b, int h, float *tb) {
+    const HeadBuf hb = head_buf(k, tb, NULL);
+    float *S = hb.cur;
+    const int K = k->K, V = k->V, HV = k->H * V;
+    for (int c = 0; c < k->NC; c++) {
+        const ChunkIdx x = chunk_idx(k, b, c, h);
+        if (c > 0)  // o += Q̃ S
+            gemm1(CblasNoTrans, CblasNoTrans, x.Lc, V, K, 1.0f, qt_of(k, k->Qt, b, c, h), K, S, V,
+                  k->o + (x.row0 * k->H + h) * V, HV);
+        if (c == k->NC - 1) break;
+        const size_t i = bch(k, b, c, h);
+        plain_advance(k, x.Lc, k->WUs + i * k->C * (size_t)(K + V), k->Kts + i * k->C * (size_t)K,
+                      scan_exp(chunk_gam(k, &x, h)), c > 0 ? S : NULL, S, hb.vn);
+    }
+}
+
+// Backward: the scan again, keeping S_in (Sst) and Vn of every chunk.
+static void plain_store(const DnCtx *k, int b, int h, float *tb) {
+    (void)tb;
+    for (int c = 0; c + 1 < k->NC; c++) {
+        const ChunkIdx x = chunk_idx(k, b, c, h);
+        const ChunkBuf w = chunk_buf(k, loc_of(k, b, c, h), NULL, NULL, NULL);
+        plain_advance(k, x.Lc, w.WU, w.Kt, scan_exp(w.G[x.Lc - 1]), c > 0 ? sst_of(k, b, h, c) : NULL,
+                      sst_of(k, b, h, c + 1), cv_of(k, k->Vn, b, c, h));
+    }
+}
+
+// Backward: the reverse scan. dSo[c] = gradient of the state leaving chunk c; per chunk dVn = K̃ dSo and
+// dQ̃ = dO S_inᵀ, and dSo[c−1] = e^Γ dSo[c] − W̃ᵀ dVn + Q̃ᵀ dO.
+static void plain_reverse(const DnCtx *k, int b, int h, float *tb) {
+    (void)tb;
+    const int K = k->K, V = k->V, KV = K + V, HV = k->H * V;
+    for (int c = k->NC - 1; c >= 0; c--) {
+        const ChunkIdx x = chunk_idx(k, b, c, h);
+        const ChunkBuf w = chunk_buf(k, loc_of(k, b, c, h), NULL, NULL, NULL);
+        const bool state = c < k->NC - 1;
+        float *dSin = c > 0 ? k->dSo + bch(k, b, c - 1, h) * K * (size_t)V : NULL;
+        if (state) {
+            const float *dS = k->dSo + bch(k, b, c, h) * K * (size_t)V;
+            float *dVn = cv_of(k, k->dVn, b, c, h);
+            gemm0(CblasNoTrans, CblasNoTrans, x.Lc, V, K, 1.0f, w.Kt, K, dS, V, dVn, V);
+            if (dSin) {
+                const float eg = scan_exp(w.G[x.Lc - 1]);
+                for (size_t e = 0; e < (size_t)K * V; e++) dSin[e] = eg * dS[e];
+                gemm1(CblasTrans, CblasNoTrans, K, V, x.Lc, 1.0f, w.WU, KV, dVn, V, dSin, V);
+            }
+        }
+        if (dSin) {
+            const float *Sin = sst_of(k, b, h, c), *dO = k->dout + (x.row0 * k->H + h) * V;
+            gemm0(CblasNoTrans, CblasTrans, x.Lc, K, V, 1.0f, dO, HV, Sin, V, qt_of(k, k->dQt, b, c, h), K);
+            if (state)
+                gemm1(CblasTrans, CblasNoTrans, K, V, x.Lc, 1.0f, qt_of(k, k->Qt, b, c, h), K, dO, HV, dSin, V);
+            else
+                gemm0(CblasTrans, CblasNoTrans, K, V, x.Lc, 1.0f, qt_of(k, k->Qt, b, c, h), K, dO, HV, dSin, V);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Chunk-local backward
 
 static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
@@ -657,13 +771,28 @@ static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
     for (int i = 0; i < Lc; i++) w.dG[i] = w.dbt[i] = w.colR[i] = 0.0f;
 
     // state: AX = [e^Γ I | 0] + K̃ᵀ [−W̃ | U]
-    if (state) {
+    if (state && k->ps) {  // state form: dK̃ = Vn dSoᵀ, d(−W̃) = dVn S_inᵀ, dU = dVn, dΓ += e^Γ ⟨S_in, dSo⟩
+        const float *Sin = sst_of(k, b, h, c), *dS = k->dSo + bch(k, b, c, h) * K * (size_t)V;
+        const float *dVn = cv_of(k, k->dVn, b, c, h);
+        gemm0(CblasNoTrans, CblasTrans, Lc, K, V, 1.0f, cv_of(k, k->Vn, b, c, h), V, dS, V, w.dKt, K);
+        if (c > 0) {
+            double tr = 0.0;
+            for (size_t e = 0; e < (size_t)K * V; e++) tr += (double)Sin[e] * dS[e];
+            dgam += x.egam * tr;
+            gemm0(CblasNoTrans, CblasTrans, Lc, K, V, 1.0f, dVn, V, Sin, V, w.dWU, KV);
+        } else {
+            for (int i = 0; i < Lc; i++) memset(w.dWU + (size_t)i * KV, 0, sizeof(float) * K);
+        }
+        copy_rows(Lc, V, dVn, V, w.dWU + K, KV);
+    } else if (state) {
         const float *dAX = ax_of(k, k->dAX, b, c, h);
         double tr = 0.0;
         for (int n = 0; n < K; n++) tr += dAX[(size_t)n * KV + n];
         dgam += x.egam * tr;
         gemm0(CblasNoTrans, CblasTrans, Lc, K, KV, 1.0f, w.WU, KV, dAX, KV, w.dKt, K);   // dK̃
         gemm0(CblasNoTrans, CblasNoTrans, Lc, KV, K, 1.0f, w.Kt, K, dAX, KV, w.dWU, KV);  // d[−W̃ | U]
+    }
+    if (state) {
         for (int i = 0; i < Lc; i++) {
             const float *restrict nwi = w.WU + (size_t)i * KV, *restrict dnwi = w.dWU + (size_t)i * KV;
             const float *restrict kti = w.Kt + (size_t)i * K, *restrict dkti = w.dKt + (size_t)i * K;
@@ -841,7 +970,7 @@ void deltanet_forward(float *o, const float *q, const float *k, const float *v, 
     set_inputs(&x, q, k, v, g, beta, lam);
     x.o = o;
     PT(chunk_tasks(&x, chunk_forward), "fwd_chunk");
-    if (x.L > 0) PT(head_tasks(&x, states_forward), "fwd_states");
+    if (x.L > 0) PT(head_tasks(&x, x.ps ? plain_forward : states_forward), "fwd_states");
 }
 
 void deltanet_backward(float *dq, float *dk, float *dv, float *dg, float *dbeta, float *dlam, const float *do_,
@@ -854,8 +983,8 @@ void deltanet_backward(float *dq, float *dk, float *dv, float *dg, float *dbeta,
     x.dq = dq; x.dk = dk; x.dv = dv; x.dg = dg; x.dbeta = dbeta; x.dlam = dlam;
     PT(chunk_tasks(&x, chunk_prep), "prep");
     if (x.L > 0) {
-        PT(head_tasks(&x, states_store), "store");
-        PT(head_tasks(&x, states_reverse), "reverse");
+        PT(head_tasks(&x, x.ps ? plain_store : states_store), "store");
+        PT(head_tasks(&x, x.ps ? plain_reverse : states_reverse), "reverse");
     }
     PT(chunk_tasks(&x, chunk_backward), "chunk_bwd");
 }

@@ -1,6 +1,10 @@
 // blas_setup.c — see blas_setup.h.
 #include "blas_setup.h"
 
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
+
 #include <cblas.h>
 #include <stdbool.h>
 #include <strings.h>
@@ -26,10 +30,12 @@ void blas_setup(char **argv) {
     const char *user = getenv("OPENBLAS_CORETYPE");
     if (getenv("LOGLINEAR_BLAS_REEXEC")) {
         g_source = "auto";
+        fp_flush_denormals();
         return;
     }
     if (user && user[0]) {
         g_source = "user";
+        fp_flush_denormals();
         return;
     }
     const char *core = openblas_get_corename();
@@ -38,13 +44,17 @@ void blas_setup(char **argv) {
     bool generic = core && (strcmp(core, "Prescott") == 0 || strcmp(core, "Core2") == 0 ||
                             strcmp(core, "Nehalem") == 0 || strcmp(core, "Sandybridge") == 0 ||
                             strcmp(core, "Katmai") == 0 || strcmp(core, "Banias") == 0);
-    if (!want || !generic || strcasecmp(core, want) == 0) return;
+    if (!want || !generic || strcasecmp(core, want) == 0) {
+        fp_flush_denormals();
+        return;
+    }
     setenv("OPENBLAS_CORETYPE", want, 1);
     setenv("LOGLINEAR_BLAS_REEXEC", "1", 1);
     execv("/proc/self/exe", argv);
     // exec failed (e.g. no /proc): keep running with the slow kernels, but say so.
     fprintf(stderr, "warning: could not re-exec with OPENBLAS_CORETYPE=%s; set it yourself for ~5x faster matmuls\n", want);
     unsetenv("LOGLINEAR_BLAS_REEXEC");
+    fp_flush_denormals();
 }
 
 const char *blas_core_name(void) { return openblas_get_corename(); }
@@ -55,6 +65,19 @@ void threads_setup(int n) {
         omp_set_num_threads(n);
         openblas_set_num_threads(n);
     }
+    fp_flush_denormals();
+}
+
+static void flush_this_thread(void) {
+#if defined(__SSE__) || defined(__x86_64__)
+    _mm_setcsr(_mm_getcsr() | 0x8040);   // FTZ (bit 15) | DAZ (bit 6)
+#endif
+}
+
+void fp_flush_denormals(void) {
+    flush_this_thread();
+#pragma omp parallel num_threads(omp_get_max_threads())
+    flush_this_thread();
 }
 
 int threads_count(void) { return omp_get_max_threads(); }

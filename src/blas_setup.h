@@ -16,8 +16,15 @@ const char *blas_core_name(void);
 const char *blas_core_source(void);
 
 // Threads for OpenMP regions (our kernels and OpenBLAS's OpenMP build share the same pool).
-// n <= 0 keeps the default (all cores).
+// n <= 0 keeps the default (all cores). Also sets flush-to-zero on every thread (fp_flush_denormals).
 void threads_setup(int n);
+
+// Flush-to-zero and denormals-are-zero on the calling thread and on every thread of the OpenMP pool (which
+// OpenBLAS's OpenMP build shares). Why: decays exp(−Σ a·dt) over long spans and the states they multiply
+// underflow into the denormal range, where Intel cores take ~100x longer per operation (AMD barely
+// slower), so kernel speed would depend on the data. Values below ~1.2e-38 become 0; nothing the models
+// compute is meaningful at that size. blas_setup calls it; call again after changing the thread count.
+void fp_flush_denormals(void);
 int threads_count(void);
 
 #endif

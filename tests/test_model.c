@@ -198,6 +198,24 @@ static void copy_tensors_by_name(Model *dst, Model *src) {
     }
 }
 
+// Both models on the same random tokens give the same logits (rel err < 1e-5); frees both.
+static void check_same_logits(Model *ma, Model *mb, int T, uint64_t seed, const char *what) {
+    const int V = model_config(ma)->vocab_size;
+    int32_t *in = xmalloc((size_t)T * sizeof(int32_t));
+    random_tokens(in, T, V, &seed);
+    float *a = xmalloc((size_t)T * V * sizeof(float)), *b = xmalloc((size_t)T * V * sizeof(float));
+    model_forward_logits(ma, in, 1, T, a);
+    model_forward_logits(mb, in, 1, T, b);
+    double e = tu_rel_error(a, b, (size_t)T * V);
+    printf("%s: logits rel err %.2e\n", what, e);
+    ck_assert_msg(e < 1e-5, "%s: logits differ (%.3e)", what, e);
+    free(in);
+    free(a);
+    free(b);
+    model_free(ma);
+    model_free(mb);
+}
+
 // With L = 0 every level weight is λ = softplus(0) = ln 2, so the log-linear mixer computes
 // ln2·SSD + D·x. A Mamba-2 model with the same weights and D/ln2 computes (that)/ln2, and the gated
 // RMSNorm that follows is scale-invariant: the two models give the same logits (up to the norm's eps).
@@ -219,19 +237,7 @@ START_TEST(test_equal_lambda_reduces_to_mamba2) {
         memset(wl->layers[l].mix.mamba.L, 0, (size_t)cl.num_heads * cl.num_levels * sizeof(float));
         for (int h = 0; h < cl.num_heads; h++) wm->layers[l].mix.mamba.D[h] = wl->layers[l].mix.mamba.D[h] / logf(2.0f);
     }
-    uint64_t s = 21;
-    int32_t in[T];
-    random_tokens(in, T, cl.vocab_size, &s);
-    float *a = xmalloc((size_t)T * cl.vocab_size * sizeof(float)), *b = xmalloc((size_t)T * cl.vocab_size * sizeof(float));
-    model_forward_logits(ml, in, 1, T, a);
-    model_forward_logits(mm, in, 1, T, b);
-    double e = tu_rel_error(a, b, (size_t)T * cl.vocab_size);
-    printf("log-linear Mamba-2 with equal λ vs Mamba-2: logits rel err %.2e\n", e);
-    ck_assert_msg(e < 1e-5, "equal-λ log-linear model differs from Mamba-2 (%.3e)", e);
-    free(a);
-    free(b);
-    model_free(ml);
-    model_free(mm);
+    check_same_logits(ml, mm, T, 21, "log-linear Mamba-2 with equal λ vs Mamba-2");
 }
 END_TEST
 
@@ -363,19 +369,7 @@ START_TEST(test_equal_lambda_reduces_to_gated_deltanet) {
     const Weights *wl = model_weights(ml);
     for (int l = 0; l < cl.num_layers; l++)
         memset(wl->layers[l].mix.gdn.L, 0, (size_t)cl.num_heads * cl.num_levels * sizeof(float));
-    uint64_t s = 23;
-    int32_t in[T];
-    random_tokens(in, T, cl.vocab_size, &s);
-    float *a = xmalloc((size_t)T * cl.vocab_size * sizeof(float)), *b = xmalloc((size_t)T * cl.vocab_size * sizeof(float));
-    model_forward_logits(ml, in, 1, T, a);
-    model_forward_logits(mg, in, 1, T, b);
-    double e = tu_rel_error(a, b, (size_t)T * cl.vocab_size);
-    printf("log-linear GDN with equal λ vs GDN: logits rel err %.2e\n", e);
-    ck_assert_msg(e < 1e-5, "equal-λ log-linear GDN differs from GDN (%.3e)", e);
-    free(a);
-    free(b);
-    model_free(ml);
-    model_free(mg);
+    check_same_logits(ml, mg, T, 23, "log-linear GDN with equal λ vs GDN");
 }
 END_TEST
 

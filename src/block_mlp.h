@@ -1,4 +1,4 @@
-// block_mlp.h — the SwiGLU MLP of every block (fla GatedMLP, architectures.md §3.6):
+// block_mlp.h — the SwiGLU MLP of every block (fla GatedMLP, doc/architectures.md §3.6):
 //     y = W_down (silu(W_gate x) ⊙ W_up x)
 // its tensors in the parameter table, its saved activations and backward scratch (in the model's
 // activation arena), forward, backward and the one-token decoding step. N = B*T rows.

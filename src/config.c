@@ -60,7 +60,7 @@ int config_mlp_width(int hidden_size, float hidden_ratio) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Defaults (= the PyTorch config classes' defaults, checkpoint-names.md §7)
+// Defaults (= the PyTorch config classes' defaults, doc/checkpoint-names.md §7)
 
 static void resolve_derived(ModelConfig *m, bool kv_given, bool inter_given, bool hd_given, bool levels_given) {
     if (m->type == MODEL_TRANSFORMER) {

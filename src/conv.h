@@ -1,5 +1,5 @@
 // conv.h — causal depthwise conv1d + bias + SiLU: Mamba-2's conv1d and fla's ShortConvolution
-// (architectures.md §3.4). Per channel c:
+// (doc/architectures.md §3.4). Per channel c:
 //     pre[t] = bias[c] + Σ_{k<K} w[c·K + k] · x[t − (K−1) + k],   x[<0] = 0 (each sequence starts empty)
 //     out[t] = silu(pre[t])
 // so tap k = K−1 multiplies the current token. Weight layout is PyTorch's [C, 1, K] flattened.

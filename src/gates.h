@@ -1,7 +1,7 @@
 // gates.h — the per-token, per-head gates computed from projections, shared by the mixers:
 //   λ = softplus(L ⊙ dl)                            log-linear level weights (Mamba-2 and GDN)
 //   β = σ(b),  g = −exp(A_log) · softplus(a + dt_bias)   Gated DeltaNet write strength and log-decay
-// (architectures.md §4.3, loglinear-attention.md §2).
+// (doc/architectures.md §4.3, doc/loglinear-attention.md §2).
 // Inputs may be column slices of wider projection rows (ld_* = row strides in floats). Backward
 // accumulates; the parameter gradients are reduced column by column in row order (bit-reproducible
 // for any thread count).

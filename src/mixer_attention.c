@@ -1,4 +1,4 @@
-// mixer_attention.c — fla's Attention layer (architectures.md §6.3) as the Transformer's mixer family:
+// mixer_attention.c — fla's Attention layer (doc/architectures.md §6.3) as the Transformer's mixer family:
 // q/k/v projections (no bias), RoPE on q and k, causal softmax attention (GQA when num_kv_heads <
 // num_heads), o_proj. The kernels are in attention.c.
 #include <stdio.h>

@@ -1,5 +1,5 @@
-// mixer_gdn.c — fla's GatedDeltaNet layer (architectures.md §4) and the paper's log-linear variant
-// HGatedDeltaNet (§7, loglinear-attention.md §2):
+// mixer_gdn.c — fla's GatedDeltaNet layer (doc/architectures.md §4) and the paper's log-linear variant
+// HGatedDeltaNet (§7, doc/loglinear-attention.md §2):
 //   [q | k | v | a | b] = x [W_q; W_k; W_v; W_a; W_b]ᵀ            (one GEMM: the five tensors are adjacent)
 //   q, k, v = silu(causal depthwise conv(·)), no bias             (one conv over the adjacent q/k/v filters)
 //   q = l2norm(q)·s, k = l2norm(k) per head;  s = dk^−½ (plain) or 1 (log-linear: the paper divides λ by s)

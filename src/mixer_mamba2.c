@@ -1,4 +1,4 @@
-// mixer_mamba2.c — the paper's Mamba-2 mixer family (Mamba2Mixer, architectures.md §5) and its log-linear
+// mixer_mamba2.c — the paper's Mamba-2 mixer family (Mamba2Mixer, doc/architectures.md §5) and its log-linear
 // variant (HAttentionMixer, §7):
 //   zxbcdt = x W_inᵀ, rows [z | x | B | C | dt (| dl)]
 //   [x|B|C] = silu(causal depthwise conv(·) + bias)          (z, dt, dl are not convolved)
@@ -74,7 +74,7 @@ static void mamba2_add_tensors(ParamTable *tb, const ModelConfig *c, int layer, 
 #undef NAME
 }
 
-// After model_init's N(0, σ²) pass (architectures.md §2.3): gated-norm weight 1, D = 1, A_log = log(1..H),
+// After model_init's N(0, σ²) pass (doc/architectures.md §2.3): gated-norm weight 1, D = 1, A_log = log(1..H),
 // dt_bias = softplus⁻¹(dt) with dt log-uniform in [dt_min, dt_max] (floored), L = 1, and under
 // rescale_prenorm_residual out_proj re-drawn kaiming-uniform(√5) / √(2·num_layers). Draw order: dt, out_proj.
 static void mamba2_init(MixerWeights *mw, const ModelConfig *c, Rng *r) {

@@ -57,7 +57,7 @@ static bool families_implemented(const ModelConfig *c) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Parameter table: names, shapes and order exactly as the paper's PyTorch state_dict (checkpoint-names.md).
+// Parameter table: names, shapes and order exactly as the paper's PyTorch state_dict (doc/checkpoint-names.md).
 
 // Walks the model's tensors in state_dict order, filling `w` with pointers into tb->base. The names around
 // the blocks ("model"/"backbone" prefix, final norm) follow the family of layer 0.
@@ -211,7 +211,7 @@ size_t model_activation_bytes(const Model *m) { return m->arena_floats * sizeof(
 void model_zero_grad(Model *m) { memset(m->grads, 0, m->numel * sizeof(float)); }
 
 // ---------------------------------------------------------------------------------------------------
-// Initialisation (architectures.md §2.3): Linear/Conv1d/Embedding N(0, σ²), biases 0, norms 1, then each
+// Initialisation (doc/architectures.md §2.3): Linear/Conv1d/Embedding N(0, σ²), biases 0, norms 1, then each
 // family's own rules (mixer.h: init); under rescale_prenorm_residual (the Mamba family and GDN; fla's
 // Transformer has none) the MLP's down_proj is re-drawn kaiming-uniform(√5) = U(±1/√fan_in) and divided
 // by √(2·num_layers), right after the layer's mixer (the RNG draw order fixes the weights).

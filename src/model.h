@@ -41,7 +41,7 @@ const Weights *model_weights(const Model *m);
 const Weights *model_grad_weights(const Model *m);
 size_t model_activation_bytes(const Model *m);
 
-// The paper's initialisation (architectures.md §2.3, §3.2, §5.2), drawn from a seeded RNG.
+// The paper's initialisation (doc/architectures.md §2.3, §3.2, §5.2), drawn from a seeded RNG.
 void model_init(Model *m, uint64_t seed);
 
 // Forward + backward on one micro-batch. inputs/targets (B, T) with B*T <= the built size, targets < 0

@@ -1,4 +1,4 @@
-// norm.c — see norm.h. Formulas: architectures.md §3.1 (RMSNorm), §3.5 (L2 norm) and §3.7 (gated norms).
+// norm.c — see norm.h. Formulas: doc/architectures.md §3.1 (RMSNorm), §3.5 (L2 norm) and §3.7 (gated norms).
 #include "norm.h"
 
 #include <math.h>

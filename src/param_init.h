@@ -1,4 +1,4 @@
-// param_init.h — the fill rules of the paper's initialisation (architectures.md §2.3, §3.2), shared by model.c
+// param_init.h — the fill rules of the paper's initialisation (doc/architectures.md §2.3, §3.2), shared by model.c
 // and the mixer families: N(0, σ²), constants, and mamba_ssm's rescaled kaiming-uniform for residual-output
 // projections. Each draws from the one Rng in element order, so the draw order fixes the weights.
 #ifndef LL_PARAM_INIT_H
@@ -23,7 +23,7 @@ static inline void init_rescaled_uniform(float *p, int64_t rows, int64_t fan_in,
 }
 
 // dt_bias = softplus⁻¹(dt) with dt log-uniform in [dt_min, dt_max], floored at dt_floor; one draw per
-// head (architectures.md §3.2; Mamba-2 and Gated DeltaNet).
+// head (doc/architectures.md §3.2; Mamba-2 and Gated DeltaNet).
 static inline void init_dt_bias(float *dt_bias, int H, double dt_min, double dt_max, double dt_floor, Rng *r) {
     const double lo = log(dt_min), hi = log(dt_max);
     for (int h = 0; h < H; h++) {

@@ -3,7 +3,7 @@
 //
 // Per batch b and head h (notation of scan_ssd.h), with a per-token, per-level weight λ_t[h, ℓ]:
 //     y_t = Σ_{s≤t} λ_t[h, ℓ(t,s)] (q_t·k_s) (Π_{r=s+1..t} a_r) v_s + D_h x_t
-//     ℓ(t,t) = 0,   ℓ(t,s) = bit_length(t XOR s) for s < t        (loglinear-attention.md §1.3)
+//     ℓ(t,t) = 0,   ℓ(t,s) = bit_length(t XOR s) for s < t        (doc/loglinear-attention.md §1.3)
 // Level ℓ ≥ 1 of target t is the Fenwick bucket [(t>>ℓ)<<ℓ, ((t>>ℓ)<<ℓ) + 2^(ℓ-1)), non-empty iff
 // bit ℓ-1 of t is set. With λ equal across levels the op is λ·(Mamba-2 without D) + D x.
 //
@@ -37,7 +37,7 @@ void loglinear_backward(float *dx, float *ddt, float *dA, float *dBm, float *dCm
                         const float *dy, const float *x, const float *dt, const float *A, const float *Bm,
                         const float *Cm, const float *D, const float *lam, const ScanDims *d, float *scratch);
 
-// One token at position t (0-based) of one sequence: the Fenwick cascade of loglinear-attention.md §3.
+// One token at position t (0-based) of one sequence: the Fenwick cascade of doc/loglinear-attention.md §3.
 // Before token t (t >= 1) the levels 0..k with k = ctz(t) merge into level k+1; every level then decays
 // by exp(dt·A); the token's dt·x Bᵀ becomes level 0; y = Σ_ℓ λ[ℓ] S[ℓ] C + D x. The occupancy of each
 // level is a function of t alone (level ℓ ≥ 1 holds tokens iff bit ℓ-1 of t is set), so no counters are

@@ -7,7 +7,7 @@
 // i.e. the recurrence S_t = a_t S_{t-1} + v_t k_tᵀ (S is P×N), y_t = S_t q_t + D_h x_t, with S_{-1} = 0.
 // No 1/sqrt(N) scale; the D skip uses x (not dt·x).
 //
-// The chunkwise algorithm (architectures.md §5.4-5.5) splits the sequence into chunks of `chunk` tokens:
+// The chunkwise algorithm (doc/architectures.md §5.4-5.5) splits the sequence into chunks of `chunk` tokens:
 // a dense masked C×C block inside each chunk, plus one P×N state per chunk passed along the chunks.
 // Decays are handled in log space (chunk-local cumulative sums of dt·A), and only non-positive exponents
 // are ever exponentiated, so nothing overflows however strong the decay.

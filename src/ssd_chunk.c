@@ -8,7 +8,7 @@
 //   y_i = Σ_j M_ij v_j + D x_i + Σ_reads w_i λ_i[lev] (T q_i),  w_i = exp(cs_i + δ) (δ = decay before the
 //         chunk since the read state was formed; 0 for the SSD's running state)
 //   local state Sc = Σ_j exp(Γ - cs_j) v_j k_jᵀ (P×N)
-// Backward (architectures.md §5.5, loglinear-attention.md §4.4), with G_ij = dy_i·x_j, dM_ij = dt_j G_ij:
+// Backward (doc/architectures.md §5.5, doc/loglinear-attention.md §4.4), with G_ij = dy_i·x_j, dM_ij = dt_j G_ij:
 //   dv = Mᵀ dy + exp(Γ-cs) ⊙ (K dScᵀ);  dx += dt·dv + D dy;  ddt += x·dv
 //   dCB = dM ⊙ E (summed over the group's heads) -> dC += dCB K, dB += dCBᵀ C
 //   R_ij = dM_ij M_ij -> dcs_i += Σ_j R_ij, dcs_j -= Σ_i R_ij;  dλ_i[ℓ] += Σ_{j in bucket ℓ} R_ij / λ_i[ℓ]

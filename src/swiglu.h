@@ -1,4 +1,4 @@
-// swiglu.h — the SwiGLU nonlinearity of fla's GatedMLP: h = silu(gate) ⊙ up (architectures.md §3.6).
+// swiglu.h — the SwiGLU nonlinearity of fla's GatedMLP: h = silu(gate) ⊙ up (doc/architectures.md §3.6).
 // The three projections around it are plain linear layers (linear.h). Elementwise, so any row
 // layout works: n is the total element count N·I.
 #ifndef LL_SWIGLU_H

@@ -254,7 +254,7 @@ static inline void ref_forward(double *y, const DTensors *q, const ScanDims *d) 
     free(Gc);
 }
 
-// Analytic backward of ref_forward in double, accumulated into gr (loglinear-attention.md §4.4; the SSD
+// Analytic backward of ref_forward in double, accumulated into gr (doc/loglinear-attention.md §4.4; the SSD
 // is λ = 1):
 //   P_ts = λ (q_t·k_s) e^{G_t-G_s};  dv_s = Σ_t P_ts dy_t;  dM_ts = dy_t·v_s;
 //   dq_t += dM λ e k_s;  dk_s += dM λ e q_t;  dλ_t[ℓ(t,s)] += dM (q_t·k_s) e;

@@ -72,8 +72,8 @@ static ModelConfig model_ok(const char *json) {
     return m;
 }
 
-// Parameter count from the resolved dims, with the formulas of architectures.md §1-§6 and the key
-// tables of checkpoint-names.md (embeddings + untied LM head + blocks + final norm).
+// Parameter count from the resolved dims, with the formulas of doc/architectures.md §1-§6 and the key
+// tables of doc/checkpoint-names.md (embeddings + untied LM head + blocks + final norm).
 static int64_t param_count(const ModelConfig *m) {
     int64_t d = m->hidden_size, V = m->vocab_size, L = m->num_layers, I = m->intermediate_size, H = m->num_heads;
     int64_t lv = m->num_levels, mixer = 0;
@@ -117,7 +117,7 @@ START_TEST(test_helpers_and_defaults) {
     }
     ck_assert(!model_type_from_name("mamba3", &t));
 
-    // The PyTorch classes' defaults (checkpoint-names.md §7).
+    // The PyTorch classes' defaults (doc/checkpoint-names.md §7).
     ModelConfig m;
     model_config_defaults(&m, MODEL_TRANSFORMER);
     ck_assert_int_eq(m.hidden_size, 2048); ck_assert_int_eq(m.num_layers, 24); ck_assert_int_eq(m.num_heads, 32);
@@ -215,7 +215,7 @@ START_TEST(test_shipped_configs_load) {
 END_TEST
 
 START_TEST(test_paper_configs) {
-    // Exact parameter counts of architectures.md §1 / checkpoint-names.md §0 pin every derived dim.
+    // Exact parameter counts of doc/architectures.md §1 / doc/checkpoint-names.md §0 pin every derived dim.
     static const struct { const char *file; ModelType type; int L; int64_t params; } P[] = {
         {"configs/flame/transformer_mid.json", MODEL_TRANSFORMER, 24, 777856512},
         {"configs/flame/transformer_mid2.json", MODEL_TRANSFORMER, 21, 692912640},

@@ -241,7 +241,7 @@ START_TEST(test_equal_lambda_reduces_to_mamba2) {
 }
 END_TEST
 
-// The paper's configs give the documented tensor counts and parameter counts (checkpoint-names.md §0).
+// The paper's configs give the documented tensor counts and parameter counts (doc/checkpoint-names.md §0).
 START_TEST(test_paper_param_counts) {
     struct {
         const char *file;
@@ -373,7 +373,7 @@ START_TEST(test_equal_lambda_reduces_to_gated_deltanet) {
 }
 END_TEST
 
-// Names, order and shapes of the paper's h_gated_deltanet_mid state_dict (checkpoint-names.md §5).
+// Names, order and shapes of the paper's h_gated_deltanet_mid state_dict (doc/checkpoint-names.md §5).
 START_TEST(test_tensor_names_gdn) {
     Config cfg;
     Err err;

@@ -24,7 +24,7 @@ START_TEST(test_levels_needed) {
     ck_assert_int_eq(levels_needed(2049), 13);
     ck_assert_int_eq(levels_needed(16384), 15);
     ck_assert_int_eq(levels_needed((int64_t)1 << 40), 41);
-    // the table of loglinear-attention.md §1.3 (T = 8)
+    // the table of doc/loglinear-attention.md §1.3 (T = 8)
     static const int rows[8][8] = {{0},
                                    {1, 0},
                                    {2, 2, 0},

@@ -78,7 +78,7 @@ typedef struct {
     float *lam;         // (N, H, Λ) λ = softplus(L ⊙ dl) (log-linear only)
     float *y;           // (N, d_in) scan output (incl. D skip)
     float *gout;        // (N, d_in) gated RMSNorm output
-    float *grstd;       // (N)
+    float *grstd;       // (N, norm groups): n_groups for Mamba-2, 1 for the log-linear mixer
 } Mamba2Saved;
 typedef struct {
     float *dzxbcdt;     // (N, R)

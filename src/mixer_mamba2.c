@@ -23,6 +23,7 @@
 typedef struct {
     int d, H, P, G, N, GN, din, Cc, K, R, levels;
     int dt_off, dl_off;   // column offsets of dt and dl in the in_proj output
+    int norm_groups;      // groups of the gated RMSNorm (see mamba_dims)
     bool loglinear;
 } MambaDims;
 
@@ -42,6 +43,9 @@ static MambaDims mamba_dims(const ModelConfig *c) {
     m.dt_off = m.din + m.Cc;
     m.dl_off = m.dt_off + m.H;
     m.R = m.dl_off + m.H * m.levels;
+    // The paper's Mamba-2 trains through mamba_ssm's fused kernel, whose gated RMSNorm normalises each group
+    // of d_inner / n_groups channels; the log-linear model uses fla's gated norm over the whole d_inner.
+    m.norm_groups = m.loglinear ? 1 : m.G;
     return m;
 }
 
@@ -101,7 +105,7 @@ static void mamba2_saved_carve(MixerSaved *ms, Arena *a, const ModelConfig *c, i
     s->A = arena_take(a, m.H);
     s->y = arena_take(a, N * m.din);
     s->gout = arena_take(a, N * m.din);
-    s->grstd = arena_take(a, N);
+    s->grstd = arena_take(a, N * m.norm_groups);
 }
 
 static void mamba2_scratch_carve(MixerScratch *ms, Arena *a, const ModelConfig *c, int B, int T) {
@@ -178,7 +182,7 @@ static void mamba2_forward(float *out,         // (N, d)
     const float *xs = s->xbc, *Bm = s->xbc + m.din, *Cm = s->xbc + m.din + m.GN;
     if (m.loglinear) loglinear_forward(s->y, xs, s->dt, s->A, Bm, Cm, w->D, s->lam, &sd, kscratch);
     else ssd_forward(s->y, xs, s->dt, s->A, Bm, Cm, w->D, &sd, kscratch);
-    gated_rmsnorm_forward(s->gout, s->grstd, s->y, s->zxbcdt, m.R, w->gnorm, N, m.din, c->norm_eps);
+    gated_rmsnorm_forward(s->gout, s->grstd, s->y, s->zxbcdt, m.R, w->gnorm, N, m.din, m.norm_groups, c->norm_eps);
     linear_forward(out, s->gout, w->out_proj, NULL, N, m.din, m.d);
 }
 
@@ -200,7 +204,8 @@ static void mamba2_backward(float *dx,            // (N, d) +=
     // gout = RMSNorm(y ⊙ silu(z)) ⊙ w  — dz lands in the z columns of dzxbcdt
     memset(ms->dzxbcdt, 0, (size_t)N * m.R * sizeof(float));
     memset(ms->dy, 0, (size_t)N * m.din * sizeof(float));
-    gated_rmsnorm_backward(ms->dy, ms->dzxbcdt, gw->gnorm, ms->dgout, s->y, s->zxbcdt, m.R, w->gnorm, s->grstd, N, m.din);
+    gated_rmsnorm_backward(ms->dy, ms->dzxbcdt, gw->gnorm, ms->dgout, s->y, s->zxbcdt, m.R, w->gnorm, s->grstd, N, m.din,
+                           m.norm_groups);
     // the scan
     memset(ms->dxbc, 0, (size_t)N * m.Cc * sizeof(float));
     memset(ms->ddt, 0, (size_t)N * m.H * sizeof(float));
@@ -236,7 +241,7 @@ static size_t mamba2_state_floats(const ModelConfig *c, int max_len) {
 static size_t mamba2_step_tmp_floats(const ModelConfig *c, int max_len) {
     (void)max_len;
     const MambaDims m = mamba_dims(c);
-    return (size_t)m.R + m.Cc + m.H + (size_t)m.H * m.levels + 2 * (size_t)m.din + m.H + 64;
+    return (size_t)m.R + m.Cc + m.H + (size_t)m.H * m.levels + 2 * (size_t)m.din + m.H + m.norm_groups + 64;
 }
 
 static void mamba2_step(float *out, float *state, int64_t pos, const float *x, const MixerWeights *mw,
@@ -246,15 +251,14 @@ static void mamba2_step(float *out, float *state, int64_t pos, const float *x, c
     const MambaDims m = mamba_dims(c);
     float *conv_state = state, *ssm = state + (size_t)m.Cc * (m.K - 1);
     float *zx = tmp, *xbc = zx + m.R, *dt = xbc + m.Cc, *lam = dt + m.H, *y = lam + (size_t)m.H * m.levels;
-    float *gout = y + m.din, *A = gout + m.din;
+    float *gout = y + m.din, *A = gout + m.din, *rstd = A + m.H;   // rstd: (norm_groups)
     linear_forward(zx, x, w->in_proj, NULL, 1, m.d, m.R);
     conv1d_silu_step(xbc, conv_state, zx + m.din, w->conv_w, w->conv_b, m.Cc, m.K);
     gates_forward(dt, A, m.loglinear ? lam : NULL, zx, 1, w, &m);
     const float *Bv = xbc + m.din, *Cv = xbc + m.din + m.GN;
     if (m.loglinear) loglinear_step(y, ssm, pos, xbc, dt, A, Bv, Cv, w->D, lam, m.H, m.P, m.G, m.N, m.levels);
     else ssd_step(y, ssm, xbc, dt, A, Bv, Cv, w->D, m.H, m.P, m.G, m.N);
-    float rstd;
-    gated_rmsnorm_forward(gout, &rstd, y, zx, m.R, w->gnorm, 1, m.din, c->norm_eps);
+    gated_rmsnorm_forward(gout, rstd, y, zx, m.R, w->gnorm, 1, m.din, m.norm_groups, c->norm_eps);
     linear_forward(out, gout, w->out_proj, NULL, 1, m.din, m.d);
 }
 

@@ -4,7 +4,8 @@
 #include <math.h>
 #include <omp.h>
 
-#include "activations.h"  // also the vector helpers used for the row reductions
+#include "activations.h"
+#include "common.h"  // also the vector helpers used for the row reductions
 
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w,
                      int64_t N, int C, float eps) {
@@ -54,66 +55,79 @@ void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *in
 }
 
 void gated_rmsnorm_forward(float *out, float *rstd, const float *x, const float *z, int ld_z,
-                           const float *w, int64_t N, int C, float eps) {
+                           const float *w, int64_t N, int C, int groups, float eps) {
+    const int Cg = C / groups;
     #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < N; n++) {
-        const float *xr = x + n * C, *zr = z + n * ld_z;
-        float *y = out + n * C;
-        // u = x ⊙ silu(z) is staged in the output row, then normalised in place.
-        act_vf acc = act_vsplat(0.0f);
-        for (int c = 0; c < C; c += ACT_VL) {
-            int m = C - c < ACT_VL ? C - c : ACT_VL;
-            act_vf u = act_vload_n(xr + c, m) * act_vsilu(act_vload_n(zr + c, m));
-            act_vstore_n(y + c, u, m);
-            acc += u * u;
+        for (int gi = 0; gi < groups; gi++) {
+            const int off = gi * Cg;
+            const float *xr = x + n * C + off, *zr = z + n * ld_z + off, *wg = w + off;
+            float *y = out + n * C + off;
+            // u = x ⊙ silu(z) is staged in the output row, then normalised in place.
+            act_vf acc = act_vsplat(0.0f);
+            for (int c = 0; c < Cg; c += ACT_VL) {
+                int m = Cg - c < ACT_VL ? Cg - c : ACT_VL;
+                act_vf u = act_vload_n(xr + c, m) * act_vsilu(act_vload_n(zr + c, m));
+                act_vstore_n(y + c, u, m);
+                acc += u * u;
+            }
+            float ss = act_hsum(acc);
+            float r = 1.0f / sqrtf(ss / (float)Cg + eps);
+            for (int c = 0; c < Cg; c++) y[c] = y[c] * r * wg[c];
+            rstd[n * groups + gi] = r;
         }
-        float ss = act_hsum(acc);
-        float r = 1.0f / sqrtf(ss / (float)C + eps);
-        for (int c = 0; c < C; c++) y[c] = y[c] * r * w[c];
-        rstd[n] = r;
     }
 }
 
 void gated_rmsnorm_backward(float *dx, float *dz, float *dw, const float *dout, const float *x,
                             const float *z, int ld_z, const float *w, const float *rstd,
-                            int64_t N, int C) {
-    // u = x ⊙ silu(z) is recomputed rather than saved. du is RMSNorm's dx at u; then the product rule:
-    // dx = du ⊙ silu(z), dz = du ⊙ x ⊙ silu'(z).
+                            int64_t N, int C, int groups) {
+    // u = x ⊙ silu(z) is recomputed rather than saved. du is RMSNorm's dx at u (per group); then the
+    // product rule: dx = du ⊙ silu(z), dz = du ⊙ x ⊙ silu'(z).
+    const int Cg = C / groups;
     #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < N; n++) {
-        const float *xr = x + n * C, *zr = z + n * ld_z, *dy = dout + n * C;
-        float *dxr = dx + n * C, *dzr = dz + n * ld_z;
-        float r = rstd[n];
-        act_vf acc = act_vsplat(0.0f);
-        for (int c = 0; c < C; c += ACT_VL) {
-            int m = C - c < ACT_VL ? C - c : ACT_VL;
-            acc += act_vload_n(dy + c, m) * act_vload_n(w + c, m) * act_vload_n(xr + c, m) *
-                   act_vsilu(act_vload_n(zr + c, m));
-        }
-        float k = r * r * r * act_hsum(acc) / (float)C;
-        for (int c = 0; c < C; c += ACT_VL) {
-            int m = C - c < ACT_VL ? C - c : ACT_VL;
-            act_vf zv = act_vload_n(zr + c, m), xv = act_vload_n(xr + c, m);
-            act_vf s = act_vsigmoid(zv);
-            act_vf g = zv * s;                                // silu(z)
-            act_vf gp = s * (1.0f + zv * (1.0f - s));         // silu'(z)
-            act_vf du = r * act_vload_n(dy + c, m) * act_vload_n(w + c, m) - k * xv * g;
-            act_vstore_n(dxr + c, act_vload_n(dxr + c, m) + du * g, m);
-            act_vstore_n(dzr + c, act_vload_n(dzr + c, m) + du * xv * gp, m);
+        for (int gi = 0; gi < groups; gi++) {
+            const int off = gi * Cg;
+            const float *xr = x + n * C + off, *zr = z + n * ld_z + off, *dy = dout + n * C + off, *wg = w + off;
+            float *dxr = dx + n * C + off, *dzr = dz + n * ld_z + off;
+            float r = rstd[n * groups + gi];
+            act_vf acc = act_vsplat(0.0f);
+            for (int c = 0; c < Cg; c += ACT_VL) {
+                int m = Cg - c < ACT_VL ? Cg - c : ACT_VL;
+                acc += act_vload_n(dy + c, m) * act_vload_n(wg + c, m) * act_vload_n(xr + c, m) *
+                       act_vsilu(act_vload_n(zr + c, m));
+            }
+            float k = r * r * r * act_hsum(acc) / (float)Cg;
+            for (int c = 0; c < Cg; c += ACT_VL) {
+                int m = Cg - c < ACT_VL ? Cg - c : ACT_VL;
+                act_vf zv = act_vload_n(zr + c, m), xv = act_vload_n(xr + c, m);
+                act_vf s = act_vsigmoid(zv);
+                act_vf g = zv * s;                                // silu(z)
+                act_vf gp = s * (1.0f + zv * (1.0f - s));         // silu'(z)
+                act_vf du = r * act_vload_n(dy + c, m) * act_vload_n(wg + c, m) - k * xv * g;
+                act_vstore_n(dxr + c, act_vload_n(dxr + c, m) + du * g, m);
+                act_vstore_n(dzr + c, act_vload_n(dzr + c, m) + du * xv * gp, m);
+            }
         }
     }
-    // dw = Σ_rows dy ⊙ u · r, column-parallel in fixed row order (deterministic).
+    // dw = Σ_rows dy ⊙ u · r, column-parallel in fixed row order (deterministic); a thread's column range is
+    // cut at group boundaries, where r changes.
     #pragma omp parallel
     {
         int nt = omp_get_num_threads(), th = omp_get_thread_num();
         int c0 = (int)((int64_t)C * th / nt), c1 = (int)((int64_t)C * (th + 1) / nt);
         for (int64_t n = 0; n < N; n++) {
             const float *xr = x + n * C, *zr = z + n * ld_z, *dy = dout + n * C;
-            float r = rstd[n];
-            for (int c = c0; c < c1; c += ACT_VL) {
-                int m = c1 - c < ACT_VL ? c1 - c : ACT_VL;
-                act_vf u = act_vload_n(xr + c, m) * act_vsilu(act_vload_n(zr + c, m));
-                act_vstore_n(dw + c, act_vload_n(dw + c, m) + act_vload_n(dy + c, m) * u * r, m);
+            for (int cs = c0; cs < c1;) {
+                const int gi = cs / Cg, ce = LL_MIN(c1, (gi + 1) * Cg);
+                const float r = rstd[n * groups + gi];
+                for (int c = cs; c < ce; c += ACT_VL) {
+                    int m = ce - c < ACT_VL ? ce - c : ACT_VL;
+                    act_vf u = act_vload_n(xr + c, m) * act_vsilu(act_vload_n(zr + c, m));
+                    act_vstore_n(dw + c, act_vload_n(dw + c, m) + act_vload_n(dy + c, m) * u * r, m);
+                }
+                cs = ce;
             }
         }
     }

@@ -22,16 +22,17 @@ void rmsnorm_backward(float *dinp,        // (N, C) +=
                       const float *rstd,  // (N)
                       int64_t N, int C);
 
-// Mamba-2 gated norm: y = RMSNorm_C(x ⊙ silu(z)) ⊙ w, normalised over the whole row of C channels
-// (ngroups = 1). z is read from the first C columns of rows of length ld_z (it is a slice of the
-// in_proj output).
+// Mamba-2 gated norm: y = RMSNorm(x ⊙ silu(z)) ⊙ w, normalised separately over each of `groups` equal
+// slices of the C channels (mamba_ssm's group_size = C / n_groups; 1 group = the whole row, as fla's
+// RMSNormGated used by the log-linear model). z is read from the first C columns of rows of length ld_z
+// (a slice of the in_proj output). rstd is (N, groups).
 void gated_rmsnorm_forward(float *out,      // (N, C)
-                           float *rstd,     // (N) saved
+                           float *rstd,     // (N, groups) saved
                            const float *x,  // (N, C)
                            const float *z,  // (N, ld_z), first C columns used
                            int ld_z,
                            const float *w,  // (C)
-                           int64_t N, int C, float eps);
+                           int64_t N, int C, int groups, float eps);
 
 void gated_rmsnorm_backward(float *dx,          // (N, C) +=
                             float *dz,          // (N, ld_z) +=, first C columns only
@@ -41,8 +42,8 @@ void gated_rmsnorm_backward(float *dx,          // (N, C) +=
                             const float *z,     // (N, ld_z)
                             int ld_z,
                             const float *w,     // (C)
-                            const float *rstd,  // (N)
-                            int64_t N, int C);
+                            const float *rstd,  // (N, groups)
+                            int64_t N, int C, int groups);
 
 // Per-head L2 normalisation (Gated DeltaNet q and k, fla l2norm): row n, head h of D channels,
 //     out = scale · x / sqrt(Σ x² + eps)

@@ -162,6 +162,7 @@ typedef struct {
     int64_t N;
     int C, ld_z;
     float eps;
+    int groups;   // gated norm: normalised separately over each of `groups` slices of C
 } NormCtx;
 
 static double rms_loss(void *p) {
@@ -172,7 +173,7 @@ static double rms_loss(void *p) {
 
 static double grms_loss(void *p) {
     NormCtx *c = p;
-    gated_rmsnorm_forward(c->out, c->rstd, c->x, c->z, c->ld_z, c->w, c->N, c->C, c->eps);
+    gated_rmsnorm_forward(c->out, c->rstd, c->x, c->z, c->ld_z, c->w, c->N, c->C, c->groups, c->eps);
     return tu_dot_rd(c->r, c->out, (size_t)c->N * c->C);
 }
 
@@ -181,7 +182,7 @@ START_TEST(test_rmsnorm) {
     const int64_t N = 19;
     const int C = 24;
     NormCtx c = {tu_zeros(N * C), tu_zeros(N), tu_randn_buf(N * C, 1, &rng), NULL, tu_randn_buf(C, 1, &rng),
-                 tu_randn_buf(N * C, 1, &rng), N, C, 0, 1e-5f};
+                 tu_randn_buf(N * C, 1, &rng), N, C, 0, 1e-5f, 1};
     for (int i = 0; i < C; i++) c.w[i] += 1.0f;
     rmsnorm_forward(c.out, c.rstd, c.x, c.w, N, C, c.eps);
     float *ref = tu_zeros(N * C);
@@ -207,40 +208,45 @@ START_TEST(test_gated_rmsnorm) {
     uint64_t rng = 31;
     const int64_t N = 17;
     const int C = 20, ld_z = 27;  // z is a column slice of wider rows
-    NormCtx c = {tu_zeros(N * C), tu_zeros(N), tu_randn_buf(N * C, 1, &rng), tu_randn_buf(N * ld_z, 1.5f, &rng),
-                 tu_randn_buf(C, 0.5f, &rng), tu_randn_buf(N * C, 1, &rng), N, C, ld_z, 1e-5f};
-    for (int i = 0; i < C; i++) c.w[i] += 1.0f;
-    gated_rmsnorm_forward(c.out, c.rstd, c.x, c.z, ld_z, c.w, N, C, c.eps);
-    // Naive double: y = RMSNorm(x ⊙ silu(z)) ⊙ w over the whole row.
-    float *ref = tu_zeros(N * C);
-    for (int64_t n = 0; n < N; n++) {
-        double u[64], ss = 0;
-        for (int i = 0; i < C; i++) {
-            double z = c.z[n * ld_z + i];
-            u[i] = c.x[n * C + i] * z / (1 + exp(-z));
-            ss += u[i] * u[i];
-        }
-        double r = 1.0 / sqrt(ss / C + c.eps);
-        for (int i = 0; i < C; i++) ref[n * C + i] = (float)(u[i] * r * c.w[i]);
-    }
-    double v = tu_max_violation(c.out, ref, N * C, 1e-6, 1e-5);
-    printf("  gated rmsnorm forward max violation %.2e\n", v);
-    ck_assert_msg(v <= 1, "gated rmsnorm forward mismatch %.3e", v);
+    const int group_counts[] = {1, 4};   // the whole row (log-linear Mamba-2) and mamba_ssm's n_groups slices
+    for (int gc = 0; gc < 2; gc++) {
+        const int G = group_counts[gc], Cg = C / G;
+        NormCtx c = {tu_zeros(N * C), tu_zeros(N * G), tu_randn_buf(N * C, 1, &rng), tu_randn_buf(N * ld_z, 1.5f, &rng),
+                     tu_randn_buf(C, 0.5f, &rng), tu_randn_buf(N * C, 1, &rng), N, C, ld_z, 1e-5f, G};
+        for (int i = 0; i < C; i++) c.w[i] += 1.0f;
+        gated_rmsnorm_forward(c.out, c.rstd, c.x, c.z, ld_z, c.w, N, C, G, c.eps);
+        // Naive double: y = RMSNorm(x ⊙ silu(z)) ⊙ w over each group of C/G channels.
+        float *ref = tu_zeros(N * C);
+        for (int64_t n = 0; n < N; n++)
+            for (int g = 0; g < G; g++) {
+                double u[64], ss = 0;
+                for (int i = g * Cg; i < (g + 1) * Cg; i++) {
+                    double z = c.z[n * ld_z + i];
+                    u[i] = c.x[n * C + i] * z / (1 + exp(-z));
+                    ss += u[i] * u[i];
+                }
+                double r = 1.0 / sqrt(ss / Cg + c.eps);
+                for (int i = g * Cg; i < (g + 1) * Cg; i++) ref[n * C + i] = (float)(u[i] * r * c.w[i]);
+            }
+        double v = tu_max_violation(c.out, ref, N * C, 1e-6, 1e-5);
+        printf("  gated rmsnorm (%d groups) forward max violation %.2e\n", G, v);
+        ck_assert_msg(v <= 1, "gated rmsnorm forward mismatch %.3e", v);
 
-    float *dx = tu_zeros(N * C), *dz = tu_zeros(N * ld_z), *dw = tu_zeros(C);
-    for (int64_t i = 0; i < N * ld_z; i++) dz[i] = 7.0f;  // sentinel: columns >= C must stay 7
-    gated_rmsnorm_backward(dx, dz, dw, c.r, c.x, c.z, ld_z, c.w, c.rstd, N, C);
-    for (int64_t n = 0; n < N; n++)
-        for (int i = 0; i < ld_z; i++) {
-            if (i >= C) ck_assert_msg(dz[n * ld_z + i] == 7.0f, "dz column %d outside C written", i);
-            dz[n * ld_z + i] -= 7.0f;
-        }
-    ck_assert(tu_fd_rel_error("gated rmsnorm d x", grms_loss, &c, c.x, dx, N * C, 1e-2f, 2000, &rng) < 1e-3);
-    ck_assert(tu_fd_rel_error("gated rmsnorm d z (ld_z > C)", grms_loss, &c, c.z, dz, N * ld_z, 1e-2f, 2000,
-                           &rng) < 1e-3);
-    ck_assert(tu_fd_rel_error("gated rmsnorm d w", grms_loss, &c, c.w, dw, C, 1e-2f, 2000, &rng) < 1e-3);
-    free(ref); free(dx); free(dz); free(dw);
-    free(c.out); free(c.rstd); free(c.x); free(c.z); free(c.w); free(c.r);
+        float *dx = tu_zeros(N * C), *dz = tu_zeros(N * ld_z), *dw = tu_zeros(C);
+        for (int64_t i = 0; i < N * ld_z; i++) dz[i] = 7.0f;  // sentinel: columns >= C must stay 7
+        gated_rmsnorm_backward(dx, dz, dw, c.r, c.x, c.z, ld_z, c.w, c.rstd, N, C, G);
+        for (int64_t n = 0; n < N; n++)
+            for (int i = 0; i < ld_z; i++) {
+                if (i >= C) ck_assert_msg(dz[n * ld_z + i] == 7.0f, "dz column %d outside C written", i);
+                dz[n * ld_z + i] -= 7.0f;
+            }
+        ck_assert(tu_fd_rel_error("gated rmsnorm d x", grms_loss, &c, c.x, dx, N * C, G > 1 ? 3e-3f : 1e-2f, 2000, &rng) < 1e-3);
+        ck_assert(tu_fd_rel_error("gated rmsnorm d z (ld_z > C)", grms_loss, &c, c.z, dz, N * ld_z, 1e-2f, 2000,
+                               &rng) < 1e-3);
+        ck_assert(tu_fd_rel_error("gated rmsnorm d w", grms_loss, &c, c.w, dw, C, 1e-2f, 2000, &rng) < 1e-3);
+        free(ref); free(dx); free(dz); free(dw);
+        free(c.out); free(c.rstd); free(c.x); free(c.z); free(c.w); free(c.r);
+    }
 }
 END_TEST
 
@@ -258,8 +264,8 @@ START_TEST(test_norm_determinism) {
         dw[t] = tu_zeros(C); gdw[t] = tu_zeros(C); dx[t] = tu_zeros(N * C); dz[t] = tu_zeros(N * ld_z);
         rmsnorm_forward(out, rstd, x, w, N, C, 1e-6f);
         rmsnorm_backward(dx[t], dw[t], dout, x, w, rstd, N, C);
-        gated_rmsnorm_forward(out, rstd, x, z, ld_z, w, N, C, 1e-5f);
-        gated_rmsnorm_backward(dx[t], dz[t], gdw[t], dout, x, z, ld_z, w, rstd, N, C);
+        gated_rmsnorm_forward(out, rstd, x, z, ld_z, w, N, C, 1, 1e-5f);
+        gated_rmsnorm_backward(dx[t], dz[t], gdw[t], dout, x, z, ld_z, w, rstd, N, C, 1);
     }
     for (int t = 1; t < 3; t++) {
         ck_assert_msg(memcmp(dw[0], dw[t], C * sizeof(float)) == 0, "rmsnorm dw differs with %d threads",

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blas_setup.h"
 #include "deltanet.h"
 #include "levels.h"
 #include "testutil.h"
@@ -373,6 +374,18 @@ START_TEST(test_tied_lambda) {
 }
 END_TEST
 
+// With flush-to-zero on (as the program runs, blas_setup.h: fp_flush_denormals), decays passing through the
+// denormal range over long sequences still give the reference's outputs, in both modes.
+START_TEST(test_flush_to_zero_long_decays) {
+    fp_flush_denormals();
+    for (int ll = 0; ll < 2; ll++) {
+        Prob p = prob_make(1, 1024, 2, 16, 16, 64, ll, 0, 0.05f, 1.0f, 90 + ll);
+        check_forward(&p, 1e-5, "flush-to-zero, long decays");
+        prob_free(&p);
+    }
+}
+END_TEST
+
 // Decays down to e^-50 per token, long sequences: finite and still matching.
 START_TEST(test_strong_decay) {
     for (int ll = 0; ll < 2; ll++) {
@@ -571,6 +584,7 @@ int main(void) {
         {"forward_loglinear", test_forward_loglinear},
         {"tied_lambda", test_tied_lambda},
         {"strong_decay", test_strong_decay},
+        {"flush_to_zero_long_decays", test_flush_to_zero_long_decays},
         {"backward_fd_plain", test_backward_fd_plain},
         {"backward_fd_loglinear", test_backward_fd_loglinear},
         {"backward_accumulates", test_backward_accumulates},

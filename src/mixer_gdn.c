@@ -13,6 +13,7 @@
 #include "deltanet.h"
 #include "gates.h"
 #include "param_init.h"
+#include "levels.h"
 #include "linear.h"
 #include "mixer.h"
 #include "norm.h"
@@ -298,9 +299,7 @@ static double gdn_mixing_flops(const ModelConfig *c, int T) {
     const double C = LL_MIN(c->chunk_size, T), dk = m.dk, dv = m.dv;
     double macs = 3.0 * (C / 2.0) * dk + 2.0 * (C / 2.0) * dv + 3.0 * C * C / 6.0;
     if (m.loglinear) {
-        const int64_t nchunks = ((int64_t)T + c->chunk_size - 1) / c->chunk_size;
-        int levels = 0;
-        while (((int64_t)1 << levels) < nchunks) levels++;
+        const int levels = levels_chunk_levels(((int64_t)T + c->chunk_size - 1) / c->chunk_size);
         macs += levels * 3.0 * dk * dv;
     } else {
         macs += 4.0 * dk * dv;

@@ -26,16 +26,16 @@ static const char *best_core_for_cpu(void) {
     return NULL;
 }
 
-void blas_setup(char **argv) {
+// Re-execs with the best core set for this CPU when OpenBLAS fell back to a generic one and the user did not
+// choose; returns otherwise (also when the exec fails).
+static void reexec_with_best_core(char **argv) {
     const char *user = getenv("OPENBLAS_CORETYPE");
     if (getenv("LOGLINEAR_BLAS_REEXEC")) {
         g_source = "auto";
-        fp_flush_denormals();
         return;
     }
     if (user && user[0]) {
         g_source = "user";
-        fp_flush_denormals();
         return;
     }
     const char *core = openblas_get_corename();
@@ -44,16 +44,17 @@ void blas_setup(char **argv) {
     bool generic = core && (strcmp(core, "Prescott") == 0 || strcmp(core, "Core2") == 0 ||
                             strcmp(core, "Nehalem") == 0 || strcmp(core, "Sandybridge") == 0 ||
                             strcmp(core, "Katmai") == 0 || strcmp(core, "Banias") == 0);
-    if (!want || !generic || strcasecmp(core, want) == 0) {
-        fp_flush_denormals();
-        return;
-    }
+    if (!want || !generic || strcasecmp(core, want) == 0) return;
     setenv("OPENBLAS_CORETYPE", want, 1);
     setenv("LOGLINEAR_BLAS_REEXEC", "1", 1);
     execv("/proc/self/exe", argv);
     // exec failed (e.g. no /proc): keep running with the slow kernels, but say so.
     fprintf(stderr, "warning: could not re-exec with OPENBLAS_CORETYPE=%s; set it yourself for ~5x faster matmuls\n", want);
     unsetenv("LOGLINEAR_BLAS_REEXEC");
+}
+
+void blas_setup(char **argv) {
+    reexec_with_best_core(argv);
     fp_flush_denormals();
 }
 

@@ -19,16 +19,18 @@
 // dK̃ = Vn dS_outᵀ, d(−W̃) = dVn S_inᵀ, dU = dVn, dΓ += e^Γ ⟨S_in, dS_out⟩ (chunk tasks).
 //
 // Phases, each one OpenMP loop:
-//   forward:  chunk tasks (b, c, h): intra part of o, Q̃, AX (plain: [−W̃ | U], K̃).   head tasks (b, h):
-//             the state scan of every level at once along the chunks (the transitions of all live levels
-//             are one GEMM A_c·[S_j ...], the reads of a chunk one GEMM over its read states stacked),
-//             adding the reads to o.
+//   forward:  chunk tasks (b, c, h): intra part of o, Q̃, AX (plain: [−W̃ | U], K̃).   head tasks (b, h, a
+//             block of the state's columns, dn_setup): the state scan of every level at once along the chunks
+//             (the transitions of all live levels are one GEMM A_c·[S_j ...], the reads of a chunk one GEMM
+//             over its read states stacked), adding the reads to o.
 //   backward: chunk tasks: Q̃, AX again, keeping each chunk-head's chunk-local forward part (KK, QK, Tu, Tg,
 //             E, A, Aλ, W, K̃, [−W̃ | U], ...: ChunkBuf's forward half, in Loc);  head tasks: the scan again,
-//             storing the entering states, then the reverse scan giving dQ̃ (and the inter-chunk dλ) and dAX
-//             per chunk;  chunk tasks: all chunk-local gradients, from the kept part.
-// Products with a triangular C×C factor use strmm, lower-only products ssyrk or 32-row panels (DN_PANEL). Every task owns its output rows: no atomics, fixed summation orders,
-//             so results do not depend on the thread count.
+//             storing the entering states, then the reverse scan storing the gradients of the states leaving
+//             each chunk;  chunk tasks: what sums over the state's columns (dQ̃ and the inter-chunk dλ, dAX)
+//             and all chunk-local gradients, from the kept part.
+// Products with a triangular C×C factor use strmm, lower-only products ssyrk or 32-row panels (DN_PANEL).
+// Every task owns its output rows (or columns): no atomics, fixed summation orders, so results do not depend
+// on the thread count.
 // Backward of the chunk-local part (dS_out = gradient of the state leaving the chunk, summed over levels):
 //   dAX = [Σ_j dS_out,j S_in,jᵀ | Σ_writers dS_out,j];  dΓ += e^Γ tr(dA_c);  dK̃ = [−W̃ | U] dAXᵀ;
 //   d[−W̃ | U] = K̃ dAX;  the λ-intra part via R_ij = dAλ_ij Aλ_ij (decays) and bucket sums (dλ);
@@ -62,6 +64,7 @@ typedef struct {
     float *dQt;  // (B, NC, H, C, K)    gradient of q̃ (backward)
     float *dAX;  // (B, NC, H, K, K+V)  gradient of AX (backward)
     float *Sst;  // (B, H, NC, K, L·V)  entering states of every chunk, levels side by side (backward)
+    float *dSst; // (B, H, NC, K, L·V)  log-linear: gradients of the states leaving every chunk (backward)
     // plain GDN (the state form, no AX): forward [−W̃ | U] and K̃ of each chunk (in Loc for the backward);
     // backward Vn = U − W̃ S_in, its gradient, the gradient of the state leaving each chunk
     float *WUs;  // (B, NC, H, C, K+V)
@@ -70,8 +73,9 @@ typedef struct {
     float *dSo;  // (B, NC, H, K, V)
     float *Loc;  // (B, NC, H, lstride) the forward part of each chunk's ChunkBuf (backward)
     float *tbuf;  // per-thread buffers, nthreads × tstride floats
-    size_t tstride, lstride;
+    size_t tstride, lstride, hoff;  // hoff: where a chunk task's HeadBuf starts in its thread buffer
     int nthreads;
+    int nvb, vb;  // the state scans run as B·H·nvb tasks, each over vb of the V state columns
 } DnCtx;
 
 bool deltanet_dims_check(const DeltaDims *d, Err *err) {
@@ -88,6 +92,14 @@ bool deltanet_dims_check(const DeltaDims *d, Err *err) {
                        "max_seq_len/num_levels or shorten the sequence", d->levels, d->T, levels_needed(d->T));
     return true;
 }
+
+// The narrowest column block of a state scan task (see dn_setup).
+#define DN_MIN_COLS 16
+// Split the scans until there are this many tasks: a fixed count, not the thread count, so that the results
+// (the blocks' products round differently) do not depend on the number of threads.
+#ifndef DN_SCAN_TASKS
+#define DN_SCAN_TASKS 32
+#endif
 
 static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
 
@@ -184,7 +196,17 @@ static size_t dn_setup(DnCtx *k, const DeltaDims *d, float *scratch) {
     chunk_buf(k, NULL, NULL, &tf, &tc);
     head_buf(k, NULL, &th);
     k->lstride = round16(tf);
-    k->tstride = round16(LL_MAX(tf + tc, th));
+    k->hoff = round16(tc);
+    k->tstride = round16(LL_MAX(tf + tc, k->hoff + th));
+    // The scans are sequential along the chunks, so with few (b, h) pairs they are split over the state's
+    // columns (every product of a scan acts on each column of S on its own; what sums over the columns, dA_c
+    // and dq̃, is formed in the chunk tasks). Blocks of at least DN_MIN_COLS columns keep the products
+    // efficient.
+    k->nvb = 1;
+    while (k->V % (2 * k->nvb) == 0 && k->V / (2 * k->nvb) >= DN_MIN_COLS &&
+           (int64_t)k->B * k->H * k->nvb < DN_SCAN_TASKS)
+        k->nvb *= 2;
+    k->vb = k->V / k->nvb;
 
     const size_t BNH = (size_t)k->B * k->NC * k->H, KV = k->ps ? 0 : (size_t)k->K * (k->K + k->V);
     const size_t P = k->ps ? 1 : 0, C = k->C;
@@ -199,6 +221,7 @@ static size_t dn_setup(DnCtx *k, const DeltaDims *d, float *scratch) {
     k->dVn = carve(scratch, &off, P * BNH * C * k->V);
     k->dSo = carve(scratch, &off, P * BNH * k->K * k->V);
     k->Sst = carve(scratch, &off, BNH * k->K * (size_t)k->L * k->V);
+    k->dSst = carve(scratch, &off, (k->ll ? BNH : 0) * k->K * (size_t)k->L * k->V);
     k->Loc = carve(scratch, &off, BNH * k->lstride);
     k->tbuf = carve(scratch, &off, (size_t)k->nthreads * k->tstride);
     return off;
@@ -221,8 +244,8 @@ static inline float *cv_of(const DnCtx *k, float *base, int b, int c, int h) {
     return base + bch(k, b, c, h) * k->C * k->V;
 }
 static inline float *loc_of(const DnCtx *k, int b, int c, int h) { return k->Loc + bch(k, b, c, h) * k->lstride; }
-static inline float *sst_of(const DnCtx *k, int b, int h, int c) {
-    return k->Sst + (((size_t)b * k->H + h) * k->NC + c) * k->K * (size_t)k->L * k->V;
+static inline float *sst_of(const DnCtx *k, float *base, int b, int h, int c) {
+    return base + (((size_t)b * k->H + h) * k->NC + c) * k->K * (size_t)k->L * k->V;
 }
 
 // C (M×N) = alpha op(A) op(B) with C cleared first (see scan_gemm0 for why not beta = 0).
@@ -501,79 +524,108 @@ static void chunk_prep(const DnCtx *k, int b, int c, int h, float *tb) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// State scans (head tasks)
+// State scans (head tasks). A task scans one block of vb state columns (columns e0 .. e0+vb) of head (b, h).
 
-// The read states of chunk c stacked into Sr (nr·K × V) and their λ-weighted q̃ side by side into Wr
-// (Lc × nr·K). Returns nr; lev[r], jr[r] get each read's λ level and scan index.
-static int read_states(const DnCtx *k, const HeadBuf *hb, const float *S, const float *Qt, const ChunkIdx *x, int c,
-                        int *lev, int *jr) {
-    const int K = k->K, V = k->V, LV = k->L * V;
-    const size_t ld_lam = (size_t)k->H * k->levels;
+// A column block of the states of all scans of one chunk: scan j's block starts at p + j·lvs, its rows are
+// ld apart, it is vb columns wide.
+typedef struct {
+    float *p;
+    int ld, lvs;
+} StView;
+
+// The block e0 of a chunk's states stored side by side (Sst, dSst: K × L·V).
+static StView stored_view(const DnCtx *k, float *base, int b, int h, int c, int e0) {
+    return (StView){sst_of(k, base, b, h, c) + e0, k->L * k->V, k->V};
+}
+// A state of a head buffer (K × L·vb, scans side by side).
+static StView buf_view(const DnCtx *k, float *p) { return (StView){p, k->L * k->vb, k->vb}; }
+
+// The scans that chunk c reads: their count; lev[r], jr[r] get each read's λ level and scan index.
+static int read_list(const DnCtx *k, int c, int *lev, int *jr) {
     int nr = 0;
     for (int j = 0; j < k->L; j++) {
         const LevFlags f = lev_flags(k, c, j);
         if (!f.rd) continue;
         lev[nr] = f.lev;
-        jr[nr] = j;
-        float *restrict dst = hb->Sr + (size_t)nr * K * V;
-        for (int n = 0; n < K; n++) memcpy(dst + (size_t)n * V, S + (size_t)n * LV + (size_t)j * V, sizeof(float) * V);
-        nr++;
-    }
-    const int ld = nr * K;
-    for (int i = 0; i < x->Lc; i++) {
-        const float *restrict qi = Qt + (size_t)i * K;
-        for (int r = 0; r < nr; r++) {
-            const float wl = lev[r] >= 0 ? x->lamh[(size_t)i * ld_lam + lev[r]] : 1.0f;
-            float *restrict o = hb->Wr + (size_t)i * ld + (size_t)r * K;
-            for (int n = 0; n < K; n++) o[n] = wl * qi[n];
-        }
+        jr[nr++] = j;
     }
     return nr;
 }
 
-// Carries the live states of chunk c into the next ones: nxt_j = A_c cur_j (tr levels, one GEMM per run of
-// consecutive levels), then writers add X_c.
-static void states_transition(const DnCtx *k, const float *AX, const float *cur, float *nxt, int c) {
-    const int K = k->K, V = k->V, KV = K + V, LV = k->L * V;
+// The read states of a chunk stacked into Sr (nr·K × ncols).
+static void stack_reads(const DnCtx *k, StView S, int ncols, int nr, const int *jr, float *Sr) {
+    for (int r = 0; r < nr; r++)
+        copy_rows(k->K, ncols, S.p + (size_t)jr[r] * S.lvs, S.ld, Sr + (size_t)r * k->K * ncols, ncols);
+}
+
+// The λ-weighted q̃ of each read side by side into Wr (Lc × nr·K).
+static void weigh_reads(const DnCtx *k, const float *Qt, const ChunkIdx *x, int nr, const int *lev, float *Wr) {
+    const int K = k->K, ld = nr * K;
+    const size_t ld_lam = (size_t)k->H * k->levels;
+    for (int i = 0; i < x->Lc; i++) {
+        const float *restrict qi = Qt + (size_t)i * K;
+        for (int r = 0; r < nr; r++) {
+            const float wl = lev[r] >= 0 ? x->lamh[(size_t)i * ld_lam + lev[r]] : 1.0f;
+            float *restrict o = Wr + (size_t)i * ld + (size_t)r * K;
+            for (int n = 0; n < K; n++) o[n] = wl * qi[n];
+        }
+    }
+}
+
+// Runs [j0, j1) of consecutive carried scans of chunk c, each one product; scans are adjacent columns only
+// when every view's block is its whole per-scan stride.
+static int carried_run(const DnCtx *k, int c, int j0, bool merge) {
+    int j1 = j0 + 1;
+    while (merge && j1 < k->L && lev_flags(k, c, j1).tr) j1++;
+    return j1;
+}
+
+// Carries the live states of chunk c into the next ones: nxt_j = A_c cur_j (tr scans), then writers add
+// their block of X_c.
+static void states_transition(const DnCtx *k, const float *AX, StView cur, StView nxt, int c, int e0) {
+    const int K = k->K, vb = k->vb, KV = K + k->V;
+    const bool merge = cur.lvs == vb && nxt.lvs == vb;
     for (int j0 = 0; j0 < k->L;) {
         if (!lev_flags(k, c, j0).tr) {
             j0++;
             continue;
         }
-        int j1 = j0 + 1;
-        while (j1 < k->L && lev_flags(k, c, j1).tr) j1++;
-        gemm0(CblasNoTrans, CblasNoTrans, K, (j1 - j0) * V, K, 1.0f, AX, KV, cur + (size_t)j0 * V, LV,
-              nxt + (size_t)j0 * V, LV);
+        const int j1 = carried_run(k, c, j0, merge);
+        gemm0(CblasNoTrans, CblasNoTrans, K, (j1 - j0) * vb, K, 1.0f, AX, KV, cur.p + (size_t)j0 * cur.lvs, cur.ld,
+              nxt.p + (size_t)j0 * nxt.lvs, nxt.ld);
         j0 = j1;
     }
     for (int j = 0; j < k->L; j++) {
         const LevFlags f = lev_flags(k, c, j);
         if (!(f.wr && f.out)) continue;
         for (int n = 0; n < K; n++) {
-            const float *restrict xs = AX + (size_t)n * KV + K;
-            float *restrict d = nxt + (size_t)n * LV + (size_t)j * V;
+            const float *restrict xs = AX + (size_t)n * KV + K + e0;
+            float *restrict d = nxt.p + (size_t)n * nxt.ld + (size_t)j * nxt.lvs;
             if (f.tr)
-                for (int e = 0; e < V; e++) d[e] += xs[e];
+                for (int e = 0; e < vb; e++) d[e] += xs[e];
             else
-                memcpy(d, xs, sizeof(float) * V);
+                memcpy(d, xs, sizeof(float) * vb);
         }
     }
 }
 
 // Head task, forward: the scans of all levels along the chunks, adding the reads to o.
-static void states_forward(const DnCtx *k, int b, int h, float *tb) {
+static void states_forward(const DnCtx *k, int b, int h, int e0, float *tb) {
     const HeadBuf hb = head_buf(k, tb, NULL);
     float *cur = hb.cur, *nxt = hb.nxt;
-    const int K = k->K, V = k->V, HV = k->H * V;
+    const int K = k->K, vb = k->vb, HV = k->H * k->V;
     int lev[LEVEL_MAX_READS], jr[LEVEL_MAX_READS];
     for (int c = 0; c < k->NC; c++) {
         const ChunkIdx x = chunk_idx(k, b, c, h);
-        const int nr = c > 0 ? read_states(k, &hb, cur, qt_of(k, k->Qt, b, c, h), &x, c, lev, jr) : 0;
-        if (nr > 0)  // o += Wr Sr
-            gemm1(CblasNoTrans, CblasNoTrans, x.Lc, V, nr * K, 1.0f, hb.Wr, nr * K, hb.Sr, V,
-                  k->o + (x.row0 * k->H + h) * V, HV);
+        const int nr = c > 0 ? read_list(k, c, lev, jr) : 0;
+        if (nr > 0) {  // o += Wr Sr
+            stack_reads(k, buf_view(k, cur), vb, nr, jr, hb.Sr);
+            weigh_reads(k, qt_of(k, k->Qt, b, c, h), &x, nr, lev, hb.Wr);
+            gemm1(CblasNoTrans, CblasNoTrans, x.Lc, vb, nr * K, 1.0f, hb.Wr, nr * K, hb.Sr, vb,
+                  k->o + (x.row0 * k->H + h) * k->V + e0, HV);
+        }
         if (c == k->NC - 1) break;
-        states_transition(k, ax_of(k, k->AX, b, c, h), cur, nxt, c);
+        states_transition(k, ax_of(k, k->AX, b, c, h), buf_view(k, cur), buf_view(k, nxt), c, e0);
         float *t = cur;
         cur = nxt;
         nxt = t;
@@ -581,90 +633,103 @@ static void states_forward(const DnCtx *k, int b, int h, float *tb) {
 }
 
 // Head task, backward: the scans again, keeping the entering state of every chunk in Sst.
-static void states_store(const DnCtx *k, int b, int h, float *tb) {
+static void states_store(const DnCtx *k, int b, int h, int e0, float *tb) {
     (void)tb;
     for (int c = 0; c + 1 < k->NC; c++)
-        states_transition(k, ax_of(k, k->AX, b, c, h), sst_of(k, b, h, c), sst_of(k, b, h, c + 1), c);
+        states_transition(k, ax_of(k, k->AX, b, c, h), stored_view(k, k->Sst, b, h, c, e0),
+                          stored_view(k, k->Sst, b, h, c + 1, e0), c, e0);
 }
 
-// Head task, backward: the reverse scan. cur holds the gradient of the states leaving chunk c (live where
-// out), nxt becomes that of the states entering it. Per chunk: dAX, dQ̃ (overwritten) and the inter-chunk dλ.
-static void states_reverse(const DnCtx *k, int b, int h, float *tb) {
+// Head task, backward: the reverse scan in dSst. dSst[c] (the gradient of the states leaving chunk c, live
+// where out) gives dSst[c−1] = A_cᵀ dSst[c] (carried scans) + Wrᵀ dO (the scans c reads).
+static void states_reverse(const DnCtx *k, int b, int h, int e0, float *tb) {
     const HeadBuf hb = head_buf(k, tb, NULL);
-    float *cur = hb.cur, *nxt = hb.nxt;
-    const int K = k->K, V = k->V, KV = K + V, LV = k->L * V, HV = k->H * V;
-    const size_t ld_lam = (size_t)k->H * k->levels;
+    const int K = k->K, vb = k->vb, KV = K + k->V, HV = k->H * k->V;
     int lev[LEVEL_MAX_READS], jr[LEVEL_MAX_READS];
-    for (int c = k->NC - 1; c >= 0; c--) {
+    for (int c = k->NC - 1; c > 0; c--) {
         const ChunkIdx x = chunk_idx(k, b, c, h);
-        const float *Sin = sst_of(k, b, h, c);
-        const float *AX = ax_of(k, k->AX, b, c, h);
-        const float *Qt = qt_of(k, k->Qt, b, c, h);
-        float *dQt = qt_of(k, k->dQt, b, c, h);
-        memset(dQt, 0, sizeof(float) * (size_t)x.Lc * K);
-        if (c < k->NC - 1) {
-            float *dAX = ax_of(k, k->dAX, b, c, h);
-            memset(dAX, 0, sizeof(float) * (size_t)K * KV);
-            for (int j0 = 0; j0 < k->L;) {  // dA_c = Σ_tr dS_out,j S_in,jᵀ; dS_in,j = A_cᵀ dS_out,j
-                if (!lev_flags(k, c, j0).tr) {
-                    j0++;
-                    continue;
-                }
-                int j1 = j0 + 1;
-                while (j1 < k->L && lev_flags(k, c, j1).tr) j1++;
-                const int n = (j1 - j0) * V;
-                gemm1(CblasNoTrans, CblasTrans, K, K, n, 1.0f, cur + (size_t)j0 * V, LV, Sin + (size_t)j0 * V, LV,
-                      dAX, KV);
-                gemm0(CblasTrans, CblasNoTrans, K, n, K, 1.0f, AX, KV, cur + (size_t)j0 * V, LV, nxt + (size_t)j0 * V,
-                      LV);
-                j0 = j1;
+        const StView cur = stored_view(k, k->dSst, b, h, c, e0), nxt = stored_view(k, k->dSst, b, h, c - 1, e0);
+        const bool state = c < k->NC - 1, merge = vb == k->V;
+        for (int j0 = 0; state && j0 < k->L;) {
+            if (!lev_flags(k, c, j0).tr) {
+                j0++;
+                continue;
             }
-            for (int j = 0; j < k->L; j++) {  // dX_c = Σ_writers dS_out,j
-                const LevFlags f = lev_flags(k, c, j);
-                if (!(f.wr && f.out)) continue;
-                for (int n = 0; n < K; n++) {
-                    const float *restrict s = cur + (size_t)n * LV + (size_t)j * V;
-                    float *restrict d = dAX + (size_t)n * KV + K;
-                    for (int e = 0; e < V; e++) d[e] += s[e];
-                }
+            const int j1 = carried_run(k, c, j0, merge);
+            gemm0(CblasTrans, CblasNoTrans, K, (j1 - j0) * vb, K, 1.0f, ax_of(k, k->AX, b, c, h), KV,
+                  cur.p + (size_t)j0 * cur.lvs, cur.ld, nxt.p + (size_t)j0 * nxt.lvs, nxt.ld);
+            j0 = j1;
+        }
+        const int nr = read_list(k, c, lev, jr);
+        if (nr == 0) continue;
+        const int ld = nr * K;
+        weigh_reads(k, qt_of(k, k->Qt, b, c, h), &x, nr, lev, hb.Wr);
+        // dSr = Wrᵀ dO, added to the entering-state gradients
+        gemm0(CblasTrans, CblasNoTrans, ld, vb, x.Lc, 1.0f, hb.Wr, ld, k->dout + (x.row0 * k->H + h) * k->V + e0, HV,
+              hb.dSr, vb);
+        for (int r = 0; r < nr; r++) {
+            const bool tr = state && lev_flags(k, c, jr[r]).tr;
+            for (int n = 0; n < K; n++) {
+                const float *restrict s = hb.dSr + ((size_t)r * K + n) * vb;
+                float *restrict d = nxt.p + (size_t)n * nxt.ld + (size_t)jr[r] * nxt.lvs;
+                if (tr)
+                    for (int e = 0; e < vb; e++) d[e] += s[e];
+                else
+                    memcpy(d, s, sizeof(float) * vb);
             }
         }
-        const int nr = c > 0 ? read_states(k, &hb, Sin, Qt, &x, c, lev, jr) : 0;
-        if (nr > 0) {
-            const int ld = nr * K;
-            const float *dO = k->dout + (x.row0 * k->H + h) * V;
-            // P = dO Srᵀ: block r of row i is S_rᵀ... i.e. S_r do_i
-            gemm0(CblasNoTrans, CblasTrans, x.Lc, ld, V, 1.0f, dO, HV, hb.Sr, V, hb.P, ld);
-            for (int i = 0; i < x.Lc; i++) {
-                const float *restrict qi = Qt + (size_t)i * K;
-                float *restrict dqi = dQt + (size_t)i * K;
-                for (int r = 0; r < nr; r++) {
-                    const float *restrict Pi = hb.P + (size_t)i * ld + (size_t)r * K;
-                    float wl = 1.0f;
-                    if (lev[r] >= 0) {
-                        wl = x.lamh[(size_t)i * ld_lam + lev[r]];
-                        k->dlam[(x.row0 + i) * ld_lam + (size_t)h * k->levels + lev[r]] += scan_dot(qi, Pi, K);
-                    }
-                    for (int n = 0; n < K; n++) dqi[n] += wl * Pi[n];
-                }
+    }
+}
+
+// Chunk task, backward (log-linear): what the reverse scan leaves out because it sums over the state's
+// columns: dAX = [Σ_tr dS_out,j S_in,jᵀ | Σ_writers dS_out,j], and dq̃ = Σ_reads λ S_in,j do (with the
+// inter-chunk dλ = q̃·S_in,j do).
+static void states_chunk_grads(const DnCtx *k, int b, int c, int h, const ChunkIdx *x, float *tb) {
+    const int K = k->K, V = k->V, KV = K + V, LV = k->L * V, HV = k->H * V;
+    const float *Sin = sst_of(k, k->Sst, b, h, c), *dSo = sst_of(k, k->dSst, b, h, c);
+    if (c < k->NC - 1) {
+        float *dAX = ax_of(k, k->dAX, b, c, h);
+        memset(dAX, 0, sizeof(float) * (size_t)K * KV);
+        for (int j0 = 0; j0 < k->L;) {
+            if (!lev_flags(k, c, j0).tr) {
+                j0++;
+                continue;
             }
-            // dSr = Wrᵀ dO, added to the entering-state gradients
-            gemm0(CblasTrans, CblasNoTrans, ld, V, x.Lc, 1.0f, hb.Wr, ld, dO, HV, hb.dSr, V);
-            for (int r = 0; r < nr; r++) {
-                const bool tr = c < k->NC - 1 && lev_flags(k, c, jr[r]).tr;
-                for (int n = 0; n < K; n++) {
-                    const float *restrict s = hb.dSr + ((size_t)r * K + n) * V;
-                    float *restrict d = nxt + (size_t)n * LV + (size_t)jr[r] * V;
-                    if (tr)
-                        for (int e = 0; e < V; e++) d[e] += s[e];
-                    else
-                        memcpy(d, s, sizeof(float) * V);
-                }
+            const int j1 = carried_run(k, c, j0, true);
+            gemm1(CblasNoTrans, CblasTrans, K, K, (j1 - j0) * V, 1.0f, dSo + (size_t)j0 * V, LV, Sin + (size_t)j0 * V,
+                  LV, dAX, KV);
+            j0 = j1;
+        }
+        for (int j = 0; j < k->L; j++) {
+            const LevFlags f = lev_flags(k, c, j);
+            if (!(f.wr && f.out)) continue;
+            for (int n = 0; n < K; n++) {
+                const float *restrict s = dSo + (size_t)n * LV + (size_t)j * V;
+                float *restrict d = dAX + (size_t)n * KV + K;
+                for (int e = 0; e < V; e++) d[e] += s[e];
             }
         }
-        float *t = cur;
-        cur = nxt;
-        nxt = t;
+    }
+    float *dQt = qt_of(k, k->dQt, b, c, h);
+    memset(dQt, 0, sizeof(float) * (size_t)x->Lc * K);
+    int lev[LEVEL_MAX_READS], jr[LEVEL_MAX_READS];
+    const int nr = c > 0 ? read_list(k, c, lev, jr) : 0;
+    if (nr == 0) return;
+    const HeadBuf hb = head_buf(k, tb + k->hoff, NULL);
+    const int ld = nr * K;
+    const size_t ld_lam = (size_t)k->H * k->levels;
+    const float *Qt = qt_of(k, k->Qt, b, c, h), *dO = k->dout + (x->row0 * k->H + h) * V;
+    stack_reads(k, (StView){(float *)Sin, LV, V}, V, nr, jr, hb.Sr);
+    gemm0(CblasNoTrans, CblasTrans, x->Lc, ld, V, 1.0f, dO, HV, hb.Sr, V, hb.P, ld);  // P = dO Srᵀ
+    for (int i = 0; i < x->Lc; i++) {
+        const float *restrict qi = Qt + (size_t)i * K;
+        float *restrict dqi = dQt + (size_t)i * K;
+        for (int r = 0; r < nr; r++) {
+            const float *restrict Pi = hb.P + (size_t)i * ld + (size_t)r * K;
+            const float wl = x->lamh[(size_t)i * ld_lam + lev[r]];
+            k->dlam[(x->row0 + i) * ld_lam + (size_t)h * k->levels + lev[r]] += scan_dot(qi, Pi, K);
+            for (int n = 0; n < K; n++) dqi[n] += wl * Pi[n];
+        }
     }
 }
 
@@ -679,74 +744,77 @@ static float chunk_gam(const DnCtx *k, const ChunkIdx *x, int h) {
     return acc;
 }
 
-// Vn = U − W̃ S_in (S_in == NULL: zero), S_out = e^Γ S_in + K̃ᵀ Vn (S_out may be S_in).
+// Columns e0 .. e0+vb of Vn = U − W̃ S_in (S_in == NULL: zero) and S_out = e^Γ S_in + K̃ᵀ Vn (S_out may be
+// S_in); the states' rows are lds apart, Vn's ldv.
 static void plain_advance(const DnCtx *k, int Lc, const float *WU, const float *Kt, float egam, const float *Sin,
-                          float *Sout, float *vn) {
-    const int K = k->K, V = k->V, KV = K + V;
-    copy_rows(Lc, V, WU + K, KV, vn, V);
+                          float *Sout, int lds, float *vn, int ldv, int e0) {
+    const int K = k->K, vb = k->vb, KV = K + k->V;
+    copy_rows(Lc, vb, WU + K + e0, KV, vn, ldv);
     if (Sin) {
-        gemm1(CblasNoTrans, CblasNoTrans, Lc, V, K, 1.0f, WU, KV, Sin, V, vn, V);
-        for (size_t e = 0; e < (size_t)K * V; e++) Sout[e] = egam * Sin[e];
-        gemm1(CblasTrans, CblasNoTrans, K, V, Lc, 1.0f, Kt, K, vn, V, Sout, V);
+        gemm1(CblasNoTrans, CblasNoTrans, Lc, vb, K, 1.0f, WU, KV, Sin, lds, vn, ldv);
+        for (int n = 0; n < K; n++)
+            for (int e = 0; e < vb; e++) Sout[(size_t)n * lds + e] = egam * Sin[(size_t)n * lds + e];
+        gemm1(CblasTrans, CblasNoTrans, K, vb, Lc, 1.0f, Kt, K, vn, ldv, Sout, lds);
     } else {
-        gemm0(CblasTrans, CblasNoTrans, K, V, Lc, 1.0f, Kt, K, vn, V, Sout, V);
+        gemm0(CblasTrans, CblasNoTrans, K, vb, Lc, 1.0f, Kt, K, vn, ldv, Sout, lds);
     }
 }
 
-static void plain_forward(const DnCtx *k, int b, int h, float *tb) {
+static void plain_forward(const DnCtx *k, int b, int h, int e0, float *tb) {
     const HeadBuf hb = head_buf(k, tb, NULL);
     float *S = hb.cur;
-    const int K = k->K, V = k->V, HV = k->H * V;
+    const int K = k->K, V = k->V, vb = k->vb, HV = k->H * V;
     for (int c = 0; c < k->NC; c++) {
         const ChunkIdx x = chunk_idx(k, b, c, h);
         if (c > 0)  // o += Q̃ S
-            gemm1(CblasNoTrans, CblasNoTrans, x.Lc, V, K, 1.0f, qt_of(k, k->Qt, b, c, h), K, S, V,
-                  k->o + (x.row0 * k->H + h) * V, HV);
+            gemm1(CblasNoTrans, CblasNoTrans, x.Lc, vb, K, 1.0f, qt_of(k, k->Qt, b, c, h), K, S, vb,
+                  k->o + (x.row0 * k->H + h) * V + e0, HV);
         if (c == k->NC - 1) break;
         const size_t i = bch(k, b, c, h);
         plain_advance(k, x.Lc, k->WUs + i * k->C * (size_t)(K + V), k->Kts + i * k->C * (size_t)K,
-                      scan_exp(chunk_gam(k, &x, h)), c > 0 ? S : NULL, S, hb.vn);
+                      scan_exp(chunk_gam(k, &x, h)), c > 0 ? S : NULL, S, vb, hb.vn, vb, e0);
     }
 }
 
 // Backward: the scan again, keeping S_in (Sst) and Vn of every chunk.
-static void plain_store(const DnCtx *k, int b, int h, float *tb) {
+static void plain_store(const DnCtx *k, int b, int h, int e0, float *tb) {
     (void)tb;
+    const int V = k->V;
     for (int c = 0; c + 1 < k->NC; c++) {
         const ChunkIdx x = chunk_idx(k, b, c, h);
         const ChunkBuf w = chunk_buf(k, loc_of(k, b, c, h), NULL, NULL, NULL);
-        plain_advance(k, x.Lc, w.WU, w.Kt, scan_exp(w.G[x.Lc - 1]), c > 0 ? sst_of(k, b, h, c) : NULL,
-                      sst_of(k, b, h, c + 1), cv_of(k, k->Vn, b, c, h));
+        plain_advance(k, x.Lc, w.WU, w.Kt, scan_exp(w.G[x.Lc - 1]), c > 0 ? sst_of(k, k->Sst, b, h, c) + e0 : NULL,
+                      sst_of(k, k->Sst, b, h, c + 1) + e0, V, cv_of(k, k->Vn, b, c, h) + e0, V, e0);
     }
 }
 
 // Backward: the reverse scan. dSo[c] = gradient of the state leaving chunk c; per chunk dVn = K̃ dSo and
-// dQ̃ = dO S_inᵀ, and dSo[c−1] = e^Γ dSo[c] − W̃ᵀ dVn + Q̃ᵀ dO.
-static void plain_reverse(const DnCtx *k, int b, int h, float *tb) {
+// dSo[c−1] = e^Γ dSo[c] − W̃ᵀ dVn + Q̃ᵀ dO (dQ̃ = dO S_inᵀ sums over the columns: chunk_backward forms it).
+static void plain_reverse(const DnCtx *k, int b, int h, int e0, float *tb) {
     (void)tb;
-    const int K = k->K, V = k->V, KV = K + V, HV = k->H * V;
+    const int K = k->K, V = k->V, vb = k->vb, KV = K + V, HV = k->H * V;
     for (int c = k->NC - 1; c >= 0; c--) {
         const ChunkIdx x = chunk_idx(k, b, c, h);
         const ChunkBuf w = chunk_buf(k, loc_of(k, b, c, h), NULL, NULL, NULL);
         const bool state = c < k->NC - 1;
-        float *dSin = c > 0 ? k->dSo + bch(k, b, c - 1, h) * K * (size_t)V : NULL;
+        float *dSin = c > 0 ? k->dSo + bch(k, b, c - 1, h) * K * (size_t)V + e0 : NULL;
         if (state) {
-            const float *dS = k->dSo + bch(k, b, c, h) * K * (size_t)V;
-            float *dVn = cv_of(k, k->dVn, b, c, h);
-            gemm0(CblasNoTrans, CblasNoTrans, x.Lc, V, K, 1.0f, w.Kt, K, dS, V, dVn, V);
+            const float *dS = k->dSo + bch(k, b, c, h) * K * (size_t)V + e0;
+            float *dVn = cv_of(k, k->dVn, b, c, h) + e0;
+            gemm0(CblasNoTrans, CblasNoTrans, x.Lc, vb, K, 1.0f, w.Kt, K, dS, V, dVn, V);
             if (dSin) {
                 const float eg = scan_exp(w.G[x.Lc - 1]);
-                for (size_t e = 0; e < (size_t)K * V; e++) dSin[e] = eg * dS[e];
-                gemm1(CblasTrans, CblasNoTrans, K, V, x.Lc, 1.0f, w.WU, KV, dVn, V, dSin, V);
+                for (int n = 0; n < K; n++)
+                    for (int e = 0; e < vb; e++) dSin[(size_t)n * V + e] = eg * dS[(size_t)n * V + e];
+                gemm1(CblasTrans, CblasNoTrans, K, vb, x.Lc, 1.0f, w.WU, KV, dVn, V, dSin, V);
             }
         }
         if (dSin) {
-            const float *Sin = sst_of(k, b, h, c), *dO = k->dout + (x.row0 * k->H + h) * V;
-            gemm0(CblasNoTrans, CblasTrans, x.Lc, K, V, 1.0f, dO, HV, Sin, V, qt_of(k, k->dQt, b, c, h), K);
+            const float *dO = k->dout + (x.row0 * k->H + h) * V + e0;
             if (state)
-                gemm1(CblasTrans, CblasNoTrans, K, V, x.Lc, 1.0f, qt_of(k, k->Qt, b, c, h), K, dO, HV, dSin, V);
+                gemm1(CblasTrans, CblasNoTrans, K, vb, x.Lc, 1.0f, qt_of(k, k->Qt, b, c, h), K, dO, HV, dSin, V);
             else
-                gemm0(CblasTrans, CblasNoTrans, K, V, x.Lc, 1.0f, qt_of(k, k->Qt, b, c, h), K, dO, HV, dSin, V);
+                gemm0(CblasTrans, CblasNoTrans, K, vb, x.Lc, 1.0f, qt_of(k, k->Qt, b, c, h), K, dO, HV, dSin, V);
         }
     }
 }
@@ -769,10 +837,16 @@ static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
     float *dlamh = k->ll ? k->dlam + (x.row0 * H + h) * k->levels : NULL;
     double dgam = 0.0;
     for (int i = 0; i < Lc; i++) w.dG[i] = w.dbt[i] = w.colR[i] = 0.0f;
+    if (k->L > 0 && !k->ps) {
+        states_chunk_grads(k, b, c, h, &x, tb);
+    } else if (reads) {  // dQ̃ = dO S_inᵀ
+        gemm0(CblasNoTrans, CblasTrans, Lc, K, V, 1.0f, dO, HV, sst_of(k, k->Sst, b, h, c), V,
+              qt_of(k, k->dQt, b, c, h), K);
+    }
 
     // state: AX = [e^Γ I | 0] + K̃ᵀ [−W̃ | U]
     if (state && k->ps) {  // state form: dK̃ = Vn dSoᵀ, d(−W̃) = dVn S_inᵀ, dU = dVn, dΓ += e^Γ ⟨S_in, dSo⟩
-        const float *Sin = sst_of(k, b, h, c), *dS = k->dSo + bch(k, b, c, h) * K * (size_t)V;
+        const float *Sin = sst_of(k, k->Sst, b, h, c), *dS = k->dSo + bch(k, b, c, h) * K * (size_t)V;
         const float *dVn = cv_of(k, k->dVn, b, c, h);
         gemm0(CblasNoTrans, CblasTrans, Lc, K, V, 1.0f, cv_of(k, k->Vn, b, c, h), V, dS, V, w.dKt, K);
         if (c > 0) {
@@ -936,7 +1010,7 @@ static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
 // Drivers
 
 typedef void DnTaskFn(const DnCtx *k, int b, int c, int h, float *tb);
-typedef void DnHeadFn(const DnCtx *k, int b, int h, float *tb);
+typedef void DnHeadFn(const DnCtx *k, int b, int h, int e0, float *tb);
 
 static void chunk_tasks(const DnCtx *k, DnTaskFn *fn) {
     const int64_t ntask = (int64_t)k->B * k->NC * k->H;
@@ -947,9 +1021,14 @@ static void chunk_tasks(const DnCtx *k, DnTaskFn *fn) {
     }
 }
 
+// One task per (b, h, column block); see dn_setup for the blocks.
 static void head_tasks(const DnCtx *k, DnHeadFn *fn) {
+    const int ntask = k->B * k->H * k->nvb;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(k->nthreads)
-    for (int bh = 0; bh < k->B * k->H; bh++) fn(k, bh / k->H, bh % k->H, thread_buf(k));
+    for (int t = 0; t < ntask; t++) {
+        const int bh = t / k->nvb;
+        fn(k, bh / k->H, bh % k->H, (t % k->nvb) * k->vb, thread_buf(k));
+    }
 }
 
 static void set_inputs(DnCtx *k, const float *q, const float *kk, const float *v, const float *g, const float *beta,

@@ -485,6 +485,7 @@ static const Shape fd_shapes[] = {
     {1, 37, 2, 6, 5, 4},  // 10 chunks: 4 chunk levels, several reads per chunk
     {2, 40, 1, 8, 8, 8},  // exactly 5 chunks
     {1, 70, 2, 8, 4, 16}, // 5 chunks of 16
+    {1, 40, 1, 4, 32, 8}, // one head: the state scans split over the columns (2 blocks of 16)
 };
 
 START_TEST(test_backward_fd_plain) {
@@ -540,17 +541,18 @@ START_TEST(test_backward_accumulates) {
 }
 END_TEST
 
-// The same bits for 1 and 2 threads, forward and backward.
+// The same bits for 1 and 8 threads, forward and backward (with 8 threads and 4 heads the state scans are
+// split over the state's columns, see dn_setup).
 START_TEST(test_thread_count_independent) {
     for (int ll = 0; ll < 2; ll++) {
-        Prob p = prob_make(1, 700, 4, 16, 16, 16, ll, 0, 0.0f, 0.7f, 400 + ll);
+        Prob p = prob_make(1, 700, 4, 16, 32, 16, ll, 0, 0.0f, 0.7f, 400 + ll);
         uint64_t rng = 4;
         float *dout = tu_randn_buf(p.nv, 1.0f, &rng);
         const size_t ns[7] = {p.nv, p.nq, p.nq, p.nv, p.ng, p.ng, p.nlam};
         float *r[2][7];
         const int saved = omp_get_max_threads();
         for (int th = 0; th < 2; th++) {
-            omp_set_num_threads(th + 1);
+            omp_set_num_threads(th == 0 ? 1 : 8);
             for (int t = 0; t < 7; t++) r[th][t] = tu_zeros(ns[t]);
             float *scr = scratch_for(&p.d);
             deltanet_forward(r[th][0], p.q, p.k, p.v, p.g, p.beta, p.lam, &p.d, scr);

@@ -98,7 +98,7 @@ bool deltanet_dims_check(const DeltaDims *d, Err *err) {
 // Split the scans until there are this many tasks: a fixed count, not the thread count, so that the results
 // (the blocks' products round differently) do not depend on the number of threads.
 #ifndef DN_SCAN_TASKS
-#define DN_SCAN_TASKS 32
+#define DN_SCAN_TASKS 16
 #endif
 
 static size_t round16(size_t n) { return (n + 15) / 16 * 16; }

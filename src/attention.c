@@ -85,8 +85,11 @@ size_t attention_scratch_floats(int B, int T, int H, int hd) {
     return (size_t)omp_get_max_threads() * attn_thread_floats(T);
 }
 
+// Keys visible to query rows [i0, i0+m): [lo, i0+m), lo = 0 without a window.
+static int window_first_key(int i0, int window) { return window > 0 && i0 - window + 1 > 0 ? i0 - window + 1 : 0; }
+
 void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
-                       int B, int T, int H, int Hkv, int hd, float *scratch) {
+                       int B, int T, int H, int Hkv, int hd, int window, float *scratch) {
     const int group = H / Hkv;
     const int ldq = H * hd, ldk = Hkv * hd;  // row strides of (B,T,H,hd) and (B,T,Hkv,hd)
     const float scale = 1.0f / sqrtf((float)hd);
@@ -104,30 +107,33 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
 
         for (int i0 = 0; i0 < T; i0 += ATTN_BLOCK) {
             int m = T - i0 < ATTN_BLOCK ? T - i0 : ATTN_BLOCK;
-            int n = i0 + m;  // keys 0..n−1 can be seen by this block (causal)
-            // S (m, n) = scale · Q[i0:i0+m] Kᵀ[:, 0:n]
+            int lo = window_first_key(i0, window);
+            int n = i0 + m - lo;  // keys lo..lo+n−1 can be seen by this block (causal, windowed)
+            // S (m, n) = scale · Q[i0:i0+m] Kᵀ[:, lo:lo+n]
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, hd, scale,
-                        qh + (int64_t)i0 * ldq, ldq, kh, ldk, 0.0f, S, n);
+                        qh + (int64_t)i0 * ldq, ldq, kh + (int64_t)lo * ldk, ldk, 0.0f, S, n);
             for (int r = 0; r < m; r++) {
-                int last = i0 + r;  // query position: keys 0..last are visible
+                int last = i0 + r - lo;                                  // the query's own key, local index
+                int first = window_first_key(i0 + r, window) - lo;      // its first visible key
                 float *row = S + (int64_t)r * n;
-                float mx = act_max(row, last + 1);
-                float sum = act_exp_shift_sum(row, row, last + 1, mx);
+                float mx = act_max(row + first, last - first + 1);
+                float sum = act_exp_shift_sum(row + first, row + first, last - first + 1, mx);
                 float inv = 1.0f / sum;
-                for (int j = 0; j <= last; j++) row[j] *= inv;
-                for (int j = last + 1; j < n; j++) row[j] = 0.0f;  // masked: P = 0
-                lse_h[last] = mx + logf(sum);
+                for (int j = 0; j < first; j++) row[j] = 0.0f;           // outside the window: P = 0
+                for (int j = first; j <= last; j++) row[j] *= inv;
+                for (int j = last + 1; j < n; j++) row[j] = 0.0f;       // masked: P = 0
+                lse_h[i0 + r] = mx + logf(sum);
             }
-            // O[i0:i0+m] (m, hd) = P (m, n) · V[0:n] (n, hd)
+            // O[i0:i0+m] (m, hd) = P (m, n) · V[lo:lo+n] (n, hd)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, n, 1.0f,
-                        S, n, vh, ldk, 0.0f, oh + (int64_t)i0 * ldq, ldq);
+                        S, n, vh + (int64_t)lo * ldk, ldk, 0.0f, oh + (int64_t)i0 * ldq, ldq);
         }
     }
 }
 
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                         const float *k, const float *v, const float *out, const float *lse,
-                        int B, int T, int H, int Hkv, int hd, float *scratch) {
+                        int B, int T, int H, int Hkv, int hd, int window, float *scratch) {
     const int group = H / Hkv;
     const int ldq = H * hd, ldk = Hkv * hd;
     const float scale = 1.0f / sqrtf((float)hd);
@@ -153,56 +159,60 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
 
             for (int i0 = 0; i0 < T; i0 += ATTN_BLOCK) {
                 int m = T - i0 < ATTN_BLOCK ? T - i0 : ATTN_BLOCK;
-                int n = i0 + m;
+                int lo = window_first_key(i0, window);
+                int n = i0 + m - lo;
                 const float *qb = qh + (int64_t)i0 * ldq, *dob = doh + (int64_t)i0 * ldq;
-                // Recompute P = exp(scale · Q Kᵀ − lse) on the visible keys, 0 above the diagonal.
+                const float *kb = kh + (int64_t)lo * ldk, *vb = vh + (int64_t)lo * ldk;
+                // Recompute P = exp(scale · Q Kᵀ − lse) on the visible keys, 0 elsewhere.
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, hd, scale,
-                            qb, ldq, kh, ldk, 0.0f, P, n);
+                            qb, ldq, kb, ldk, 0.0f, P, n);
                 for (int r = 0; r < m; r++) {
-                    int last = i0 + r;
+                    int last = i0 + r - lo, first = window_first_key(i0 + r, window) - lo;
                     float *row = P + (int64_t)r * n;
-                    float l = lse_h[last];
-                    act_exp_shift(row, row, last + 1, l);
+                    float l = lse_h[i0 + r];
+                    act_exp_shift(row + first, row + first, last - first + 1, l);
+                    for (int j = 0; j < first; j++) row[j] = 0.0f;
                     for (int j = last + 1; j < n; j++) row[j] = 0.0f;
                     // D_i = rowsum(dO_i ⊙ O_i) = Σ_j P_ij dP_ij
-                    const float *o_r = oh + (int64_t)last * ldq, *do_r = doh + (int64_t)last * ldq;
+                    const float *o_r = oh + (int64_t)(i0 + r) * ldq, *do_r = doh + (int64_t)(i0 + r) * ldq;
                     float d = 0.0f;
                     for (int c = 0; c < hd; c++) d += do_r[c] * o_r[c];
                     D[r] = d;
                 }
-                // dV[0:n] (n, hd) += Pᵀ (n, m) · dO (m, hd)
+                // dV[lo:lo+n] (n, hd) += Pᵀ (n, m) · dO (m, hd)
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, m, 1.0f,
-                            P, n, dob, ldq, 1.0f, dvh, ldk);
-                // dP (m, n) = dO (m, hd) · V[0:n]ᵀ (hd, n)
+                            P, n, dob, ldq, 1.0f, dvh + (int64_t)lo * ldk, ldk);
+                // dP (m, n) = dO (m, hd) · V[lo:lo+n]ᵀ (hd, n)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, hd, 1.0f,
-                            dob, ldq, vh, ldk, 0.0f, dP, n);
+                            dob, ldq, vb, ldk, 0.0f, dP, n);
                 // dS = P ⊙ (dP − D), in place in dP (masked entries become 0 through P)
                 for (int r = 0; r < m; r++) {
                     float *pr = P + (int64_t)r * n, *dpr = dP + (int64_t)r * n;
                     float d = D[r];
                     for (int j = 0; j < n; j++) dpr[j] = pr[j] * (dpr[j] - d);
                 }
-                // dQ (m, hd) += scale · dS (m, n) · K[0:n] (n, hd)
+                // dQ (m, hd) += scale · dS (m, n) · K[lo:lo+n] (n, hd)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, n, scale,
-                            dP, n, kh, ldk, 1.0f, dqh + (int64_t)i0 * ldq, ldq);
-                // dK[0:n] (n, hd) += scale · dSᵀ (n, m) · Q (m, hd)
+                            dP, n, kb, ldk, 1.0f, dqh + (int64_t)i0 * ldq, ldq);
+                // dK[lo:lo+n] (n, hd) += scale · dSᵀ (n, m) · Q (m, hd)
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, m, scale,
-                            dP, n, qb, ldq, 1.0f, dkh, ldk);
+                            dP, n, qb, ldq, 1.0f, dkh + (int64_t)lo * ldk, ldk);
             }
         }
     }
 }
 
 void attention_decode_step(float *out, float *p, const float *q, const float *kc, const float *vc, int64_t pos,
-                           int H, int Hkv, int hd) {
+                           int H, int Hkv, int hd, int window) {
     const int Dkv = Hkv * hd;
     const float scale = 1.0f / sqrtf((float)hd);
     const int group = H / Hkv;
+    const int64_t first = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;   // first visible key
     for (int h = 0; h < H; h++) {
         const float *qh = q + (size_t)h * hd;
         const int kvh = h / group;
         float mx = -INFINITY;
-        for (int64_t j = 0; j <= pos; j++) {
+        for (int64_t j = first; j <= pos; j++) {
             const float *kj = kc + j * Dkv + (size_t)kvh * hd;
             float sdot = 0;
             for (int i = 0; i < hd; i++) sdot += qh[i] * kj[i];
@@ -210,10 +220,10 @@ void attention_decode_step(float *out, float *p, const float *q, const float *kc
             if (p[j] > mx) mx = p[j];
         }
         double sum = 0;
-        for (int64_t j = 0; j <= pos; j++) { p[j] = expf(p[j] - mx); sum += p[j]; }
+        for (int64_t j = first; j <= pos; j++) { p[j] = expf(p[j] - mx); sum += p[j]; }
         float *oh = out + (size_t)h * hd;
         memset(oh, 0, (size_t)hd * sizeof(float));
-        for (int64_t j = 0; j <= pos; j++) {
+        for (int64_t j = first; j <= pos; j++) {
             const float *vj = vc + j * Dkv + (size_t)kvh * hd;
             const float pj = (float)(p[j] / sum);
             for (int i = 0; i < hd; i++) oh[i] += pj * vj[i];

@@ -32,13 +32,15 @@ void rope_backward(float *dx,  // (B, T, H, hd) in place
 size_t attention_scratch_floats(int B, int T, int H, int hd);
 
 // out_i = Σ_{j≤i} softmax_j(q_i·k_j / sqrt(hd)) v_j per sequence and head; lse_i = the log of the
-// softmax denominator (including the scale), saved for the backward.
+// softmax denominator (including the scale), saved for the backward. window > 0 is fla's sliding
+// window (flash-attn window (window−1, 0)): key j is visible from query i when 0 <= i − j < window;
+// window <= 0 is plain causal attention. Only the visible key blocks are computed.
 void attention_forward(float *out,      // (B, T, H, hd)
                        float *lse,      // (B, H, T) saved
                        const float *q,  // (B, T, H, hd), already rotated
                        const float *k,  // (B, T, Hkv, hd), already rotated
                        const float *v,  // (B, T, Hkv, hd)
-                       int B, int T, int H, int Hkv, int hd,
+                       int B, int T, int H, int Hkv, int hd, int window,
                        float *scratch);  // attention_scratch_floats(B, T, H, hd)
 
 // Accumulates (+=) into dq, dk and dv. Tasks are (batch, kv head), so the query heads sharing a kv
@@ -53,16 +55,17 @@ void attention_backward(float *dq,          // (B, T, H, hd) +=
                         const float *v,     // (B, T, Hkv, hd)
                         const float *out,   // (B, T, H, hd) from the forward
                         const float *lse,   // (B, H, T) from the forward
-                        int B, int T, int H, int Hkv, int hd,
+                        int B, int T, int H, int Hkv, int hd, int window,
                         float *scratch);    // attention_scratch_floats(B, T, H, hd)
 
 // Decoding one token at 0-based position pos against the KV cache (the same softmax as
-// attention_forward, evaluated directly: libm expf, the denominator summed in double).
+// attention_forward, evaluated directly: libm expf, the denominator summed in double), keys
+// max(0, pos − window + 1)..pos.
 void attention_decode_step(float *out,       // (H, hd)
                            float *p,         // (pos + 1) scratch: the probabilities of one head
                            const float *q,   // (H, hd), already rotated
                            const float *kc,  // (pos + 1, Hkv, hd) cached keys, rotated
                            const float *vc,  // (pos + 1, Hkv, hd) cached values
-                           int64_t pos, int H, int Hkv, int hd);
+                           int64_t pos, int H, int Hkv, int hd, int window);
 
 #endif

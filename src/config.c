@@ -114,6 +114,8 @@ void model_config_defaults(ModelConfig *m, ModelType t) {
         m->time_step_min = 1e-3f;
         m->time_step_max = 0.1f;
         m->time_step_floor = 1e-4f;
+        m->time_step_limit[0] = 0.0f;      // HF: (0.0, float("inf")), no clamp
+        m->time_step_limit[1] = INFINITY;
         m->rescale_prenorm_residual = true;
         // The log-linear kernel works on 64-token chunks (the paper's kernel ignores chunk_size).
         m->chunk_size = t == MODEL_LOGLINEAR_MAMBA2 ? 64 : 256;
@@ -231,7 +233,7 @@ enum { TM_T = 1u << MODEL_TRANSFORMER, TM_M = 1u << MODEL_MAMBA2, TM_LM = 1u << 
 #define TM_GDN (TM_G | TM_LG)
 #define TM_LOGLIN (TM_LM | TM_LG)
 
-typedef enum { MK_INT, MK_INT_OR_NULL, MK_FLOAT, MK_BOOL } ModelKeyKind;
+typedef enum { MK_INT, MK_INT_OR_NULL, MK_FLOAT, MK_BOOL, MK_FLOAT_PAIR } ModelKeyKind;
 
 typedef struct {
     const char *name;
@@ -251,6 +253,9 @@ static const ModelKey MODEL_KEYS[] = {
     {"intermediate_size", MK_INT_OR_NULL, TM_ALL, MOFF(intermediate_size), NULL},
     {"hidden_ratio", MK_FLOAT, TM_ALL, MOFF(hidden_ratio), NULL},
     {"rope_theta", MK_FLOAT, TM_T, MOFF(rope_theta), NULL},
+    {"qkv_bias", MK_BOOL, TM_T, MOFF(qkv_bias), NULL},
+    {"qk_norm", MK_BOOL, TM_T, MOFF(qk_norm), NULL},
+    {"window_size", MK_INT_OR_NULL, TM_T, MOFF(window_size), NULL},
     {"max_position_embeddings", MK_INT, TM_ALL, MOFF(max_seq_len), NULL},
     {"norm_eps", MK_FLOAT, TM_ALL, MOFF(norm_eps), "layer_norm_epsilon"},
     {"layer_norm_epsilon", MK_FLOAT, TM_ALL, MOFF(norm_eps), "norm_eps"},
@@ -267,6 +272,8 @@ static const ModelKey MODEL_KEYS[] = {
     {"time_step_min", MK_FLOAT, TM_MAMBA, MOFF(time_step_min), NULL},
     {"time_step_max", MK_FLOAT, TM_MAMBA, MOFF(time_step_max), NULL},
     {"time_step_floor", MK_FLOAT, TM_MAMBA, MOFF(time_step_floor), NULL},
+    {"time_step_limit", MK_FLOAT_PAIR, TM_MAMBA, MOFF(time_step_limit), NULL},
+    {"use_bias", MK_BOOL, TM_MAMBA, MOFF(use_bias), NULL},
     {"rescale_prenorm_residual", MK_BOOL, TM_MAMBA | TM_GDN, MOFF(rescale_prenorm_residual), NULL},
     {"expand_v", MK_FLOAT, TM_GDN, MOFF(expand_v), NULL},
     {"use_gate", MK_BOOL, TM_GDN, MOFF(use_gate), NULL},
@@ -285,23 +292,18 @@ static const char *const IGNORED_KEYS[] = {
 #define N_IGNORED_KEYS (sizeof IGNORED_KEYS / sizeof IGNORED_KEYS[0])
 
 // Keys that select features loglinear.c does not implement: accepted only at their default value.
-typedef enum { FEAT_FALSE, FEAT_TRUE, FEAT_NULL, FEAT_ACT, FEAT_CHUNK, FEAT_TS_LIMIT } FeatureKind;
+typedef enum { FEAT_FALSE, FEAT_TRUE, FEAT_NULL, FEAT_ACT, FEAT_CHUNK } FeatureKind;
 static const struct {
     const char *name;
     FeatureKind kind;
     const char *why;
 } FEATURE_KEYS[] = {
-    {"qkv_bias", FEAT_FALSE, "q/k/v projection biases are not implemented; use false"},
-    {"qk_norm", FEAT_FALSE, "q/k normalization is not implemented; use false"},
-    {"window_size", FEAT_NULL, "sliding-window attention is not implemented; use null"},
-    {"use_bias", FEAT_FALSE, "in_proj/out_proj biases are not implemented; use false"},
     {"residual_in_fp32", FEAT_FALSE, "the paper's Mamba2MLP/HAttention blocks raise NotImplementedError for it "
                                      "(the residual stream is fp32 here anyway); use false"},
     {"hidden_act", FEAT_ACT, "only \"swish\"/\"silu\" is implemented"},
     {"attn_mode", FEAT_CHUNK, "only \"chunk\" is implemented (the paper's H-GDN raises for other modes)"},
     {"use_short_conv", FEAT_TRUE, "the short convolution is required (fla's GatedDeltaNet raises without it); use true"},
     {"attn", FEAT_NULL, "hybrid attention layers are not implemented; use null"},
-    {"time_step_limit", FEAT_TS_LIMIT, "dt clamping is not implemented; use [0.0, Infinity] or remove the key"},
     {"attention_bias", FEAT_FALSE, "attention biases are not implemented; use false"},
 };
 #define N_FEATURE_KEYS (sizeof FEATURE_KEYS / sizeof FEATURE_KEYS[0])
@@ -349,18 +351,25 @@ static bool check_feature(const JsonDoc *d, const cJSON *it, int f, const char *
         case FEAT_NULL: ok = v.is_null; break;
         case FEAT_ACT: ok = v.str && (strcmp(v.str, "swish") == 0 || strcmp(v.str, "silu") == 0); break;
         case FEAT_CHUNK: ok = v.str && strcmp(v.str, "chunk") == 0; break;
-        case FEAT_TS_LIMIT:
-            if (cJSON_IsArray(it) && cJSON_GetArraySize(it) == 2) {
-                JsonRaw a, b;
-                double lo, hi;
-                json_raw_value(d, it->child, &a);
-                json_raw_value(d, it->child->next, &b);
-                ok = a.num && b.num && json_text_to_double(a.num, a.num_len, &lo) && json_text_to_double(b.num, b.num_len, &hi) &&
-                     lo == 0.0 && isinf(hi) && hi > 0;
-            }
-            break;
     }
     if (!ok) return err_set(err, "%s = %s is not supported: %s", where, v.repr, FEATURE_KEYS[f].why);
+    return true;
+}
+
+// [lo, hi] as HF writes a tuple of floats; hi may be Python's Infinity (time_step_limit = [0.0, Infinity]).
+static bool read_float_pair(const JsonDoc *d, const cJSON *it, const char *where, float *out, Err *err) {
+    JsonRaw v;
+    json_raw_value(d, it, &v);
+    if (!cJSON_IsArray(it) || cJSON_GetArraySize(it) != 2)
+        return err_set(err, "%s must be a list of two numbers [lo, hi] (e.g. [0.0, Infinity]), got %s", where, v.repr);
+    for (int i = 0; i < 2; i++) {
+        JsonRaw e;
+        json_raw_value(d, i == 0 ? it->child : it->child->next, &e);
+        double x;
+        if (!e.num || !json_text_to_double(e.num, e.num_len, &x) || isnan(x))
+            return err_set(err, "%s[%d] must be a number, got %s", where, i, e.repr);
+        out[i] = (float)x;   // Infinity stays infinite; finite values beyond FLT_MAX are caught by the range check
+    }
     return true;
 }
 
@@ -401,6 +410,9 @@ static bool model_check(const ModelConfig *m, const char *o, const char *p, Err 
         if (H % m->num_kv_heads != 0)
             return err_set(err, "%s: %snum_heads (%d) must be divisible by %snum_kv_heads (%d)", o, p, H, p, m->num_kv_heads);
         POS_FLT(m->rope_theta, "rope_theta");
+        if (m->window_size < 0)
+            return err_set(err, "%s: %swindow_size must be a positive integer (or null for no window), got %d", o, p,
+                           m->window_size);
     } else if (model_type_is_mamba2(m->type)) {
         POS_INT(m->head_dim, "head_dim");
         POS_INT(m->state_size, "state_size");
@@ -427,6 +439,10 @@ static bool model_check(const ModelConfig *m, const char *o, const char *p, Err 
                            (double)m->time_step_max, (double)m->time_step_min);
         if (!(m->time_step_floor >= 0) || !isfinite(m->time_step_floor))
             return err_set(err, "%s: %stime_step_floor must be a finite number >= 0, got %g", o, p, (double)m->time_step_floor);
+        const float lo = m->time_step_limit[0], hi = m->time_step_limit[1];
+        if (!(lo >= 0) || !isfinite(lo) || !(hi > lo))
+            return err_set(err, "%s: %stime_step_limit = [%g, %g] must be [lo, hi] with 0 <= lo < hi (hi may be "
+                           "Infinity; [0.0, Infinity] = no clamp)", o, p, (double)lo, (double)hi);
         // The paper's Mamba2MLP block builds GatedMLP(hidden_ratio=4, intermediate_size=None) whatever the
         // config says, so any other width would not load into the paper's model.
         if (m->hidden_ratio != 4.0f)
@@ -549,6 +565,9 @@ static bool parse_model_object(ModelConfig *out, const JsonDoc *d, const cJSON *
                 }
                 case MK_BOOL:
                     if (!json_read_bool(&v, where, (bool *)field, err)) return false;
+                    break;
+                case MK_FLOAT_PAIR:
+                    if (!read_float_pair(d, it, where, (float *)field, err)) return false;
                     break;
             }
             given[ki] = true;
@@ -935,12 +954,11 @@ static cJSON *model_to_cjson(const ModelConfig *m, bool hf) {
         add_float(o, "hidden_ratio", m->hidden_ratio);
         add_float(o, "rope_theta", m->rope_theta);
         add_float(o, "norm_eps", m->norm_eps);
-        if (hf) {
-            cJSON_AddFalseToObject(o, "qkv_bias");
-            cJSON_AddFalseToObject(o, "qk_norm");
-            cJSON_AddNullToObject(o, "window_size");
-            cJSON_AddStringToObject(o, "hidden_act", "swish");
-        }
+        cJSON_AddBoolToObject(o, "qkv_bias", m->qkv_bias);
+        cJSON_AddBoolToObject(o, "qk_norm", m->qk_norm);
+        if (m->window_size > 0) add_int(o, "window_size", m->window_size);
+        else cJSON_AddNullToObject(o, "window_size");
+        if (hf) cJSON_AddStringToObject(o, "hidden_act", "swish");
     } else if (model_type_is_mamba2(t)) {
         // No intermediate_size/hidden_ratio: Mamba2MLP hard-codes the MLP width.
         add_int(o, "head_dim", m->head_dim);
@@ -955,8 +973,16 @@ static cJSON *model_to_cjson(const ModelConfig *m, bool hf) {
         add_float(o, "time_step_floor", m->time_step_floor);
         cJSON_AddBoolToObject(o, "rescale_prenorm_residual", m->rescale_prenorm_residual);
         add_float(o, "layer_norm_epsilon", m->norm_eps);
+        cJSON_AddBoolToObject(o, "use_bias", m->use_bias);
+        // Written only when it clamps: [0.0, Infinity] needs the non-standard token Infinity.
+        if (m->time_step_limit[0] != 0.0f || !isinf(m->time_step_limit[1])) {
+            char buf[112], lo[48], hi[48];
+            format_float(lo, sizeof lo, m->time_step_limit[0]);
+            format_float(hi, sizeof hi, m->time_step_limit[1]);
+            snprintf(buf, sizeof buf, "[%s, %s]", lo, hi);
+            cJSON_AddItemToObject(o, "time_step_limit", cJSON_CreateRaw(buf));
+        }
         if (hf) {
-            cJSON_AddFalseToObject(o, "use_bias");
             cJSON_AddFalseToObject(o, "residual_in_fp32");  // the class default (true) makes the paper's blocks raise
             cJSON_AddStringToObject(o, "hidden_act", "silu");
         }
@@ -1041,6 +1067,9 @@ const char *model_config_first_difference(const ModelConfig *a, const ModelConfi
     DIFF_I(num_kv_heads, "num_kv_heads");
     DIFF_I(head_dim, "head_dim");
     DIFF_F(rope_theta, "rope_theta");
+    DIFF_I(qkv_bias, "qkv_bias");
+    DIFF_I(qk_norm, "qk_norm");
+    DIFF_I(window_size, "window_size");
     DIFF_I(state_size, "state_size");
     DIFF_I(n_groups, "n_groups");
     DIFF_F(expand, "expand");
@@ -1051,6 +1080,9 @@ const char *model_config_first_difference(const ModelConfig *a, const ModelConfi
     DIFF_F(time_step_min, "time_step_min");
     DIFF_F(time_step_max, "time_step_max");
     DIFF_F(time_step_floor, "time_step_floor");
+    DIFF_F(time_step_limit[0], "time_step_limit");
+    DIFF_F(time_step_limit[1], "time_step_limit");
+    DIFF_I(use_bias, "use_bias");
     DIFF_I(rescale_prenorm_residual, "rescale_prenorm_residual");
     DIFF_I(num_levels, "num_levels");
     DIFF_F(expand_v, "expand_v");

@@ -10,9 +10,8 @@
 //     except "mamba2", which in a flat HF file means fla's MLP-less Mamba2 and is refused.
 // Model keys use the HF names; defaults equal the PyTorch config classes' defaults, so the paper's files
 // load to exactly the paper's models. HF bookkeeping keys (architectures, torch_dtype, fuse_*, ...) and
-// keys starting with "_" are ignored; keys selecting features we do not implement (qkv_bias, window_size,
-// residual_in_fp32, attn, ...) are accepted only at their default value; any other key is an error with
-// a did-you-mean. Values are type-checked exactly (256.0 is not an integer), and the non-standard JSON
+// keys starting with "_" are ignored; keys selecting features we do not implement (residual_in_fp32,
+// attn, ...) are accepted only at their default value; any other key is an error with a did-you-mean. Values are type-checked exactly (256.0 is not an integer), and the non-standard JSON
 // tokens Infinity/-Infinity/NaN that Python writes are read.
 #ifndef LL_CONFIG_H
 #define LL_CONFIG_H
@@ -56,6 +55,9 @@ typedef struct {
     int num_kv_heads;          // H_kv (defaults to H); H % H_kv == 0
     int head_dim;              // Transformer: d/H (derived). Mamba-2: P. GDN: d_k.
     float rope_theta;          // 10000 default
+    bool qkv_bias;             // q/k/v projection biases (q_proj.bias, ...)
+    bool qk_norm;              // RMSNorm of the whole q row (H*hd) and k row (Hkv*hd) before RoPE
+    int window_size;           // sliding window: key s visible from query t when t − s < window; 0 = none (null)
 
     // Mamba-2 family (fields of other families are 0/false, except where noted)
     int state_size;            // N
@@ -66,6 +68,8 @@ typedef struct {
     bool use_conv_bias;        // Mamba-2: true
     int chunk_size;            // scan chunk; Mamba-2 default 256, log-linear and GDN default 64; power of two
     float time_step_min, time_step_max, time_step_floor;  // dt_bias init (GDN: fixed 1e-3/0.1/1e-4, no keys)
+    float time_step_limit[2];  // Mamba-2 family: dt clamped to [lo, hi]; (0, inf) = no clamp (the default)
+    bool use_bias;             // Mamba-2 family: in_proj.bias and out_proj.bias
     bool rescale_prenorm_residual;  // out_proj/down_proj init rescale (Mamba family, GDN; Transformer: false)
     int num_levels;            // Λ for log-linear models: bit_length(max_seq_len-1)+1 (15 for 16384); 0 otherwise
 

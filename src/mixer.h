@@ -19,10 +19,13 @@
 // ---- per-family weight views (pointers into params, or the same offsets in grads) --------------------
 typedef struct {
     float *q_proj, *k_proj, *v_proj, *o_proj;  // (H*hd, d), (Hkv*hd, d) x2, (d, H*hd)
+    float *q_bias, *k_bias, *v_bias;           // (H*hd), (Hkv*hd) x2 under qkv_bias, else NULL
+    float *q_norm, *k_norm;                    // (H*hd), (Hkv*hd) under qk_norm, else NULL
 } AttnWeights;
 
 typedef struct {
     float *in_proj;              // (2*d_in + 2GN + H [+ H*Λ], d)  rows [z|x|B|C|dt(|dl)]
+    float *in_bias, *out_bias;   // (R), (d) under use_bias, else NULL
     float *conv_w, *conv_b;      // (Cc, 1, K), (Cc) or NULL;  Cc = d_in + 2GN
     float *dt_bias, *A_log, *D;  // (H)
     float *L;                    // (H, Λ) log-linear only, else NULL
@@ -62,11 +65,14 @@ typedef struct {
 // ---- per-family saved activations and backward scratch (laid out by each family's carve functions) ---
 typedef struct {
     float *q, *k, *v;   // (N, H*hd), (N, Hkv*hd) x2; q and k after RoPE
+    float *q_raw, *k_raw;    // (N, H*hd), (N, Hkv*hd) projections before the qk norm (qk_norm only)
+    float *q_rstd, *k_rstd;  // (N) x2 qk-norm 1/rms (qk_norm only)
     float *att;         // (N, H*hd) attention output before o_proj
     float *lse;         // (B, H, T) softmax log-sum-exp
 } AttnSaved;
 typedef struct {
     float *dq, *dk, *dv, *datt;  // (N, H*hd), (N, Hkv*hd) x2, (N, H*hd)
+    float *dq_raw, *dk_raw;      // (N, H*hd), (N, Hkv*hd) before the qk norm (qk_norm only)
 } AttnScratch;
 
 typedef struct {

@@ -1,6 +1,8 @@
 // mixer_attention.c — fla's Attention layer (doc/architectures.md §6.3) as the Transformer's mixer family:
-// q/k/v projections (no bias), RoPE on q and k, causal softmax attention (GQA when num_kv_heads <
-// num_heads), o_proj. The kernels are in attention.c.
+// q/k/v projections (biases under qkv_bias), under qk_norm an RMSNorm of the whole q row and the whole k
+// row (weights [H*hd] and [Hkv*hd], doc/checkpoint-names.md §1), RoPE on q and k, causal softmax attention
+// (GQA when num_kv_heads < num_heads; sliding window under window_size), o_proj. The kernels are in
+// attention.c.
 #include <stdio.h>
 #include <string.h>
 
@@ -8,6 +10,12 @@
 #include "common.h"
 #include "linear.h"
 #include "mixer.h"
+#include "norm.h"
+#include "param_init.h"
+
+// eps of q_norm / k_norm: fla's Attention builds them as RMSNorm(dim) without passing norm_eps, so they
+// keep fla RMSNorm's default.
+#define QK_NORM_EPS 1e-5f
 
 // Tensors in the state_dict order of fla's TransformerBlock: attn_norm, attn.{q,k,v,o}_proj, mlp_norm.
 static void attn_add_tensors(ParamTable *tb, const ModelConfig *c, int layer, const char *layer_prefix,
@@ -17,20 +25,30 @@ static void attn_add_tensors(ParamTable *tb, const ModelConfig *c, int layer, co
     AttnWeights *aw = &w->mix.attn;
     char name[96];
 #define NAME(suffix) (snprintf(name, sizeof name, "%s.%s", layer_prefix, suffix), name)
+    const bool bias = c->qkv_bias;
     w->mixer_norm = param_add(tb, NAME("attn_norm.weight"), false, 1, d, 0, 0);
     aw->q_proj = param_add(tb, NAME("attn.q_proj.weight"), true, 2, (int64_t)H * hd, d, 0);
+    if (bias) aw->q_bias = param_add(tb, NAME("attn.q_proj.bias"), false, 1, (int64_t)H * hd, 0, 0);
     aw->k_proj = param_add(tb, NAME("attn.k_proj.weight"), true, 2, (int64_t)Hkv * hd, d, 0);
+    if (bias) aw->k_bias = param_add(tb, NAME("attn.k_proj.bias"), false, 1, (int64_t)Hkv * hd, 0, 0);
     aw->v_proj = param_add(tb, NAME("attn.v_proj.weight"), true, 2, (int64_t)Hkv * hd, d, 0);
+    if (bias) aw->v_bias = param_add(tb, NAME("attn.v_proj.bias"), false, 1, (int64_t)Hkv * hd, 0, 0);
     aw->o_proj = param_add(tb, NAME("attn.o_proj.weight"), true, 2, d, (int64_t)H * hd, 0);
+    if (c->qk_norm) {
+        aw->q_norm = param_add(tb, NAME("attn.q_norm.weight"), false, 1, (int64_t)H * hd, 0, 0);
+        aw->k_norm = param_add(tb, NAME("attn.k_norm.weight"), false, 1, (int64_t)Hkv * hd, 0, 0);
+    }
     w->mlp_norm = param_add(tb, NAME("mlp_norm.weight"), false, 1, d, 0, 0);
 #undef NAME
 }
 
-// fla's Transformer _init_weights: the projections' N(0, σ²) draw of model_init is all (no rescale).
-static void attn_init(MixerWeights *w, const ModelConfig *c, Rng *r) {
-    (void)w;
-    (void)c;
+// fla's Transformer _init_weights: the projections' N(0, σ²) draw of model_init (biases 0) and no rescale;
+// the qk norms' weights are 1.
+static void attn_init(MixerWeights *mw, const ModelConfig *c, Rng *r) {
     (void)r;
+    AttnWeights *w = &mw->attn;
+    if (w->q_norm) init_const(w->q_norm, (size_t)c->num_heads * c->head_dim, 1.0f);
+    if (w->k_norm) init_const(w->k_norm, (size_t)c->num_kv_heads * c->head_dim, 1.0f);
 }
 
 static void attn_saved_carve(MixerSaved *ms, Arena *a, const ModelConfig *c, int B, int T) {
@@ -39,6 +57,12 @@ static void attn_saved_carve(MixerSaved *ms, Arena *a, const ModelConfig *c, int
     s->q = arena_take(a, N * Dq);
     s->k = arena_take(a, N * Dkv);
     s->v = arena_take(a, N * Dkv);
+    if (c->qk_norm) {
+        s->q_raw = arena_take(a, N * Dq);
+        s->k_raw = arena_take(a, N * Dkv);
+        s->q_rstd = arena_take(a, N);
+        s->k_rstd = arena_take(a, N);
+    }
     s->att = arena_take(a, N * Dq);
     s->lse = arena_take(a, (size_t)B * c->num_heads * T);
 }
@@ -50,6 +74,10 @@ static void attn_scratch_carve(MixerScratch *ms, Arena *a, const ModelConfig *c,
     s->dk = arena_take(a, N * Dkv);
     s->dv = arena_take(a, N * Dkv);
     s->datt = arena_take(a, N * Dq);
+    if (c->qk_norm) {
+        s->dq_raw = arena_take(a, N * Dq);
+        s->dk_raw = arena_take(a, N * Dkv);
+    }
 }
 
 static size_t attn_kernel_scratch_floats(const ModelConfig *c, int B, int T) {
@@ -64,12 +92,20 @@ static void attn_forward(float *out,        // (N, d)
     const AttnWeights *w = &mw->attn;
     const int d = c->hidden_size, H = c->num_heads, Hkv = c->num_kv_heads, hd = c->head_dim;
     const int64_t N = (int64_t)B * T;
-    linear_forward(s->q, x, w->q_proj, NULL, N, d, H * hd);
-    linear_forward(s->k, x, w->k_proj, NULL, N, d, Hkv * hd);
-    linear_forward(s->v, x, w->v_proj, NULL, N, d, Hkv * hd);
+    // q, k = [RMSNorm](x W_qᵀ + b_q), [RMSNorm](x W_kᵀ + b_k); v = x W_vᵀ + b_v
+    if (c->qk_norm) {
+        linear_forward(s->q_raw, x, w->q_proj, w->q_bias, N, d, H * hd);
+        linear_forward(s->k_raw, x, w->k_proj, w->k_bias, N, d, Hkv * hd);
+        rmsnorm_forward(s->q, s->q_rstd, s->q_raw, w->q_norm, N, H * hd, QK_NORM_EPS);
+        rmsnorm_forward(s->k, s->k_rstd, s->k_raw, w->k_norm, N, Hkv * hd, QK_NORM_EPS);
+    } else {
+        linear_forward(s->q, x, w->q_proj, w->q_bias, N, d, H * hd);
+        linear_forward(s->k, x, w->k_proj, w->k_bias, N, d, Hkv * hd);
+    }
+    linear_forward(s->v, x, w->v_proj, w->v_bias, N, d, Hkv * hd);
     rope_forward(s->q, B, T, H, hd, c->rope_theta);
     rope_forward(s->k, B, T, Hkv, hd, c->rope_theta);
-    attention_forward(s->att, s->lse, s->q, s->k, s->v, B, T, H, Hkv, hd, kscratch);
+    attention_forward(s->att, s->lse, s->q, s->k, s->v, B, T, H, Hkv, hd, c->window_size, kscratch);
     linear_forward(out, s->att, w->o_proj, NULL, N, H * hd, d);
 }
 
@@ -93,13 +129,23 @@ static void attn_backward(float *dx,            // (N, d) +=
     memset(ms->dq, 0, nq * sizeof(float));
     memset(ms->dk, 0, nkv * sizeof(float));
     memset(ms->dv, 0, nkv * sizeof(float));
-    attention_backward(ms->dq, ms->dk, ms->dv, ms->datt, s->q, s->k, s->v, s->att, s->lse, B, T, H, Hkv, hd, kscratch);
-    // q, k = RoPE(x W_qᵀ), RoPE(x W_kᵀ); v = x W_vᵀ
+    attention_backward(ms->dq, ms->dk, ms->dv, ms->datt, s->q, s->k, s->v, s->att, s->lse, B, T, H, Hkv, hd,
+                       c->window_size, kscratch);
+    // q, k = RoPE(·) of the projections (after the qk norm)
     rope_backward(ms->dq, B, T, H, hd, c->rope_theta);
     rope_backward(ms->dk, B, T, Hkv, hd, c->rope_theta);
-    linear_backward(dx, gw->q_proj, NULL, ms->dq, x, w->q_proj, N, d, H * hd);
-    linear_backward(dx, gw->k_proj, NULL, ms->dk, x, w->k_proj, N, d, Hkv * hd);
-    linear_backward(dx, gw->v_proj, NULL, ms->dv, x, w->v_proj, N, d, Hkv * hd);
+    const float *dq = ms->dq, *dk = ms->dk;
+    if (c->qk_norm) {
+        memset(ms->dq_raw, 0, nq * sizeof(float));
+        memset(ms->dk_raw, 0, nkv * sizeof(float));
+        rmsnorm_backward(ms->dq_raw, gw->q_norm, ms->dq, s->q_raw, w->q_norm, s->q_rstd, N, H * hd);
+        rmsnorm_backward(ms->dk_raw, gw->k_norm, ms->dk, s->k_raw, w->k_norm, s->k_rstd, N, Hkv * hd);
+        dq = ms->dq_raw;
+        dk = ms->dk_raw;
+    }
+    linear_backward(dx, gw->q_proj, gw->q_bias, dq, x, w->q_proj, N, d, H * hd);
+    linear_backward(dx, gw->k_proj, gw->k_bias, dk, x, w->k_proj, N, d, Hkv * hd);
+    linear_backward(dx, gw->v_proj, gw->v_bias, ms->dv, x, w->v_proj, N, d, Hkv * hd);
 }
 
 // KV cache per layer: k (max_len, Hkv*hd) then v (max_len, Hkv*hd).
@@ -118,18 +164,28 @@ static void attn_step(float *out, float *state, int64_t pos, const float *x, con
     const int Dkv = Hkv * hd;
     float *kc = state, *vc = state + (size_t)max_len * Dkv;
     float *q = tmp, *att = tmp + (size_t)H * hd, *p = tmp + 2 * (size_t)H * hd;
-    linear_forward(q, x, w->q_proj, NULL, 1, d, H * hd);
-    linear_forward(kc + pos * Dkv, x, w->k_proj, NULL, 1, d, Dkv);
-    linear_forward(vc + pos * Dkv, x, w->v_proj, NULL, 1, d, Dkv);
+    float *kt = kc + pos * Dkv, rstd;
+    linear_forward(q, x, w->q_proj, w->q_bias, 1, d, H * hd);
+    linear_forward(kt, x, w->k_proj, w->k_bias, 1, d, Dkv);
+    linear_forward(vc + pos * Dkv, x, w->v_proj, w->v_bias, 1, d, Dkv);
+    if (c->qk_norm) {   // in place: each row's rms is taken before it is overwritten
+        rmsnorm_forward(q, &rstd, q, w->q_norm, 1, H * hd, QK_NORM_EPS);
+        rmsnorm_forward(kt, &rstd, kt, w->k_norm, 1, Dkv, QK_NORM_EPS);
+    }
     rope_forward_at(q, H, hd, pos, c->rope_theta);
-    rope_forward_at(kc + pos * Dkv, Hkv, hd, pos, c->rope_theta);
-    attention_decode_step(att, p, q, kc, vc, pos, H, Hkv, hd);
+    rope_forward_at(kt, Hkv, hd, pos, c->rope_theta);
+    attention_decode_step(att, p, q, kc, vc, pos, H, Hkv, hd, c->window_size);
     linear_forward(out, att, w->o_proj, NULL, 1, H * hd, d);
 }
 
-// QKᵀ and PV over T/2 keys on average.
+// QKᵀ and PV over T/2 keys on average (at most the window).
 static double attn_mixing_flops(const ModelConfig *c, int T) {
-    return 2.0 * 2.0 * (T / 2.0) * c->num_heads * c->head_dim;
+    double keys = T / 2.0;
+    if (c->window_size > 0 && c->window_size < T) {
+        const double W = c->window_size;   // mean over t of min(t + 1, W)
+        keys = (W * (W + 1) / 2.0 + (T - W) * W) / T;
+    }
+    return 2.0 * 2.0 * keys * c->num_heads * c->head_dim;
 }
 
 const MixerFamily MIXER_ATTENTION = {

@@ -2,9 +2,10 @@
 // variant (HAttentionMixer, §7):
 //   zxbcdt = x W_inᵀ, rows [z | x | B | C | dt (| dl)]
 //   [x|B|C] = silu(causal depthwise conv(·) + bias)          (z, dt, dl are not convolved)
-//   dt = softplus(dt_raw + dt_bias), A = −exp(A_log), λ = softplus(L ⊙ dl)   (log-linear)
+//   dt = clamp(softplus(dt_raw + dt_bias), time_step_limit), A = −exp(A_log), λ = softplus(L ⊙ dl) (log-linear)
 //   y = SSD scan (or log-linear scan) + D·x
 //   out = (RMSNorm(y ⊙ silu(z)) ⊙ w) W_outᵀ
+// (in_proj and out_proj add a bias under use_bias.)
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -22,6 +23,8 @@
 
 typedef struct {
     int d, H, P, G, N, GN, din, Cc, K, R, levels;
+    float dt_lo, dt_hi;   // time_step_limit: dt is clamped to [dt_lo, dt_hi]
+    bool dt_clamp;        // false at the default (0, inf): softplus is never below 0
     int dt_off, dl_off;   // column offsets of dt and dl in the in_proj output
     int norm_groups;      // groups of the gated RMSNorm (see mamba_dims)
     bool loglinear;
@@ -46,6 +49,9 @@ static MambaDims mamba_dims(const ModelConfig *c) {
     // The paper's Mamba-2 trains through mamba_ssm's fused kernel, whose gated RMSNorm normalises each group
     // of d_inner / n_groups channels; the log-linear model uses fla's gated norm over the whole d_inner.
     m.norm_groups = m.loglinear ? 1 : m.G;
+    m.dt_lo = c->time_step_limit[0];
+    m.dt_hi = c->time_step_limit[1];
+    m.dt_clamp = m.dt_lo > 0.0f || !isinf(m.dt_hi);
     return m;
 }
 
@@ -73,8 +79,10 @@ static void mamba2_add_tensors(ParamTable *tb, const ModelConfig *c, int layer, 
     w->conv_w = param_add(tb, NAME("mixer.conv1d.weight"), true, 3, m.Cc, 1, m.K);
     if (c->use_conv_bias) w->conv_b = param_add(tb, NAME("mixer.conv1d.bias"), false, 1, m.Cc, 0, 0);
     w->in_proj = param_add(tb, NAME("mixer.in_proj.weight"), true, 2, m.R, m.d, 0);
+    if (c->use_bias) w->in_bias = param_add(tb, NAME("mixer.in_proj.bias"), false, 1, m.R, 0, 0);
     w->gnorm = param_add(tb, NAME("mixer.norm.weight"), false, 1, m.din, 0, 0);
     w->out_proj = param_add(tb, NAME("mixer.out_proj.weight"), true, 2, m.d, m.din, 0);
+    if (c->use_bias) w->out_bias = param_add(tb, NAME("mixer.out_proj.bias"), false, 1, m.d, 0, 0);
 #undef NAME
 }
 
@@ -128,14 +136,18 @@ static size_t mamba2_kernel_scratch_floats(const ModelConfig *c, int B, int T) {
 }
 
 // dt, A and λ from the in_proj output of `rows` rows (shared by the forward and the decoding step):
-//   A = −exp(A_log),  dt = softplus(dt_raw + dt_bias),  λ = softplus(L ⊙ dl) (log-linear).
+//   A = −exp(A_log),  dt = clamp(softplus(dt_raw + dt_bias), lo, hi),  λ = softplus(L ⊙ dl) (log-linear).
 static void gates_forward(float *dt /*(rows,H)*/, float *A /*(H)*/, float *lam /*(rows,H,Λ) or NULL*/,
                           const float *zxbcdt /*(rows,R)*/, int64_t rows, const Mamba2Weights *w, const MambaDims *m) {
     for (int h = 0; h < m->H; h++) A[h] = -expf(w->A_log[h]);
 #pragma omp parallel for schedule(static) if (rows > 64)
     for (int64_t n = 0; n < rows; n++) {
         const float *row = zxbcdt + n * m->R;
-        for (int h = 0; h < m->H; h++) dt[n * m->H + h] = act_softplus(row[m->dt_off + h] + w->dt_bias[h]);
+        for (int h = 0; h < m->H; h++) {
+            float v = act_softplus(row[m->dt_off + h] + w->dt_bias[h]);
+            if (m->dt_clamp) v = fminf(fmaxf(v, m->dt_lo), m->dt_hi);
+            dt[n * m->H + h] = v;
+        }
     }
     if (lam) lambda_forward(lam, zxbcdt + m->dl_off, m->R, w->L, rows, m->H * m->levels);
 }
@@ -148,13 +160,21 @@ static void gates_backward(float *dzxbcdt, Mamba2Weights *gw, const float *dA, c
                            const MambaDims *m) {
     // A = −exp(A_log) ⇒ dA_log = dA · A
     for (int h = 0; h < m->H; h++) gw->A_log[h] += dA[h] * A[h];
-    // dt = softplus(dt_raw + dt_bias)
+    // dt = clamp(softplus(dt_raw + dt_bias)): no gradient where the clamp is active (strictly outside
+    // [lo, hi], as mamba_ssm's _chunk_cumsum_bwd and torch.clamp)
 #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < rows; n++) {
         const float *row = zxbcdt + n * m->R;
         float *drow = dzxbcdt + n * m->R;
-        for (int h = 0; h < m->H; h++)
-            drow[m->dt_off + h] = ddt[n * m->H + h] * act_softplus_grad(row[m->dt_off + h] + w->dt_bias[h]);
+        for (int h = 0; h < m->H; h++) {
+            const float u = row[m->dt_off + h] + w->dt_bias[h];
+            float g = ddt[n * m->H + h] * act_softplus_grad(u);
+            if (m->dt_clamp) {
+                const float sp = act_softplus(u);
+                if (sp < m->dt_lo || sp > m->dt_hi) g = 0.0f;
+            }
+            drow[m->dt_off + h] = g;
+        }
     }
 #pragma omp parallel for schedule(static)
     for (int h = 0; h < m->H; h++) {
@@ -175,7 +195,7 @@ static void mamba2_forward(float *out,         // (N, d)
     const Mamba2Weights *w = &mw->mamba;
     const MambaDims m = mamba_dims(c);
     const int64_t N = (int64_t)B * T;
-    linear_forward(s->zxbcdt, x, w->in_proj, NULL, N, m.d, m.R);
+    linear_forward(s->zxbcdt, x, w->in_proj, w->in_bias, N, m.d, m.R);
     conv1d_silu_forward(s->xbc, s->conv_pre, s->zxbcdt + m.din, w->conv_w, w->conv_b, B, T, m.Cc, m.K, m.R, m.Cc);
     gates_forward(s->dt, s->A, s->lam, s->zxbcdt, N, w, &m);
     ScanDims sd = scan_dims(&m, c, B, T);
@@ -183,7 +203,7 @@ static void mamba2_forward(float *out,         // (N, d)
     if (m.loglinear) loglinear_forward(s->y, xs, s->dt, s->A, Bm, Cm, w->D, s->lam, &sd, kscratch);
     else ssd_forward(s->y, xs, s->dt, s->A, Bm, Cm, w->D, &sd, kscratch);
     gated_rmsnorm_forward(s->gout, s->grstd, s->y, s->zxbcdt, m.R, w->gnorm, N, m.din, m.norm_groups, c->norm_eps);
-    linear_forward(out, s->gout, w->out_proj, NULL, N, m.din, m.d);
+    linear_forward(out, s->gout, w->out_proj, w->out_bias, N, m.din, m.d);
 }
 
 static void mamba2_backward(float *dx,            // (N, d) +=
@@ -200,7 +220,7 @@ static void mamba2_backward(float *dx,            // (N, d) +=
     const int64_t N = (int64_t)B * T;
     // out = gout W_outᵀ
     memset(ms->dgout, 0, (size_t)N * m.din * sizeof(float));
-    linear_backward(ms->dgout, gw->out_proj, NULL, dout, s->gout, w->out_proj, N, m.din, m.d);
+    linear_backward(ms->dgout, gw->out_proj, gw->out_bias, dout, s->gout, w->out_proj, N, m.din, m.d);
     // gout = RMSNorm(y ⊙ silu(z)) ⊙ w  — dz lands in the z columns of dzxbcdt
     memset(ms->dzxbcdt, 0, (size_t)N * m.R * sizeof(float));
     memset(ms->dy, 0, (size_t)N * m.din * sizeof(float));
@@ -226,7 +246,7 @@ static void mamba2_backward(float *dx,            // (N, d) +=
     conv1d_silu_backward(ms->dzxbcdt + m.din, gw->conv_w, gw->conv_b, ms->dxbc, s->conv_pre, s->zxbcdt + m.din,
                          w->conv_w, B, T, m.Cc, m.K, m.R, m.Cc);
     // zxbcdt = x W_inᵀ
-    linear_backward(dx, gw->in_proj, NULL, ms->dzxbcdt, x, w->in_proj, N, m.d, m.R);
+    linear_backward(dx, gw->in_proj, gw->in_bias, ms->dzxbcdt, x, w->in_proj, N, m.d, m.R);
 }
 
 // Decoding state per layer: conv state (Cc, K−1) then the SSM state (H, P, N), or (H, Λ, P, N) for the
@@ -252,14 +272,14 @@ static void mamba2_step(float *out, float *state, int64_t pos, const float *x, c
     float *conv_state = state, *ssm = state + (size_t)m.Cc * (m.K - 1);
     float *zx = tmp, *xbc = zx + m.R, *dt = xbc + m.Cc, *lam = dt + m.H, *y = lam + (size_t)m.H * m.levels;
     float *gout = y + m.din, *A = gout + m.din, *rstd = A + m.H;   // rstd: (norm_groups)
-    linear_forward(zx, x, w->in_proj, NULL, 1, m.d, m.R);
+    linear_forward(zx, x, w->in_proj, w->in_bias, 1, m.d, m.R);
     conv1d_silu_step(xbc, conv_state, zx + m.din, w->conv_w, w->conv_b, m.Cc, m.K);
     gates_forward(dt, A, m.loglinear ? lam : NULL, zx, 1, w, &m);
     const float *Bv = xbc + m.din, *Cv = xbc + m.din + m.GN;
     if (m.loglinear) loglinear_step(y, ssm, pos, xbc, dt, A, Bv, Cv, w->D, lam, m.H, m.P, m.G, m.N, m.levels);
     else ssd_step(y, ssm, xbc, dt, A, Bv, Cv, w->D, m.H, m.P, m.G, m.N);
     gated_rmsnorm_forward(gout, rstd, y, zx, m.R, w->gnorm, 1, m.din, m.norm_groups, c->norm_eps);
-    linear_forward(out, gout, w->out_proj, NULL, 1, m.din, m.d);
+    linear_forward(out, gout, w->out_proj, w->out_bias, 1, m.din, m.d);
 }
 
 // intra-chunk: C·B and the weighted sum over Q/2 keys; chunk state write + read-out: 2 x 2PN; log-linear:

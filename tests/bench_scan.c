@@ -107,9 +107,9 @@ static void time_attention(int T, double *f_ms, double *fb_ms) {
     double spent = 0;
     for (int round = 0; round < 20 && (round < 2 || spent < 3000.0); round++) {
         double t0 = now_seconds();
-        attention_forward(o, lse, q, k, v, B, T, H, H, hd, scr);
+        attention_forward(o, lse, q, k, v, B, T, H, H, hd, 0, scr);
         double t1 = now_seconds();
-        attention_backward(dq, dk, dv, dout, q, k, v, o, lse, B, T, H, H, hd, scr);
+        attention_backward(dq, dk, dv, dout, q, k, v, o, lse, B, T, H, H, hd, 0, scr);
         double t2 = now_seconds();
         if (round > 0) {   // the first round pays the page faults
             *f_ms = LL_MIN(*f_ms, (t1 - t0) * 1e3);

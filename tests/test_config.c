@@ -3,6 +3,7 @@
 // class fails with a message naming the file and the key, overrides, and JSON round trips.
 // Run from the repository root (it reads configs/); temporary files go to a fresh /tmp directory.
 #include "config.h"
+#include "json_strict.h"
 #include "levels.h"
 #include "testutil.h"
 
@@ -381,16 +382,35 @@ START_TEST(test_value_errors) {
                  make_cfg("\"model_type\": \"gated_deltanet\", \"hidden_size\": 64, \"head_dim\": 16, \"conv_size\": 0", ""),
                  "model.conv_size");
 
+    // The options of the paper's classes: bad values name the key.
+    const char *TT = "\"model_type\": \"transformer\", \"hidden_size\": 64, \"num_heads\": 4";
+    char tb[512];
+#define WITH(extra) (snprintf(tb, sizeof tb, "%s, %s", TT, extra), tb)
+    EXPECT_ERROR("window.json", make_cfg(WITH("\"window_size\": -4"), ""), "model.window_size", "positive");
+    EXPECT_ERROR("window_type.json", make_cfg(WITH("\"window_size\": 1.5"), ""), "model.window_size", "integer");
+    EXPECT_ERROR("qk_norm_type.json", make_cfg(WITH("\"qk_norm\": 1"), ""), "model.qk_norm", "true or false");
+    const char *MB = "\"model_type\": \"mamba2\", \"hidden_size\": 64, \"num_heads\": 2";
+    char mb[512];
+#define MWITH(extra) (snprintf(mb, sizeof mb, "%s, %s", MB, extra), mb)
+    EXPECT_ERROR("tsl_order.json", make_cfg(MWITH("\"time_step_limit\": [0.5, 0.1]"), ""), "model.time_step_limit", "lo < hi");
+    EXPECT_ERROR("tsl_neg.json", make_cfg(MWITH("\"time_step_limit\": [-1.0, Infinity]"), ""), "model.time_step_limit");
+    EXPECT_ERROR("tsl_len.json", make_cfg(MWITH("\"time_step_limit\": [0.0, 1.0, 2.0]"), ""), "model.time_step_limit",
+                 "two numbers");
+    EXPECT_ERROR("tsl_str.json", make_cfg(MWITH("\"time_step_limit\": [0.0, \"inf\"]"), ""), "model.time_step_limit[1]",
+                 "number");
+    EXPECT_ERROR("tsl_gdn.json",
+                 make_cfg("\"model_type\": \"gated_deltanet\", \"hidden_size\": 64, \"head_dim\": 16, "
+                          "\"time_step_limit\": [0.0, 1.0]", ""),
+                 "model.time_step_limit", "does not apply");
+    EXPECT_ERROR("use_bias_t.json", make_cfg(WITH("\"use_bias\": true"), ""), "model.use_bias", "does not apply");
+#undef MWITH
+#undef WITH
+
     // Not-implemented features are refused at non-default values.
     static const struct { const char *type, *kv, *key; } F[] = {
-        {"transformer", "\"qkv_bias\": true", "qkv_bias"},
-        {"transformer", "\"qk_norm\": true", "qk_norm"},
-        {"transformer", "\"window_size\": 512", "window_size"},
         {"transformer", "\"attention_bias\": true", "attention_bias"},
         {"transformer", "\"hidden_act\": \"gelu\"", "hidden_act"},
-        {"mamba2", "\"use_bias\": true", "use_bias"},
         {"mamba2", "\"residual_in_fp32\": true", "residual_in_fp32"},
-        {"loglinear_mamba2", "\"time_step_limit\": [0.0, 10.0]", "time_step_limit"},
         {"gated_deltanet", "\"attn_mode\": \"fused_recurrent\"", "attn_mode"},
         {"gated_deltanet", "\"use_short_conv\": false", "use_short_conv"},
         {"loglinear_gated_deltanet", "\"attn\": {\"layers\": [1], \"num_heads\": 4}", "attn"},
@@ -486,15 +506,18 @@ END_TEST
 static const char *VARIANTS[] = {
     "{\"model_type\": \"transformer\", \"vocab_size\": 1000, \"hidden_size\": 96, \"num_hidden_layers\": 3, "
     "\"num_heads\": 6, \"num_kv_heads\": 2, \"intermediate_size\": 200, \"hidden_ratio\": 3, \"rope_theta\": 500000, "
-    "\"max_position_embeddings\": 512, \"norm_eps\": 1e-5, \"initializer_range\": 0.02, \"tie_word_embeddings\": true}",
+    "\"max_position_embeddings\": 512, \"norm_eps\": 1e-5, \"initializer_range\": 0.02, \"tie_word_embeddings\": true, "
+    "\"qkv_bias\": true, \"qk_norm\": true, \"window_size\": 100}",
     "{\"model_type\": \"mamba2\", \"vocab_size\": 1000, \"hidden_size\": 64, \"num_hidden_layers\": 3, \"num_heads\": 4, "
     "\"head_dim\": 24, \"expand\": 1.5, \"state_size\": 16, \"n_groups\": 2, \"conv_kernel\": 3, \"use_conv_bias\": false, "
     "\"chunk_size\": 32, \"time_step_min\": 0.002, \"time_step_max\": 0.05, \"time_step_floor\": 1e-5, "
     "\"rescale_prenorm_residual\": false, \"layer_norm_epsilon\": 1e-6, \"initializer_range\": 0.03, "
-    "\"max_position_embeddings\": 1024, \"tie_word_embeddings\": true}",
+    "\"max_position_embeddings\": 1024, \"tie_word_embeddings\": true, \"use_bias\": true, "
+    "\"time_step_limit\": [0.001, Infinity]}",
     "{\"model_type\": \"loglinear_mamba2\", \"vocab_size\": 1000, \"hidden_size\": 64, \"num_hidden_layers\": 3, "
     "\"num_heads\": 4, \"head_dim\": 32, \"state_size\": 16, \"n_groups\": 4, \"conv_size\": 2, \"chunk_size\": 16, "
-    "\"max_position_embeddings\": 1000, \"num_levels\": 14, \"layer_norm_epsilon\": 1e-4, \"initializer_range\": 0.006}",
+    "\"max_position_embeddings\": 1000, \"num_levels\": 14, \"layer_norm_epsilon\": 1e-4, \"initializer_range\": 0.006, "
+    "\"time_step_limit\": [0.0, 0.25]}",
     "{\"model_type\": \"gated_deltanet\", \"vocab_size\": 1000, \"hidden_size\": 64, \"num_hidden_layers\": 3, "
     "\"num_heads\": 2, \"head_dim\": 32, \"expand_v\": 1.5, \"use_gate\": false, \"conv_size\": 3, \"chunk_size\": 32, "
     "\"intermediate_size\": 128, \"hidden_ratio\": 3, \"norm_eps\": 1e-5, \"rescale_prenorm_residual\": false, "
@@ -518,9 +541,12 @@ START_TEST(test_round_trips) {
             const char *diff = model_config_first_difference(m, &back);
             ck_assert_msg(diff == NULL, "%s (case %d): HF round trip changed '%s'\n%s", model_type_name((ModelType)i), c,
                           diff, hf);
-            // The HF JSON uses the paper's names and the keys the paper's classes need.
-            cJSON *j = cJSON_Parse(hf);
-            ck_assert_ptr_nonnull(j);
+            // The HF JSON uses the paper's names and the keys the paper's classes need (read as Python
+            // reads it: a clamped time_step_limit may hold Infinity).
+            JsonDoc jd;
+            Err jerr;
+            ck_assert_msg(json_doc_parse(&jd, hf, "hf", &jerr), "%s", jerr.msg);
+            const cJSON *j = jd.root;
             ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(j, "model_type")->valuestring, model_type_hf_name((ModelType)i));
             ck_assert(cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(j, "architectures")));
             if (model_type_is_mamba2((ModelType)i)) {
@@ -533,7 +559,18 @@ START_TEST(test_round_trips) {
             ck_assert((cJSON_GetObjectItemCaseSensitive(j, "num_levels") != NULL) == model_type_is_loglinear((ModelType)i));
             // Floats are written in their shortest exact form (0.006, not 0.0060000000521540642).
             if (m->initializer_range == 0.006f) ck_assert_ptr_nonnull(strstr(hf, "0.006,"));
-            cJSON_Delete(j);
+            // The options of the paper's classes are written (time_step_limit only when it clamps).
+            if (m->type == MODEL_TRANSFORMER) {
+                ck_assert(cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(j, "qk_norm")));
+                ck_assert(cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(j, "qkv_bias")));
+                ck_assert_ptr_nonnull(cJSON_GetObjectItemCaseSensitive(j, "window_size"));
+            }
+            if (model_type_is_mamba2(m->type)) {
+                ck_assert(cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(j, "use_bias")));
+                const bool clamps = m->time_step_limit[0] != 0.0f || !isinf(m->time_step_limit[1]);
+                ck_assert((cJSON_GetObjectItemCaseSensitive(j, "time_step_limit") != NULL) == clamps);
+            }
+            json_doc_free(&jd);
             free(hf);
 
             // Whole config, through a file, with non-default train values.

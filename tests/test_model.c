@@ -46,6 +46,26 @@ static ModelConfig tiny(ModelType t) {
     return c;
 }
 
+// The tiny model with every option of the paper's classes on: Transformer with q/k/v biases, qk norm,
+// a sliding window shorter than the test sequences and GQA; Mamba-2 models with in/out_proj biases and a
+// dt clamp that is active for part of the tokens.
+static ModelConfig tiny_options(ModelType t) {
+    ModelConfig c = tiny(t);
+    if (t == MODEL_TRANSFORMER) {
+        c.qkv_bias = true;
+        c.qk_norm = true;
+        c.window_size = 4;
+        c.num_heads = 4;
+        c.head_dim = 4;
+        c.num_kv_heads = 2;
+    } else if (model_type_is_mamba2(t)) {
+        c.use_bias = true;
+        c.time_step_limit[0] = 0.4f;
+        c.time_step_limit[1] = 1.5f;
+    }
+    return c;
+}
+
 static void random_tokens(int32_t *x, int n, int V, uint64_t *s) {
     for (int i = 0; i < n; i++) x[i] = (int32_t)(tu_next(s) % (uint64_t)V);
 }
@@ -150,11 +170,59 @@ START_TEST(test_gradients_mamba2) { check_model_gradients(MODEL_MAMBA2, false); 
 END_TEST
 START_TEST(test_gradients_loglinear_mamba2) { check_model_gradients(MODEL_LOGLINEAR_MAMBA2, false); }
 END_TEST
+START_TEST(test_gradients_transformer_options) {
+    check_model_gradients_cfg(tiny_options(MODEL_TRANSFORMER), " (qkv_bias, qk_norm, window 4, GQA)");
+}
+END_TEST
+START_TEST(test_gradients_mamba2_options) {
+    check_model_gradients_cfg(tiny_options(MODEL_MAMBA2), " (use_bias, time_step_limit [0.4, 1.5])");
+}
+END_TEST
+START_TEST(test_gradients_loglinear_mamba2_options) {
+    check_model_gradients_cfg(tiny_options(MODEL_LOGLINEAR_MAMBA2), " (use_bias, time_step_limit [0.4, 1.5])");
+}
+END_TEST
+
+// The options change the model: the window hides keys, the clamp moves dt (for the FD checks above to
+// test the clamped path, it must be active on their weights).
+START_TEST(test_options_take_effect) {
+    const ModelType types[3] = {MODEL_TRANSFORMER, MODEL_MAMBA2, MODEL_LOGLINEAR_MAMBA2};
+    for (int i = 0; i < 3; i++) {
+        ModelConfig on = tiny_options(types[i]), off = on;
+        if (types[i] == MODEL_TRANSFORMER) off.window_size = 0;
+        else off.time_step_limit[0] = 0.0f, off.time_step_limit[1] = INFINITY;
+        const int B = 2, T = 11;
+        Err err;
+        Model *ma = model_create(&on, B, T, &err), *mb = model_create(&off, B, T, &err);
+        ck_assert(ma && mb);
+        model_init(ma, 7);
+        uint64_t s = 99;
+        float *p = model_params(ma);
+        for (int t = 0; t < model_num_tensors(ma); t++) {   // the same perturbation as the FD test
+            const ParamInfo *pi = model_tensor(ma, t);
+            if (!pi->decay)
+                for (size_t k = 0; k < pi->numel; k++) p[pi->offset + k] += 0.2f * tu_randn(&s);
+        }
+        memcpy(model_params(mb), p, model_num_params(ma) * sizeof(float));
+        int32_t in[B * T], tg[B * T];
+        random_tokens(in, B * T, on.vocab_size, &s);
+        random_tokens(tg, B * T, on.vocab_size, &s);
+        const double la = mean_loss(ma, in, tg, B, T), lb = mean_loss(mb, in, tg, B, T);
+        printf("%s: loss with the option %.6f, without %.6f\n", model_type_name(types[i]), la, lb);
+        ck_assert_msg(fabs(la - lb) > 1e-4, "%s: the option changes nothing", model_type_name(types[i]));
+        model_free(ma);
+        model_free(mb);
+    }
+}
+END_TEST
 
 // Step-by-step decoding (recurrent state / KV cache) reproduces the parallel forward's logits everywhere.
 START_TEST(test_decode_matches_forward) {
-    for (size_t ti = 0; ti < sizeof TYPES / sizeof TYPES[0]; ti++) {
-        ModelConfig c = tiny(TYPES[ti]);
+    const size_t ntypes = sizeof TYPES / sizeof TYPES[0];
+    for (size_t ti = 0; ti < ntypes + 3; ti++) {
+        // the five types, then the Transformer and both Mamba-2 models with their options
+        const ModelType type = ti < ntypes ? TYPES[ti] : (ModelType[]){MODEL_TRANSFORMER, MODEL_MAMBA2, MODEL_LOGLINEAR_MAMBA2}[ti - ntypes];
+        ModelConfig c = ti < ntypes ? tiny(type) : tiny_options(type);
         c.initializer_range = 0.1f;
         const int T = 45;   // many chunks of 4: levels up to bit_length(44)+1 = 7
         Err err;
@@ -174,9 +242,9 @@ START_TEST(test_decode_matches_forward) {
             double e = tu_rel_error(got, ref + (size_t)t * c.vocab_size, (size_t)c.vocab_size);
             if (e > worst) worst = e;
         }
-        printf("%s: decode vs parallel forward logits, worst rel err over %d positions %.2e\n",
-               model_type_name(TYPES[ti]), T, worst);
-        ck_assert_msg(worst < 1e-4, "%s: decode differs from forward (%.3e)", model_type_name(TYPES[ti]), worst);
+        printf("%s%s: decode vs parallel forward logits, worst rel err over %d positions %.2e\n",
+               model_type_name(type), ti < ntypes ? "" : " (options)", T, worst);
+        ck_assert_msg(worst < 1e-4, "%s: decode differs from forward (%.3e)", model_type_name(type), worst);
         decode_free(ds);
         free(ref);
         free(got);
@@ -300,6 +368,32 @@ START_TEST(test_tensor_names) {
     ck_assert_str_eq(t[1].name, "model.layers.0.attn_norm.weight");
     ck_assert_str_eq(t[2].name, "model.layers.0.attn.q_proj.weight");
     ck_assert_str_eq(t[n - 2].name, "model.norm.weight");
+    free(t);
+    // The options' tensors, in fla's registration order (doc/checkpoint-names.md §1-§2).
+    ModelConfig c = tiny_options(MODEL_TRANSFORMER);
+    t = model_table(&c, &n);
+    static const char *const attn_names[] = {"attn_norm.weight", "attn.q_proj.weight", "attn.q_proj.bias",
+                                             "attn.k_proj.weight", "attn.k_proj.bias", "attn.v_proj.weight",
+                                             "attn.v_proj.bias", "attn.o_proj.weight", "attn.q_norm.weight",
+                                             "attn.k_norm.weight", "mlp_norm.weight"};
+    static const int64_t attn_rows[] = {16, 16, 16, 8, 8, 8, 8, 16, 16, 8, 16};
+    for (int i = 0; i < 11; i++) {
+        char want[96];
+        snprintf(want, sizeof want, "model.layers.0.%s", attn_names[i]);
+        ck_assert_str_eq(t[1 + i].name, want);
+        ck_assert_int_eq(t[1 + i].shape[0], attn_rows[i]);
+    }
+    free(t);
+    c = tiny_options(MODEL_LOGLINEAR_MAMBA2);
+    t = model_table(&c, &n);
+    ck_assert_str_eq(t[9].name, "backbone.layers.0.mixer.in_proj.weight");
+    ck_assert_str_eq(t[10].name, "backbone.layers.0.mixer.in_proj.bias");
+    ck_assert_int_eq(t[10].ndim, 1);
+    ck_assert_int_eq(t[10].shape[0], t[9].shape[0]);
+    ck_assert_str_eq(t[11].name, "backbone.layers.0.mixer.norm.weight");
+    ck_assert_str_eq(t[12].name, "backbone.layers.0.mixer.out_proj.weight");
+    ck_assert_str_eq(t[13].name, "backbone.layers.0.mixer.out_proj.bias");
+    ck_assert_int_eq(t[13].shape[0], 16);
     free(t);
 }
 END_TEST
@@ -449,6 +543,10 @@ int main(void) {
     tcase_add_test(tc, test_gradients_tied_embeddings);
     tcase_add_test(tc, test_gradients_mamba2);
     tcase_add_test(tc, test_gradients_loglinear_mamba2);
+    tcase_add_test(tc, test_gradients_transformer_options);
+    tcase_add_test(tc, test_gradients_mamba2_options);
+    tcase_add_test(tc, test_gradients_loglinear_mamba2_options);
+    tcase_add_test(tc, test_options_take_effect);
     tcase_add_test(tc, test_decode_matches_forward);
     tcase_add_test(tc, test_equal_lambda_reduces_to_mamba2);
     tcase_add_test(tc, test_paper_param_counts);

@@ -97,9 +97,13 @@ END_TEST
 
 typedef struct {
     int B, T, H, Hkv, hd;
+    int window;   // sliding window (0 = none)
 } Dims;
 
-// P (T, T) of one (b, h): softmax over j <= i of scale · q_i·k_j; also returns lse per row.
+// Whether key j is visible from query i: causal, and i − j < window under a window.
+static bool visible(Dims d, int i, int j) { return j <= i && (d.window <= 0 || i - j < d.window); }
+
+// P (T, T) of one (b, h): softmax over the visible j of scale · q_i·k_j (0 elsewhere); also returns lse per row.
 static void naive_probs(double *P, double *lse, const float *q, const float *k, Dims d, int b, int h) {
     int kvh = h / (d.H / d.Hkv);
     double scale = 1.0 / sqrt((double)d.hd);
@@ -107,6 +111,7 @@ static void naive_probs(double *P, double *lse, const float *q, const float *k, 
         const float *qi = q + (((size_t)b * d.T + i) * d.H + h) * d.hd;
         double mx = -INFINITY;
         for (int j = 0; j <= i; j++) {
+            if (!visible(d, i, j)) continue;
             const float *kj = k + (((size_t)b * d.T + j) * d.Hkv + kvh) * d.hd;
             double s = 0;
             for (int c = 0; c < d.hd; c++) s += (double)qi[c] * kj[c];
@@ -114,9 +119,10 @@ static void naive_probs(double *P, double *lse, const float *q, const float *k, 
             mx = fmax(mx, s * scale);
         }
         double sum = 0;
-        for (int j = 0; j <= i; j++) sum += exp(P[(size_t)i * d.T + j] - mx);
+        for (int j = 0; j <= i; j++)
+            if (visible(d, i, j)) sum += exp(P[(size_t)i * d.T + j] - mx);
         for (int j = 0; j < d.T; j++)
-            P[(size_t)i * d.T + j] = j <= i ? exp(P[(size_t)i * d.T + j] - mx) / sum : 0.0;
+            P[(size_t)i * d.T + j] = visible(d, i, j) ? exp(P[(size_t)i * d.T + j] - mx) / sum : 0.0;
         lse[i] = mx + log(sum);
     }
 }
@@ -176,12 +182,17 @@ static void naive_attention(float *out, float *lse_out, float *dq, float *dk, fl
 }
 
 static const Dims kConfigs[] = {
-    {2, 1, 2, 2, 8},    // a single token
-    {1, 5, 4, 2, 8},    // GQA, tiny
-    {2, 127, 4, 4, 16}, // just under one block of 128
-    {1, 128, 2, 1, 8},  // exactly one block, all query heads on one kv head (MQA)
-    {1, 129, 4, 2, 8},  // one row into the second block
-    {2, 300, 4, 2, 16}, // three blocks, the last partial
+    {2, 1, 2, 2, 8, 0}, // a single token
+    {1, 5, 4, 2, 8, 0}, // GQA, tiny
+    {2, 127, 4, 4, 16, 0}, // just under one block of 128
+    {1, 128, 2, 1, 8, 0}, // exactly one block, all query heads on one kv head (MQA)
+    {1, 129, 4, 2, 8, 0}, // one row into the second block
+    {2, 300, 4, 2, 16, 0}, // three blocks, the last partial
+    // sliding windows: within one block, across block edges (lo > 0 from the second block), window 1
+    {1, 20, 2, 1, 8, 5},
+    {2, 300, 4, 2, 8, 100},
+    {1, 260, 2, 2, 8, 129},
+    {1, 40, 2, 2, 8, 1},
 };
 
 START_TEST(test_attention_vs_naive) {
@@ -196,16 +207,16 @@ START_TEST(test_attention_vs_naive) {
         float *dq = tu_zeros(nq), *dk = tu_zeros(nk), *dv = tu_zeros(nk);
         float *rdq = tu_zeros(nq), *rdk = tu_zeros(nk), *rdv = tu_zeros(nk);
         float *scratch = xmalloc(attention_scratch_floats(d.B, d.T, d.H, d.hd) * sizeof(float));
-        attention_forward(out, lse, q, k, v, d.B, d.T, d.H, d.Hkv, d.hd, scratch);
-        attention_backward(dq, dk, dv, dout, q, k, v, out, lse, d.B, d.T, d.H, d.Hkv, d.hd, scratch);
+        attention_forward(out, lse, q, k, v, d.B, d.T, d.H, d.Hkv, d.hd, d.window, scratch);
+        attention_backward(dq, dk, dv, dout, q, k, v, out, lse, d.B, d.T, d.H, d.Hkv, d.hd, d.window, scratch);
         naive_attention(rout, rlse, rdq, rdk, rdv, dout, q, k, v, d);
         double eo = tu_max_violation(out, rout, nq, 1e-5, 1e-4), el = tu_max_violation(lse, rlse, nl, 1e-5, 1e-5);
         // Gradients: elementwise |a − b| <= 1e-5 + 1e-4 |b| (an absolute floor because for T = 1 the
         // exact dq and dk are 0 and only rounding noise remains).
         double eq = tu_max_violation(dq, rdq, nq, 1e-5, 1e-4), ek = tu_max_violation(dk, rdk, nk, 1e-5, 1e-4);
         double ev = tu_max_violation(dv, rdv, nk, 1e-5, 1e-4);
-        printf("  attention B=%d T=%3d H=%d Hkv=%d hd=%2d: max violation out %.2f lse %.2f dq %.2f dk %.2f "
-               "dv %.2f; rel error dq %.1e dk %.1e dv %.1e\n", d.B, d.T, d.H, d.Hkv, d.hd, eo, el, eq, ek, ev,
+        printf("  attention B=%d T=%3d H=%d Hkv=%d hd=%2d window=%3d: max violation out %.2f lse %.2f dq %.2f dk %.2f "
+               "dv %.2f; rel error dq %.1e dk %.1e dv %.1e\n", d.B, d.T, d.H, d.Hkv, d.hd, d.window, eo, el, eq, ek, ev,
                tu_rel_error(dq, rdq, nq), tu_rel_error(dk, rdk, nk), tu_rel_error(dv, rdv, nk));
         ck_assert_msg(eo <= 1 && el <= 1, "attention forward mismatch T=%d", d.T);
         ck_assert_msg(eq <= 1 && ek <= 1 && ev <= 1, "attention backward mismatch T=%d", d.T);
@@ -223,7 +234,7 @@ typedef struct {
 static double att_loss(void *p) {
     AttCtx *c = p;
     Dims d = c->d;
-    attention_forward(c->out, c->lse, c->q, c->k, c->v, d.B, d.T, d.H, d.Hkv, d.hd, c->scratch);
+    attention_forward(c->out, c->lse, c->q, c->k, c->v, d.B, d.T, d.H, d.Hkv, d.hd, d.window, c->scratch);
     return tu_dot_rd(c->r, c->out, (size_t)d.B * d.T * d.H * d.hd);
 }
 
@@ -232,9 +243,9 @@ START_TEST(test_attention_fd) {
     // One block with every coordinate checked, then several blocks with a random sample. The FD noise
     // of the float forward is ~1e-4 of the (small) dk entries, hence 3e-3; the tight check is the
     // comparison with the double reference above (~3e-7).
-    const Dims dims[2] = {{1, 37, 4, 2, 8}, {1, 150, 2, 1, 8}};
-    const size_t checks[2] = {100000, 400};
-    for (int di = 0; di < 2; di++) {
+    const Dims dims[3] = {{1, 37, 4, 2, 8, 0}, {1, 150, 2, 1, 8, 0}, {1, 150, 2, 1, 8, 40}};
+    const size_t checks[3] = {100000, 400, 400};
+    for (int di = 0; di < 3; di++) {
         Dims d = dims[di];
         size_t nq = (size_t)d.B * d.T * d.H * d.hd, nk = (size_t)d.B * d.T * d.Hkv * d.hd;
         AttCtx c = {tu_zeros(nq), tu_zeros((size_t)d.B * d.H * d.T), tu_randn_buf(nq, 1, &rng), tu_randn_buf(nk, 1, &rng),
@@ -245,15 +256,15 @@ START_TEST(test_attention_fd) {
         for (size_t i = 0; i < nq; i++) dq[i] = 1.0f;
         for (size_t i = 0; i < nk; i++) dk[i] = dv[i] = 1.0f;
         att_loss(&c);
-        attention_backward(dq, dk, dv, c.r, c.q, c.k, c.v, c.out, c.lse, d.B, d.T, d.H, d.Hkv, d.hd, c.scratch);
+        attention_backward(dq, dk, dv, c.r, c.q, c.k, c.v, c.out, c.lse, d.B, d.T, d.H, d.Hkv, d.hd, d.window, c.scratch);
         for (size_t i = 0; i < nq; i++) dq[i] -= 1.0f;
         for (size_t i = 0; i < nk; i++) { dk[i] -= 1.0f; dv[i] -= 1.0f; }
         char name[96];
-        snprintf(name, sizeof name, "attention d q (T=%d H=%d Hkv=%d)", d.T, d.H, d.Hkv);
+        snprintf(name, sizeof name, "attention d q (T=%d H=%d Hkv=%d W=%d)", d.T, d.H, d.Hkv, d.window);
         ck_assert(tu_fd_rel_error(name, att_loss, &c, c.q, dq, nq, 1e-2f, checks[di], &rng) < 3e-3);
-        snprintf(name, sizeof name, "attention d k (T=%d H=%d Hkv=%d)", d.T, d.H, d.Hkv);
+        snprintf(name, sizeof name, "attention d k (T=%d H=%d Hkv=%d W=%d)", d.T, d.H, d.Hkv, d.window);
         ck_assert(tu_fd_rel_error(name, att_loss, &c, c.k, dk, nk, 1e-2f, checks[di], &rng) < 3e-3);
-        snprintf(name, sizeof name, "attention d v (T=%d H=%d Hkv=%d)", d.T, d.H, d.Hkv);
+        snprintf(name, sizeof name, "attention d v (T=%d H=%d Hkv=%d W=%d)", d.T, d.H, d.Hkv, d.window);
         ck_assert(tu_fd_rel_error(name, att_loss, &c, c.v, dv, nk, 1e-2f, checks[di], &rng) < 3e-3);
         free(dq); free(dk); free(dv);
         free(c.out); free(c.lse); free(c.q); free(c.k); free(c.v); free(c.r); free(c.scratch);
@@ -263,7 +274,7 @@ END_TEST
 
 START_TEST(test_attention_determinism) {
     uint64_t rng = 141;
-    const Dims d = {2, 200, 4, 2, 8};
+    const Dims d = {2, 200, 4, 2, 8, 0};
     size_t nq = (size_t)d.B * d.T * d.H * d.hd, nk = (size_t)d.B * d.T * d.Hkv * d.hd;
     float *q = tu_randn_buf(nq, 1, &rng), *k = tu_randn_buf(nk, 1, &rng), *v = tu_randn_buf(nk, 1, &rng);
     float *dout = tu_randn_buf(nq, 1, &rng), *lse = tu_zeros((size_t)d.B * d.H * d.T);
@@ -273,8 +284,8 @@ START_TEST(test_attention_determinism) {
     for (int t = 0; t < 3; t++) {
         omp_set_num_threads(t + 1);
         out[t] = tu_zeros(nq); dq[t] = tu_zeros(nq); dk[t] = tu_zeros(nk); dv[t] = tu_zeros(nk);
-        attention_forward(out[t], lse, q, k, v, d.B, d.T, d.H, d.Hkv, d.hd, scratch);
-        attention_backward(dq[t], dk[t], dv[t], dout, q, k, v, out[t], lse, d.B, d.T, d.H, d.Hkv, d.hd, scratch);
+        attention_forward(out[t], lse, q, k, v, d.B, d.T, d.H, d.Hkv, d.hd, d.window, scratch);
+        attention_backward(dq[t], dk[t], dv[t], dout, q, k, v, out[t], lse, d.B, d.T, d.H, d.Hkv, d.hd, d.window, scratch);
     }
     for (int t = 1; t < 3; t++) {
         ck_assert_msg(memcmp(out[0], out[t], nq * sizeof(float)) == 0, "out differs with %d threads", t + 1);

@@ -61,7 +61,8 @@ def tensor_bytes(t):
     return t.numpy().tobytes()
 
 
-def write_pytorch_style(path, tensors):
+def write_pytorch_style(path, tensors, meta=None):
+    """meta: extra string metadata beside {"format": "pt"}."""
     # safetensors sorts data by dtype size (largest first) then by name; the JSON keys end up sorted.
     order = sorted(tensors, key=lambda k: (-tensors[k].element_size(), k))
     header, blobs, off = {}, [], 0
@@ -71,7 +72,7 @@ def write_pytorch_style(path, tensors):
                         "data_offsets": [off, off + len(blob)]}
         blobs.append(blob)
         off += len(blob)
-    js = json.dumps({"__metadata__": {"format": "pt"}, **{k: header[k] for k in sorted(header)}},
+    js = json.dumps({"__metadata__": {"format": "pt", **(meta or {})}, **{k: header[k] for k in sorted(header)}},
                     separators=(",", ":")).encode()
     js += b" " * (-len(js) % 8)
     with open(path, "wb") as f:

@@ -193,9 +193,8 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
     }
 }
 
-void attention_decode_step(float *out, float *p, const float *q, const float *kc, const float *vc, int64_t pos,
-                           int H, int Hkv, int hd) {
-    const int Dkv = Hkv * hd;
+void attention_decode_step(float *out, float *p, const float *q, const float *kc, const float *vc, int64_t ld,
+                           int64_t pos, int H, int Hkv, int hd) {
     const float scale = 1.0f / sqrtf((float)hd);
     const int group = H / Hkv;
     for (int h = 0; h < H; h++) {
@@ -203,7 +202,7 @@ void attention_decode_step(float *out, float *p, const float *q, const float *kc
         const int kvh = h / group;
         float mx = -INFINITY;
         for (int64_t j = 0; j <= pos; j++) {
-            const float *kj = kc + j * Dkv + (size_t)kvh * hd;
+            const float *kj = kc + j * ld + (size_t)kvh * hd;
             float sdot = 0;
             for (int i = 0; i < hd; i++) sdot += qh[i] * kj[i];
             p[j] = sdot * scale;
@@ -214,7 +213,7 @@ void attention_decode_step(float *out, float *p, const float *q, const float *kc
         float *oh = out + (size_t)h * hd;
         memset(oh, 0, (size_t)hd * sizeof(float));
         for (int64_t j = 0; j <= pos; j++) {
-            const float *vj = vc + j * Dkv + (size_t)kvh * hd;
+            const float *vj = vc + j * ld + (size_t)kvh * hd;
             const float pj = (float)(p[j] / sum);
             for (int i = 0; i < hd; i++) oh[i] += pj * vj[i];
         }

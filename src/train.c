@@ -21,6 +21,7 @@
 #include "config.h"
 #include "data.h"
 #include "model.h"
+#include "model_io.h"
 #include "optimizer.h"
 #include "rng.h"
 #include "safetensors.h"
@@ -105,19 +106,6 @@ static Args parse_args(int argc, char **argv) {
         die("give --config FILE (or --resume RUN_DIR)");
     }
     return a;
-}
-
-static TensorRef *tensor_refs(Model *m) {
-    int n = model_num_tensors(m);
-    TensorRef *refs = xcalloc((size_t)n, sizeof *refs);
-    for (int i = 0; i < n; i++) {
-        const ParamInfo *pi = model_tensor(m, i);
-        refs[i].name = pi->name;
-        refs[i].ndim = pi->ndim;
-        for (int k = 0; k < 4; k++) refs[i].shape[k] = pi->shape[k];
-        refs[i].data = model_params(m) + pi->offset;
-    }
-    return refs;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -367,7 +355,7 @@ static void setup_model_and_data(Trainer *t) {
     t->model = model_create(mc, B, T, &err);
     if (!t->model) die("%s: %s", t->config_origin, err.msg);
     const size_t numel = model_num_params(t->model);
-    t->refs = tensor_refs(t->model);
+    t->refs = model_tensor_refs(t->model);
     t->m1 = xcalloc(numel, sizeof(float));
     t->m2 = xcalloc(numel, sizeof(float));
     t->decay_mask = xcalloc(numel, 1);

@@ -1,4 +1,4 @@
-# loglinear.c build.  `make` builds ./train, ./generate and ./tokenize (release), `make test` builds every
+# loglinear.c build.  `make` builds ./train, ./generate, ./evaluate and ./tokenize (release), `make test` builds every
 # tests/test_*.c with AddressSanitizer + UBSan and runs them, `make bench` runs the benchmarks,
 # `make compile_commands.json` writes the compilation database for editors and clang tools.
 # `make WERROR=1 ...` turns warnings into errors (CI: scripts/test.sh); off by default for users.
@@ -19,7 +19,7 @@ LIBS        = -lopenblas -lcjson -lz $(PKG_LIBS) -lm -fopenmp
 DEPFLAGS    = -MMD -MP
 
 # src/*.c without the programs' mains.
-PROGRAMS := train generate
+PROGRAMS := train generate evaluate
 LIB_SRC  := $(filter-out $(patsubst %,src/%.c,$(PROGRAMS)),$(wildcard src/*.c))
 REL_OBJ  := $(patsubst src/%.c,build/rel/%.o,$(LIB_SRC))
 TEST_OBJ := $(patsubst src/%.c,build/asan/%.o,$(LIB_SRC))

@@ -276,10 +276,20 @@ static void check_batch(const Model *m, int B, int T) {
 
 double model_forward_loss(Model *m, const int32_t *inputs, const int32_t *targets, int B, int T, int64_t *count,
                           float *token_loss) {
+    return model_forward_eval(m, inputs, targets, B, T, count, token_loss, NULL);
+}
+
+double model_forward_eval(Model *m, const int32_t *inputs, const int32_t *targets, int B, int T, int64_t *count,
+                          float *token_loss, int32_t *pred) {
     check_batch(m, B, T);
     forward_body(m, inputs, B, T);
-    return lm_head_loss(NULL, NULL, count, token_loss, m->hf, m->w.lm_head, targets, (int64_t)B * T, m->cfg.hidden_size,
-                        m->cfg.vocab_size, 0.0f, m->kscratch, LM_HEAD_CHUNK_ROWS);
+    const int64_t N = (int64_t)B * T;
+    const double loss = lm_head_loss(NULL, NULL, count, token_loss, m->hf, m->w.lm_head, targets, N,
+                                     m->cfg.hidden_size, m->cfg.vocab_size, 0.0f, m->kscratch, LM_HEAD_CHUNK_ROWS);
+    if (pred)
+        lm_head_argmax(pred, m->hf, m->w.lm_head, N, m->cfg.hidden_size, m->cfg.vocab_size, m->kscratch,
+                       LM_HEAD_CHUNK_ROWS);
+    return loss;
 }
 
 void model_forward_logits(Model *m, const int32_t *inputs, int B, int T, float *logits) {

@@ -53,6 +53,9 @@ double model_forward_backward(Model *m, const int32_t *inputs, const int32_t *ta
 // (0 where the target is ignored) unless NULL.
 double model_forward_loss(Model *m, const int32_t *inputs, const int32_t *targets, int B, int T, int64_t *count,
                           float *token_loss);
+// As model_forward_loss, plus pred (B, T): the most likely next token at every position (accuracy).
+double model_forward_eval(Model *m, const int32_t *inputs, const int32_t *targets, int B, int T, int64_t *count,
+                          float *token_loss, int32_t *pred);
 // Forward only, returning the logits of every position: logits (B, T, V).
 void model_forward_logits(Model *m, const int32_t *inputs, int B, int T, float *logits);
 void model_zero_grad(Model *m);

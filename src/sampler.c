@@ -4,6 +4,8 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "activations.h"
+
 struct Sampler {
     SamplerConfig cfg;
     int V;
@@ -35,12 +37,7 @@ void sampler_free(Sampler *s) {
     free(s);
 }
 
-int32_t sampler_argmax(const float *logits, int V) {
-    int32_t best = 0;
-    for (int i = 1; i < V; i++)
-        if (logits[i] > logits[best] || (isnan(logits[best]) && !isnan(logits[i]))) best = i;
-    return best;
-}
+int32_t sampler_argmax(const float *logits, int V) { return (int32_t)act_argmax(logits, V); }
 
 // Larger weight first, then the lower id: a total order (qsort is not stable), the same on every platform.
 static int by_weight_desc(const void *a, const void *b, void *ctx) {

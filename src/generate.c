@@ -34,7 +34,8 @@ typedef struct {
 
 static void usage(FILE *f) {
     fputs("usage: ./generate --checkpoint RUN_DIR|CHECKPOINT_DIR [options]\n"
-          "       ./generate --config FILE [options]     (untrained weights: for timing and memory)\n"
+          "       ./generate --config FILE [options]     (untrained weights from the config's train.seed:\n"
+          "                                              for timing and memory)\n"
           "\n"
           "Continues a prompt with the model of a checkpoint (the latest of a run directory, as\n"
           "./train --resume finds it, or a step directory).\n"
@@ -222,7 +223,7 @@ int main(int argc, char **argv) {
     Err err;
     TrainedModel tm;
     bool ok = a.checkpoint ? trained_model_open(&tm, a.checkpoint, 1, 1, &err)
-                           : trained_model_init(&tm, a.config, a.seed, 1, 1, &err);
+                           : trained_model_init(&tm, a.config, 1, 1, &err);
     if (!ok) die("%s", err.msg);
     threads_setup(a.threads >= 0 ? a.threads : tm.cfg.train.threads);
     const ModelConfig *mc = &tm.cfg.model;

@@ -53,12 +53,12 @@ bool trained_model_open(TrainedModel *tm, const char *path, int B, int T, Err *e
     return true;
 }
 
-bool trained_model_init(TrainedModel *tm, const char *config_path, uint64_t seed, int B, int T, Err *err) {
+bool trained_model_init(TrainedModel *tm, const char *config_path, int B, int T, Err *err) {
     memset(tm, 0, sizeof *tm);
     if (!config_load(&tm->cfg, config_path, tm->origin, sizeof tm->origin, err)) return false;
     tm->model = model_create(&tm->cfg.model, B, T, err);
     if (!tm->model) return false;
-    model_init(tm->model, seed);
+    model_init(tm->model, tm->cfg.train.seed);
     return true;
 }
 

@@ -23,8 +23,8 @@ typedef struct {
 // finds it; or a step directory), with activations for (B, T) batches. CRC-checked, strict names/shapes.
 bool trained_model_open(TrainedModel *tm, const char *path, int B, int T, Err *err);
 // A model of config file `config_path` (looked up as ./train does) with the paper's initialisation from
-// `seed`: untrained weights, for timing and memory measurements.
-bool trained_model_init(TrainedModel *tm, const char *config_path, uint64_t seed, int B, int T, Err *err);
+// its train.seed: untrained weights, for timing and memory measurements.
+bool trained_model_init(TrainedModel *tm, const char *config_path, int B, int T, Err *err);
 void trained_model_close(TrainedModel *tm);
 
 #endif

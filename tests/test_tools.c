@@ -1,7 +1,7 @@
 // test_tools.c — end-to-end checks of ./generate and ./evaluate, and of MQAR training through ./train:
 // a seed fixes the generated text (also past the model's maximum context), the statistics show the state
 // growing, bad options fail with a message naming them; a tiny model learns a tiny MQAR to high answer
-// accuracy and stops early at train.target_accuracy; ./evaluate reports it.
+// accuracy and stops early at train.target_accuracy; ./evaluate reports it; scripts/mqar.sh --quick runs.
 #include <string.h>
 #include <unistd.h>
 
@@ -108,11 +108,28 @@ START_TEST(test_mqar_learns_and_stops) {
 }
 END_TEST
 
+// scripts/mqar.sh --quick: the five models train, the table has a row each, the plot is a PNG, and a second
+// run skips the finished runs.
+START_TEST(test_mqar_script_quick) {
+    run_ok("scripts/mqar.sh --quick --out %s/mq", g_tmp);
+    char *out;
+    ck_assert_int_eq(run(&out, "grep -c '^| [A-Z].* | [0-9.]* ± [0-9.]* |$' %s/mq/table.md", g_tmp), 0);
+    ck_assert_msg(atoi(out) == 5, "table rows: %s", out);
+    free(out);
+    ck_assert_int_eq(run(&out, "head -c 8 %s/mq/accuracy.png | od -An -c | tr -d ' '", g_tmp), 0);
+    ck_assert_msg(strstr(out, "PNG") != NULL, "accuracy.png is not a PNG: %s", out);
+    free(out);
+    ck_assert_int_eq(run(&out, "scripts/mqar.sh --quick --out %s/mq", g_tmp), 0);
+    ck_assert_msg(strstr(out, "skipping") != NULL && strstr(out, "step 4") == NULL, "no skip on rerun: %s", out);
+    free(out);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("tools");
     const struct { const char *name; const TTest *fn; } tests[] = {
         {"generate_seeded", test_generate_seeded}, {"generate_errors", test_generate_errors},
-        {"mqar_learns_and_stops", test_mqar_learns_and_stops}};
+        {"mqar_learns_and_stops", test_mqar_learns_and_stops}, {"mqar_script_quick", test_mqar_script_quick}};
     for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {
         TCase *tc = tcase_create(tests[i].name);
         tcase_add_checked_fixture(tc, setup, teardown);

@@ -25,28 +25,30 @@ START_TEST(test_prompt_layout) {
     model_init(m, 1);
     Tokenizer *tok = tokenizer_open_bytes();
     const int filler = 90;   // bytes of one filler sentence (with its leading space)
-    const int lengths[] = {400, 1000};
+    const int lengths[] = {300, 700};
     for (int li = 0; li < 2; li++) {
         int64_t prev = -1;
         for (int di = 0; di <= 4; di++) {
             PasskeyResult r, r2;
             ck_assert(passkey_trial(m, tok, lengths[li], di / 4.0, 7, &r, &err));
-            ck_assert(passkey_trial(m, tok, lengths[li], di / 4.0, 7, &r2, &err));
-            ck_assert_int_eq(r.passkey, r2.passkey);
+            if (di == 2) {   // the seed fixes the trial
+                ck_assert(passkey_trial(m, tok, lengths[li], di / 4.0, 7, &r2, &err));
+                ck_assert(r.passkey == r2.passkey && r.correct == r2.correct && r.needle_at == r2.needle_at);
+            }
             ck_assert(r.passkey >= 10000 && r.passkey <= 99999);
             ck_assert_msg(r.prompt_tokens <= lengths[li] && r.prompt_tokens > lengths[li] - filler,
                           "prompt of %lld tokens for length %d", (long long)r.prompt_tokens, lengths[li]);
-            ck_assert(li == 0 ? r.needle_at >= prev : r.needle_at > prev);   // 1 filler sentence at 400, 8 at 1000
+            ck_assert(li == 0 ? r.needle_at >= prev : r.needle_at > prev);   // 0 filler sentences at 300, 5 at 700
             prev = r.needle_at;
             const int64_t needle = 59, question = 38;   // bytes of the needle sentence and of the question
             if (di == 0) ck_assert_int_eq(r.needle_at, 1 + 146);   // end-of-text + the instruction
             if (di == 4) ck_assert_int_eq(r.needle_at + needle + question, r.prompt_tokens);
         }
-        PasskeyResult a, b;
-        ck_assert(passkey_trial(m, tok, lengths[li], 0.5, 8, &a, &err));
-        ck_assert(passkey_trial(m, tok, lengths[li], 0.5, 9, &b, &err));
-        ck_assert(a.passkey != b.passkey);
     }
+    PasskeyResult a, b;
+    ck_assert(passkey_trial(m, tok, 300, 0.5, 8, &a, &err));
+    ck_assert(passkey_trial(m, tok, 300, 0.5, 9, &b, &err));
+    ck_assert(a.passkey != b.passkey);
     tokenizer_free(tok);
     model_free(m);
 }

@@ -1,4 +1,4 @@
-# loglinear.c build.  `make` builds ./train and ./tokenize (release), `make test` builds every
+# loglinear.c build.  `make` builds ./train, ./generate, ./evaluate and ./tokenize (release), `make test` builds every
 # tests/test_*.c with AddressSanitizer + UBSan and runs them, `make bench` runs the benchmarks,
 # `make compile_commands.json` writes the compilation database for editors and clang tools.
 # `make WERROR=1 ...` turns warnings into errors (CI: scripts/test.sh); off by default for users.
@@ -18,7 +18,9 @@ LIBS        = -lopenblas -lcjson -lz $(PKG_LIBS) -lm -fopenmp
 # Exact header dependencies: every compile writes a .d file next to its output (included below).
 DEPFLAGS    = -MMD -MP
 
-LIB_SRC  := $(filter-out src/train.c,$(wildcard src/*.c))
+# src/*.c without the programs' mains.
+PROGRAMS := train generate evaluate
+LIB_SRC  := $(filter-out $(patsubst %,src/%.c,$(PROGRAMS)),$(wildcard src/*.c))
 REL_OBJ  := $(patsubst src/%.c,build/rel/%.o,$(LIB_SRC))
 TEST_OBJ := $(patsubst src/%.c,build/asan/%.o,$(LIB_SRC))
 TESTS    := $(patsubst tests/%.c,build/asan/%,$(wildcard tests/test_*.c))
@@ -32,7 +34,7 @@ $(foreach k,$(SCAN_KERNELS),build/rel/$(k).o build/asan/$(k).o): KERNEL_CFLAGS =
 
 .PHONY: all test bench clean compile_commands.json build-tests-and-benches
 .SECONDARY:
-all: train tokenize
+all: $(PROGRAMS) tokenize
 
 build/rel/%.o: src/%.c | build/rel
 	$(CC) $(REL_CFLAGS) $(KERNEL_CFLAGS) $(DEPFLAGS) -c $< -o $@
@@ -41,8 +43,8 @@ build/asan/%.o: src/%.c | build/asan
 build/rel build/asan:
 	mkdir -p $@
 
-train: src/train.c $(REL_OBJ) | build/rel
-	$(CC) $(REL_CFLAGS) $(DEPFLAGS) -MF build/rel/train.d -MT $@ $< $(REL_OBJ) -o $@ $(LIBS)
+$(PROGRAMS): %: src/%.c $(REL_OBJ) | build/rel
+	$(CC) $(REL_CFLAGS) $(DEPFLAGS) -MF build/rel/$@.d -MT $@ $< $(REL_OBJ) -o $@ $(LIBS)
 tokenize: data/tokenize.c $(REL_OBJ) | build/rel
 	$(CC) $(REL_CFLAGS) $(DEPFLAGS) -MF build/rel/tokenize.d -MT $@ $< $(REL_OBJ) -o $@ $(LIBS)
 
@@ -52,7 +54,7 @@ build/rel/bench_%: tests/bench_%.c $(REL_OBJ) | build/rel
 	$(CC) $(REL_CFLAGS) $(DEPFLAGS) -MF $@.d -MT $@ -Itests $< $(REL_OBJ) -o $@ $(LIBS)
 
 # Each test binary runs on its own so one failure names its suite; all must pass.
-test: $(TESTS) train tokenize
+test: $(TESTS) $(PROGRAMS) tokenize
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 ./tests/run_tests.sh $(TESTS)
 
 bench: $(BENCHES)
@@ -69,6 +71,6 @@ compile_commands.json:
 	@echo "wrote $@ ($$(grep -c '"file"' $@) entries)"
 
 clean:
-	rm -rf build train tokenize compile_commands.json
+	rm -rf build $(PROGRAMS) tokenize compile_commands.json
 
 -include $(wildcard build/rel/*.d build/asan/*.d)

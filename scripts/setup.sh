@@ -11,6 +11,7 @@ PACKAGES=(
     libopenblas-openmp-dev libopenblas-dev libcjson-dev zlib1g-dev check libpcre2-dev
     libopenmpi-dev openmpi-bin
     nodejs npm
+    jq gnuplot-nox
     sword-text-web libsword-utils bible-kjv fortunes jargon-text
 )
 # Optional: PyTorch for the reference tools (never needed to train or test). LOGLINEAR_TORCH=1 adds it.

@@ -160,4 +160,12 @@ static inline float act_max(const float *x, int64_t n) {
     return mx;
 }
 
+// Index of the largest of x[0..n), the lowest on ties; NaN never wins (0 if all are NaN).
+static inline int64_t act_argmax(const float *x, int64_t n) {
+    const float mx = act_max(x, n);
+    for (int64_t i = 0; i < n; i++)
+        if (x[i] == mx) return i;
+    return 0;
+}
+
 #endif

@@ -202,9 +202,8 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
     }
 }
 
-void attention_decode_step(float *out, float *p, const float *q, const float *kc, const float *vc, int64_t pos,
-                           int H, int Hkv, int hd, int window) {
-    const int Dkv = Hkv * hd;
+void attention_decode_step(float *out, float *p, const float *q, const float *kc, const float *vc, int64_t ld,
+                           int64_t pos, int H, int Hkv, int hd, int window) {
     const float scale = 1.0f / sqrtf((float)hd);
     const int group = H / Hkv;
     const int64_t first = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;   // first visible key
@@ -213,7 +212,7 @@ void attention_decode_step(float *out, float *p, const float *q, const float *kc
         const int kvh = h / group;
         float mx = -INFINITY;
         for (int64_t j = first; j <= pos; j++) {
-            const float *kj = kc + j * Dkv + (size_t)kvh * hd;
+            const float *kj = kc + j * ld + (size_t)kvh * hd;
             float sdot = 0;
             for (int i = 0; i < hd; i++) sdot += qh[i] * kj[i];
             p[j] = sdot * scale;
@@ -224,7 +223,7 @@ void attention_decode_step(float *out, float *p, const float *q, const float *kc
         float *oh = out + (size_t)h * hd;
         memset(oh, 0, (size_t)hd * sizeof(float));
         for (int64_t j = first; j <= pos; j++) {
-            const float *vj = vc + j * Dkv + (size_t)kvh * hd;
+            const float *vj = vc + j * ld + (size_t)kvh * hd;
             const float pj = (float)(p[j] / sum);
             for (int i = 0; i < hd; i++) oh[i] += pj * vj[i];
         }

@@ -64,8 +64,8 @@ void attention_backward(float *dq,          // (B, T, H, hd) +=
 void attention_decode_step(float *out,       // (H, hd)
                            float *p,         // (pos + 1) scratch: the probabilities of one head
                            const float *q,   // (H, hd), already rotated
-                           const float *kc,  // (pos + 1, Hkv, hd) cached keys, rotated
-                           const float *vc,  // (pos + 1, Hkv, hd) cached values
-                           int64_t pos, int H, int Hkv, int hd, int window);
+                           const float *kc,  // (pos + 1, Hkv, hd) cached keys, rotated, row stride ld
+                           const float *vc,  // (pos + 1, Hkv, hd) cached values, row stride ld
+                           int64_t ld, int64_t pos, int H, int Hkv, int hd, int window);
 
 #endif

@@ -16,6 +16,7 @@
 
 #include "json_strict.h"
 #include "levels.h"
+#include "mqar.h"
 
 // ---------------------------------------------------------------------------------------------------
 // Model types
@@ -170,6 +171,7 @@ void train_config_defaults(TrainConfig *t) {
     t->log_every = 1;
     t->max_bad_steps = 10;
     t->threads = 0;
+    t->target_accuracy = 0.0f;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -651,14 +653,15 @@ static const struct {
     {"log_every", TK_INT, TOFF(log_every)},
     {"max_bad_steps", TK_INT, TOFF(max_bad_steps)},
     {"threads", TK_INT, TOFF(threads)},
+    {"target_accuracy", TK_FLOAT, TOFF(target_accuracy)},
 };
 static const size_t N_TRAIN_KEYS = sizeof TRAIN_KEYS / sizeof TRAIN_KEYS[0];
 static const char *const TRAIN_KEY_NAMES[] = {
     "train_data", "val_data", "tokenizer", "run_dir", "batch_size", "seq_len", "grad_accum", "steps", "lr",
     "min_lr_ratio", "warmup_steps", "beta1", "beta2", "eps", "weight_decay", "decay", "grad_clip", "seed",
     "eval_every", "eval_batches", "sample_every", "sample_tokens", "save_every", "keep_last", "log_every",
-    "max_bad_steps", "threads"};
-_Static_assert(sizeof TRAIN_KEY_NAMES / sizeof TRAIN_KEY_NAMES[0] == 27, "keep TRAIN_KEY_NAMES in sync with TRAIN_KEYS");
+    "max_bad_steps", "threads", "target_accuracy"};
+_Static_assert(sizeof TRAIN_KEY_NAMES / sizeof TRAIN_KEY_NAMES[0] == 28, "keep TRAIN_KEY_NAMES in sync with TRAIN_KEYS");
 
 static const char *const DECAY_NAMES[] = {"matrices", "all", "none"};
 
@@ -787,6 +790,10 @@ static bool train_check(const TrainConfig *t, const char *o, Err *err) {
     NEED(t->log_every > 0, "log_every", "must be a positive integer, got %d", t->log_every);
     NEED(t->max_bad_steps >= 0, "max_bad_steps", "must be >= 0, got %d", t->max_bad_steps);
     NEED(t->threads >= 0, "threads", "must be >= 0 (0 = all cores), got %d", t->threads);
+    NEED(t->target_accuracy >= 0 && t->target_accuracy <= 1, "target_accuracy",
+         "must be in [0, 1] (0 = off), got %g", (double)t->target_accuracy);
+    NEED(!mqar_is_spec(t->train_data) || strcmp(t->train_data, t->val_data) != 0, "val_data",
+         "is the same MQAR set as train_data (%s): give it another seed=, e.g. \"mqar:...,seed=1\"", t->train_data);
     return true;
 #undef NEED
 }

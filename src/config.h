@@ -105,6 +105,7 @@ typedef struct {
     int log_every;             // steps between progress lines
     int max_bad_steps;         // consecutive NaN/inf steps tolerated before the run stops with an error
     int threads;               // OpenMP threads (0 = all cores)
+    float target_accuracy;     // stop once the validation accuracy (answer positions) reaches it; 0 = off
 } TrainConfig;
 
 typedef struct {

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "mqar.h"
 #include "rng.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -38,6 +39,8 @@ struct DataLoader {
     int64_t total_tokens;
     int64_t *order;         // (num_windows) this epoch's permutation; NULL when not shuffling
     uint64_t epoch, cursor;
+    bool is_task;           // a generated task (MQAR): window w = example w, no shards
+    MqarSpec task;
 };
 
 // Uniform integer in [0, n) without modulo bias (reject the few values above the last multiple of n).
@@ -122,6 +125,20 @@ bool dataloader_open(DataLoader **out, const char *glob_pattern, int B, int T, i
     if (B <= 0 || T <= 0 || vocab_size <= 0)
         return err_set(err, "dataloader: batch_size (%d), seq_len (%d) and vocab_size (%d) must be positive",
                        B, T, vocab_size);
+    if (mqar_is_spec(glob_pattern)) {
+        DataLoader *dl = xcalloc(1, sizeof *dl);
+        *dl = (DataLoader){.B = B, .T = T, .shuffle = shuffle, .seed = seed, .is_task = true};
+        if (!mqar_parse(&dl->task, glob_pattern, T, vocab_size, err)) {
+            free(dl);
+            return false;
+        }
+        dl->num_windows = dl->task.examples;
+        dl->total_tokens = dl->task.examples * T;
+        if (shuffle) dl->order = xmalloc((size_t)dl->num_windows * sizeof *dl->order);
+        make_order(dl);
+        *out = dl;
+        return true;
+    }
     glob_t g;
     int rc = glob(glob_pattern, 0, NULL, &g);  // sorted by name
     if (rc != 0 || g.gl_pathc == 0) {
@@ -177,22 +194,29 @@ void dataloader_close(DataLoader *dl) {
     free(dl);
 }
 
+// Copies window w of the shards: inputs = tokens[w*T, w*T+T), targets = the next token of each.
+static void shard_window(const DataLoader *dl, int64_t w, int32_t *in_b, int32_t *tg_b) {
+    const int T = dl->T;
+    // Binary search for the shard holding window w (the last s with win_start[s] <= w).
+    int lo = 0, hi = dl->num_shards - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (dl->win_start[mid] <= w) lo = mid; else hi = mid - 1;
+    }
+    const uint16_t *win = dl->shards[lo].tokens + (w - dl->win_start[lo]) * T;  // (T+1,)
+    for (int t = 0; t < T; t++) {
+        in_b[t] = win[t];
+        tg_b[t] = win[t + 1];
+    }
+}
+
 void dataloader_next(DataLoader *dl, int32_t *inputs, int32_t *targets) {
     const int T = dl->T;
     for (int b = 0; b < dl->B; b++) {
         int64_t w = dl->shuffle ? dl->order[dl->cursor] : (int64_t)dl->cursor;
-        // Binary search for the shard holding window w (the last s with win_start[s] <= w).
-        int lo = 0, hi = dl->num_shards - 1;
-        while (lo < hi) {
-            int mid = (lo + hi + 1) / 2;
-            if (dl->win_start[mid] <= w) lo = mid; else hi = mid - 1;
-        }
-        const uint16_t *win = dl->shards[lo].tokens + (w - dl->win_start[lo]) * T;  // (T+1,)
         int32_t *in_b = inputs + (int64_t)b * T, *tg_b = targets + (int64_t)b * T;
-        for (int t = 0; t < T; t++) {
-            in_b[t] = win[t];
-            tg_b[t] = win[t + 1];
-        }
+        if (dl->is_task) mqar_example(&dl->task, w, T, in_b, tg_b);
+        else shard_window(dl, w, in_b, tg_b);
         if (++dl->cursor == (uint64_t)dl->num_windows) {
             dl->cursor = 0;
             dl->epoch++;
@@ -226,3 +250,4 @@ void dataloader_rewind(DataLoader *dl) {
 int64_t dataloader_num_windows(const DataLoader *dl) { return dl->num_windows; }
 int64_t dataloader_total_tokens(const DataLoader *dl) { return dl->total_tokens; }
 int dataloader_num_shards(const DataLoader *dl) { return dl->num_shards; }
+bool dataloader_is_task(const DataLoader *dl) { return dl->is_task; }

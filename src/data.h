@@ -9,6 +9,9 @@
 // windows of the current epoch's order: sequential (shuffle = false, for validation) or a Fisher-Yates
 // permutation drawn from (seed, epoch) with a fixed integer RNG, so the same seed gives the same batches
 // on any machine. Every window is visited exactly once per epoch; a batch may straddle two epochs.
+//
+// Instead of a glob, the data may name a generated task, "mqar:..." (mqar.h): window w is then example w
+// of the set (targets -1 except at the answers), in the same shuffled or sequential order; no files.
 #ifndef LL_DATA_H
 #define LL_DATA_H
 
@@ -45,6 +48,7 @@ void dataloader_rewind(DataLoader *dl);  // back to epoch 0, cursor 0 (e.g. befo
 
 int64_t dataloader_num_windows(const DataLoader *dl);  // windows per epoch
 int64_t dataloader_total_tokens(const DataLoader *dl); // tokens in all shards
-int dataloader_num_shards(const DataLoader *dl);
+int dataloader_num_shards(const DataLoader *dl);     // 0 for a task
+bool dataloader_is_task(const DataLoader *dl);       // a generated task (MQAR): targets are masked
 
 #endif

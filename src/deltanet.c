@@ -1097,37 +1097,37 @@ void deltanet_step(float *o, float *state, const float *q, const float *k, const
 }
 
 void deltanet_loglinear_step(float *o, float *state, int64_t t, const float *q, const float *k, const float *v,
-                             const float *g, const float *beta, const float *lam, int H, int K, int V, int levels) {
-    const size_t KV = (size_t)K * V;
+                             const float *g, const float *beta, const float *lam, int H, int K, int V, int levels,
+                             int lam_levels) {
+    const size_t KV = (size_t)K * V, HKV = (size_t)H * KV;
     float u[V > 0 ? V : 1];
+    if (t == 0) memset(state, 0, sizeof(float) * levels * HKV);
     for (int h = 0; h < H; h++) {
-        float *Sh = state + (size_t)h * levels * KV;
+        float *Sh = state + (size_t)h * KV;   // level l of head h: Sh + l * HKV
         const float *qh = q + (size_t)h * K, *kh = k + (size_t)h * K, *vh = v + (size_t)h * V;
-        const float *lh = lam + (size_t)h * levels;
-        if (t == 0) {
-            memset(Sh, 0, sizeof(float) * levels * KV);
-        } else {  // levels 0..ctz(t) (2^ctz(t) tokens) merge into the target level, which is empty
+        const float *lh = lam + (size_t)h * lam_levels;
+        if (t > 0) {  // levels 0..ctz(t) (2^ctz(t) tokens) merge into the target level, which is empty
             const int kz = __builtin_ctzll((unsigned long long)t), tgt = level_cascade_target(t, levels);
-            float *St = Sh + (size_t)tgt * KV;
+            float *St = Sh + (size_t)tgt * HKV;
             for (int l = 0; l <= kz && l < tgt; l++) {
-                float *Sl = Sh + (size_t)l * KV;
+                float *Sl = Sh + (size_t)l * HKV;
                 for (size_t e = 0; e < KV; e++) St[e] += Sl[e];
                 memset(Sl, 0, sizeof(float) * KV);
             }
         }
         const float a = expf(g[h]), bt = beta[h];
         for (int l = 1; l < levels; l++)
-            if (level_occupied(t, l)) step_transition(Sh + (size_t)l * KV, kh, NULL, a, bt, K, V, u);
+            if (level_occupied(t, l)) step_transition(Sh + (size_t)l * HKV, kh, NULL, a, bt, K, V, u);
         for (int n = 0; n < K; n++)  // level 0 = this token, ungated
             for (int e = 0; e < V; e++) Sh[(size_t)n * V + e] = bt * kh[n] * vh[e];
         for (int e = 0; e < V; e++) {
             float acc = 0.0f;
             for (int l = 0; l < levels; l++) {
                 if (!level_occupied(t, l)) continue;
-                const float *S = Sh + (size_t)l * KV;
+                const float *S = Sh + (size_t)l * HKV;
                 float dot = 0.0f;
                 for (int n = 0; n < K; n++) dot += S[(size_t)n * V + e] * qh[n];
-                acc += lh[l] * dot;
+                acc += lh[l < lam_levels ? l : lam_levels - 1] * dot;
             }
             o[(size_t)h * V + e] = acc;
         }

@@ -55,9 +55,12 @@ void deltanet_backward(float *dq, float *dk, float *dv, float *dg, float *dbeta,
 void deltanet_step(float *o, float *state, const float *q, const float *k, const float *v, const float *g,
                    const float *beta, int H, int K, int V);
 
-// Log-linear recurrent form: state (H, levels, K, V), t = 0-based position (at t == 0 the state is cleared,
-// so it needs no initialisation), lam (H, levels). Levels cascade as in levels.h (level_cascade_target).
+// Log-linear recurrent form: state (levels, H, K, V), t = 0-based position (at t == 0 the state is cleared,
+// so it needs no initialisation), levels >= levels_needed(t+1), lam (H, lam_levels). Levels cascade as in
+// levels.h (level_cascade_target). Level-major, so a larger state extends a smaller one at its end; levels
+// >= lam_levels (past the model's maximum context) are weighted by the top λ, as loglinear_step's.
 void deltanet_loglinear_step(float *o, float *state, int64_t t, const float *q, const float *k, const float *v,
-                             const float *g, const float *beta, const float *lam, int H, int K, int V, int levels);
+                             const float *g, const float *beta, const float *lam, int H, int K, int V, int levels,
+                             int lam_levels);
 
 #endif

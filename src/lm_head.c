@@ -100,6 +100,17 @@ double lm_head_loss(float *dx, float *dW, int64_t *count, float *token_loss, con
     return total;
 }
 
+void lm_head_argmax(int32_t *pred, const float *x, const float *W, int64_t N, int d, int V, float *scratch,
+                    int chunk_rows) {
+    float *logits = scratch + 2 * (size_t)chunk_rows;     // (chunk_rows, V), as lm_head_loss
+    for (int64_t n0 = 0; n0 < N; n0 += chunk_rows) {
+        const int rows = (int)(N - n0 < chunk_rows ? N - n0 : chunk_rows);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, V, d, 1.0f, x + n0 * d, d, W, d, 0.0f, logits, V);
+        #pragma omp parallel for schedule(static)
+        for (int r = 0; r < rows; r++) pred[n0 + r] = (int32_t)act_argmax(logits + (int64_t)r * V, V);
+    }
+}
+
 void lm_head_logits(float *logits, const float *x, const float *W, int d, int V) {
     cblas_sgemv(CblasRowMajor, CblasNoTrans, V, d, 1.0f, W, d, x, 1, 0.0f, logits, 1);
 }

@@ -44,6 +44,14 @@ double lm_head_loss(float *dx,              // (N, d) += or NULL
                     float *scratch,         // lm_head_scratch_floats(chunk_rows, V)
                     int chunk_rows);
 
+// pred[n] = argmax_v (x Wᵀ)[n, v] (the lowest id on ties), chunk_rows rows at a time (evaluation accuracy).
+void lm_head_argmax(int32_t *pred,       // (N)
+                    const float *x,      // (N, d)
+                    const float *W,      // (V, d)
+                    int64_t N, int d, int V,
+                    float *scratch,      // lm_head_scratch_floats(chunk_rows, V)
+                    int chunk_rows);
+
 // Logits of a single position (generation): logits = W x.
 void lm_head_logits(float *logits,   // (V)
                     const float *x,  // (d)

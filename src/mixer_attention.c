@@ -148,7 +148,8 @@ static void attn_backward(float *dx,            // (N, d) +=
     linear_backward(dx, gw->v_proj, gw->v_bias, ms->dv, x, w->v_proj, N, d, Hkv * hd);
 }
 
-// KV cache per layer: k (max_len, Hkv*hd) then v (max_len, Hkv*hd).
+// KV cache per layer: (max_len, 2, Hkv*hd), each position's k then v, so a cache for a longer max_len
+// extends a shorter one at its end (decoding grows it).
 static size_t attn_state_floats(const ModelConfig *c, int max_len) {
     return 2 * (size_t)max_len * c->num_kv_heads * c->head_dim;
 }
@@ -162,19 +163,20 @@ static void attn_step(float *out, float *state, int64_t pos, const float *x, con
     const AttnWeights *w = &mw->attn;
     const int d = c->hidden_size, H = c->num_heads, Hkv = c->num_kv_heads, hd = c->head_dim;
     const int Dkv = Hkv * hd;
-    float *kc = state, *vc = state + (size_t)max_len * Dkv;
+    const int64_t ld = 2 * (int64_t)Dkv;
+    float *kc = state, *vc = state + Dkv;
     float *q = tmp, *att = tmp + (size_t)H * hd, *p = tmp + 2 * (size_t)H * hd;
-    float *kt = kc + pos * Dkv, rstd;
+    float *kt = kc + pos * ld, rstd;
     linear_forward(q, x, w->q_proj, w->q_bias, 1, d, H * hd);
     linear_forward(kt, x, w->k_proj, w->k_bias, 1, d, Dkv);
-    linear_forward(vc + pos * Dkv, x, w->v_proj, w->v_bias, 1, d, Dkv);
+    linear_forward(vc + pos * ld, x, w->v_proj, w->v_bias, 1, d, Dkv);
     if (c->qk_norm) {   // in place: each row's rms is taken before it is overwritten
         rmsnorm_forward(q, &rstd, q, w->q_norm, 1, H * hd, QK_NORM_EPS);
         rmsnorm_forward(kt, &rstd, kt, w->k_norm, 1, Dkv, QK_NORM_EPS);
     }
     rope_forward_at(q, H, hd, pos, c->rope_theta);
     rope_forward_at(kt, Hkv, hd, pos, c->rope_theta);
-    attention_decode_step(att, p, q, kc, vc, pos, H, Hkv, hd, c->window_size);
+    attention_decode_step(att, p, q, kc, vc, ld, pos, H, Hkv, hd, c->window_size);
     linear_forward(out, att, w->o_proj, NULL, 1, H * hd, d);
 }
 

@@ -242,12 +242,12 @@ static void gdn_backward(float *dx,            // (N, d) +=
 }
 
 // ---- decoding ---------------------------------------------------------------------------------------
-// State per layer: conv state (Cc, K−1), then the delta-rule state (H, dk, dv), or (H, Λ, dk, dv) for the
-// log-linear mixer (one state per Fenwick level: O(log t) memory).
+// State per layer: conv state (Cc, K−1), then the delta-rule state (H, dk, dv), or (levels, H, dk, dv) for
+// the log-linear mixer with levels = levels_needed(max_len): one state per Fenwick level, O(log t) memory,
+// level-major so that a longer max_len extends the state at its end (past the model's num_levels too).
 static size_t gdn_state_floats(const ModelConfig *c, int max_len) {
-    (void)max_len;
     const GdnDims m = gdn_dims(c);
-    return (size_t)m.Cc * (m.K - 1) + (size_t)m.H * m.dk * m.dv * (m.loglinear ? (size_t)m.levels : 1);
+    return (size_t)m.Cc * (m.K - 1) + (size_t)m.H * m.dk * m.dv * (m.loglinear ? (size_t)levels_needed(max_len) : 1);
 }
 
 static size_t gdn_step_tmp_floats(const ModelConfig *c, int max_len) {
@@ -259,7 +259,7 @@ static size_t gdn_step_tmp_floats(const ModelConfig *c, int max_len) {
 
 static void gdn_step(float *out, float *state, int64_t pos, const float *x, const MixerWeights *mw,
                      const ModelConfig *c, int max_len, float *tmp) {
-    (void)max_len;
+    if (pos >= max_len) die("internal: decode position %lld past the state's length %d", (long long)pos, max_len);
     const GdnDims m = gdn_dims(c);
     const GdnWeights *w = &mw->gdn;
     float *conv_state = state, *S = state + (size_t)m.Cc * (m.K - 1);
@@ -275,7 +275,7 @@ static void gdn_step(float *out, float *state, int64_t pos, const float *x, cons
     if (m.loglinear) {
         linear_forward(dl, x, w->l_proj, NULL, 1, m.d, m.HL);
         lambda_forward(lam, dl, m.HL, w->L, 1, m.HL);
-        deltanet_loglinear_step(o, S, pos, q, k, v, g, beta, lam, m.H, m.dk, m.dv, m.levels);
+        deltanet_loglinear_step(o, S, pos, q, k, v, g, beta, lam, m.H, m.dk, m.dv, levels_needed(max_len), m.levels);
     } else {
         if (pos == 0) memset(S, 0, sizeof(float) * (size_t)m.H * m.dk * m.dv);
         deltanet_step(o, S, q, k, v, g, beta, m.H, m.dk, m.dv);

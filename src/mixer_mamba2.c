@@ -249,12 +249,12 @@ static void mamba2_backward(float *dx,            // (N, d) +=
     linear_backward(dx, gw->in_proj, gw->in_bias, ms->dzxbcdt, x, w->in_proj, N, m.d, m.R);
 }
 
-// Decoding state per layer: conv state (Cc, K−1) then the SSM state (H, P, N), or (H, Λ, P, N) for the
-// log-linear mixer (one state per Fenwick level: O(log t) memory).
+// Decoding state per layer: conv state (Cc, K−1) then the SSM state (H, P, N), or (levels, H, P, N) for
+// the log-linear mixer with levels = levels_needed(max_len): one state per Fenwick level, O(log t) memory,
+// level-major so that a longer max_len extends the state at its end (past the model's num_levels too).
 static size_t mamba2_state_floats(const ModelConfig *c, int max_len) {
-    (void)max_len;
     const MambaDims m = mamba_dims(c);
-    const size_t ssm = (size_t)m.H * m.P * m.N * (m.loglinear ? (size_t)m.levels : 1);
+    const size_t ssm = (size_t)m.H * m.P * m.N * (m.loglinear ? (size_t)levels_needed(max_len) : 1);
     return (size_t)m.Cc * (m.K - 1) + ssm;
 }
 
@@ -266,7 +266,7 @@ static size_t mamba2_step_tmp_floats(const ModelConfig *c, int max_len) {
 
 static void mamba2_step(float *out, float *state, int64_t pos, const float *x, const MixerWeights *mw,
                         const ModelConfig *c, int max_len, float *tmp) {
-    (void)max_len;
+    if (pos >= max_len) die("internal: decode position %lld past the state's length %d", (long long)pos, max_len);
     const Mamba2Weights *w = &mw->mamba;
     const MambaDims m = mamba_dims(c);
     float *conv_state = state, *ssm = state + (size_t)m.Cc * (m.K - 1);
@@ -276,7 +276,8 @@ static void mamba2_step(float *out, float *state, int64_t pos, const float *x, c
     conv1d_silu_step(xbc, conv_state, zx + m.din, w->conv_w, w->conv_b, m.Cc, m.K);
     gates_forward(dt, A, m.loglinear ? lam : NULL, zx, 1, w, &m);
     const float *Bv = xbc + m.din, *Cv = xbc + m.din + m.GN;
-    if (m.loglinear) loglinear_step(y, ssm, pos, xbc, dt, A, Bv, Cv, w->D, lam, m.H, m.P, m.G, m.N, m.levels);
+    if (m.loglinear) loglinear_step(y, ssm, pos, xbc, dt, A, Bv, Cv, w->D, lam, m.H, m.P, m.G, m.N,
+                                  levels_needed(max_len), m.levels);
     else ssd_step(y, ssm, xbc, dt, A, Bv, Cv, w->D, m.H, m.P, m.G, m.N);
     gated_rmsnorm_forward(gout, rstd, y, zx, m.R, w->gnorm, 1, m.din, m.norm_groups, c->norm_eps);
     linear_forward(out, gout, w->out_proj, w->out_bias, 1, m.din, m.d);

@@ -3,6 +3,7 @@
 // arena. It knows no family: the math lives in mixer_*.c, block_mlp.c and the kernels below them.
 #include "model.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,10 +276,20 @@ static void check_batch(const Model *m, int B, int T) {
 
 double model_forward_loss(Model *m, const int32_t *inputs, const int32_t *targets, int B, int T, int64_t *count,
                           float *token_loss) {
+    return model_forward_eval(m, inputs, targets, B, T, count, token_loss, NULL);
+}
+
+double model_forward_eval(Model *m, const int32_t *inputs, const int32_t *targets, int B, int T, int64_t *count,
+                          float *token_loss, int32_t *pred) {
     check_batch(m, B, T);
     forward_body(m, inputs, B, T);
-    return lm_head_loss(NULL, NULL, count, token_loss, m->hf, m->w.lm_head, targets, (int64_t)B * T, m->cfg.hidden_size,
-                        m->cfg.vocab_size, 0.0f, m->kscratch, LM_HEAD_CHUNK_ROWS);
+    const int64_t N = (int64_t)B * T;
+    const double loss = lm_head_loss(NULL, NULL, count, token_loss, m->hf, m->w.lm_head, targets, N,
+                                     m->cfg.hidden_size, m->cfg.vocab_size, 0.0f, m->kscratch, LM_HEAD_CHUNK_ROWS);
+    if (pred)
+        lm_head_argmax(pred, m->hf, m->w.lm_head, N, m->cfg.hidden_size, m->cfg.vocab_size, m->kscratch,
+                       LM_HEAD_CHUNK_ROWS);
+    return loss;
 }
 
 void model_forward_logits(Model *m, const int32_t *inputs, int B, int T, float *logits) {
@@ -340,7 +351,7 @@ double model_flops_per_token(const Model *m, int T) {
 
 struct DecodeState {
     const Model *m;
-    int max_len;
+    int max_len;              // positions the states hold now; doubled when decoding reaches it
     int64_t pos;
     float *states;            // per layer: per_layer floats (the most any layer's family needs)
     size_t per_layer;
@@ -348,23 +359,44 @@ struct DecodeState {
     float *tmp;               // mixer/mlp step scratch
 };
 
+// Floats of layer l's state, and the most step scratch of any layer, for max_len positions.
+static size_t layer_state_floats(const Model *m, int l, int max_len) {
+    return m->family[l]->state_floats(&m->cfg, max_len);
+}
+static size_t step_tmp_floats(const Model *m, int max_len) {
+    size_t tmp = mlp_step_tmp_floats(&m->cfg);
+    for (int l = 0; l < m->cfg.num_layers; l++) tmp = LL_MAX(tmp, m->family[l]->step_tmp_floats(&m->cfg, max_len));
+    return tmp;
+}
+
+// (Re)allocates the states for max_len positions, keeping what they hold: every family's state for a
+// longer length extends the shorter one at its end (a longer KV cache, more Fenwick levels).
+static void decode_reserve(DecodeState *s, int max_len) {
+    const Model *m = s->m;
+    const int L = m->cfg.num_layers;
+    size_t per_layer = 0;
+    for (int l = 0; l < L; l++) per_layer = LL_MAX(per_layer, layer_state_floats(m, l, max_len));
+    float *states = xcalloc(per_layer * (size_t)L, sizeof(float));
+    if (s->states)
+        for (int l = 0; l < L; l++)
+            memcpy(states + (size_t)l * per_layer, s->states + (size_t)l * s->per_layer,
+                   layer_state_floats(m, l, s->max_len) * sizeof(float));
+    free(s->states);
+    free(s->tmp);
+    s->states = states;
+    s->per_layer = per_layer;
+    s->tmp = xcalloc(step_tmp_floats(m, max_len), sizeof(float));
+    s->max_len = max_len;
+}
+
 DecodeState *decode_create(const Model *m, int max_len) {
     const ModelConfig *c = &m->cfg;
     DecodeState *s = xcalloc(1, sizeof *s);
     s->m = m;
-    s->max_len = max_len;
-    size_t tmp = mlp_step_tmp_floats(c);
-    s->per_layer = 0;
-    for (int l = 0; l < c->num_layers; l++) {
-        const size_t st = m->family[l]->state_floats(c, max_len), st_tmp = m->family[l]->step_tmp_floats(c, max_len);
-        s->per_layer = LL_MAX(s->per_layer, st);
-        tmp = LL_MAX(tmp, st_tmp);
-    }
-    s->states = xcalloc(s->per_layer * (size_t)c->num_layers, sizeof(float));
+    decode_reserve(s, LL_MAX(max_len, 1));
     s->x = xcalloc((size_t)c->hidden_size, sizeof(float));
     s->h = xcalloc((size_t)c->hidden_size, sizeof(float));
     s->out = xcalloc((size_t)c->hidden_size, sizeof(float));
-    s->tmp = xcalloc(tmp, sizeof(float));
     return s;
 }
 
@@ -383,9 +415,32 @@ void decode_free(DecodeState *s) {
     free(s);
 }
 
+DecodeState *decode_clone(const DecodeState *src) {
+    DecodeState *s = decode_create(src->m, src->max_len);
+    memcpy(s->states, src->states, src->per_layer * (size_t)src->m->cfg.num_layers * sizeof(float));
+    s->pos = src->pos;
+    return s;
+}
+
+int64_t decode_position(const DecodeState *s) { return s->pos; }
+
+size_t decode_state_bytes(const DecodeState *s) {
+    size_t floats = 0;
+    for (int l = 0; l < s->m->cfg.num_layers; l++) floats += layer_state_floats(s->m, l, (int)LL_MAX(s->pos, 1));
+    return floats * sizeof(float);
+}
+
+size_t decode_allocated_bytes(const DecodeState *s) {
+    return (s->per_layer * (size_t)s->m->cfg.num_layers + step_tmp_floats(s->m, s->max_len)) * sizeof(float);
+}
+
 void decode_step(Model *m, DecodeState *s, int32_t token, float *logits) {
     const ModelConfig *c = &m->cfg;
     const int d = c->hidden_size;
+    if (s->pos >= s->max_len) {
+        if (s->max_len > INT_MAX / 2) die("decode: more than %d positions", INT_MAX / 2);
+        decode_reserve(s, 2 * s->max_len);
+    }
     embedding_forward(s->x, &token, m->w.embed, 1, d);
     float rstd;
     for (int l = 0; l < c->num_layers; l++) {

@@ -53,6 +53,9 @@ double model_forward_backward(Model *m, const int32_t *inputs, const int32_t *ta
 // (0 where the target is ignored) unless NULL.
 double model_forward_loss(Model *m, const int32_t *inputs, const int32_t *targets, int B, int T, int64_t *count,
                           float *token_loss);
+// As model_forward_loss, plus pred (B, T): the most likely next token at every position (accuracy).
+double model_forward_eval(Model *m, const int32_t *inputs, const int32_t *targets, int B, int T, int64_t *count,
+                          float *token_loss, int32_t *pred);
 // Forward only, returning the logits of every position: logits (B, T, V).
 void model_forward_logits(Model *m, const int32_t *inputs, int B, int T, float *logits);
 void model_zero_grad(Model *m);
@@ -60,13 +63,22 @@ void model_zero_grad(Model *m);
 // Model FLOPs per token of one training step (forward + backward), for MFU reporting, at length T.
 double model_flops_per_token(const Model *m, int T);
 
-// Decoding state for one sequence: recurrent states for Mamba models (O(log t) levels for log-linear),
-// a KV cache for the Transformer. max_len bounds the Transformer cache only.
+// Decoding state for one sequence: a KV cache for the Transformer (O(t) memory), the recurrent state for
+// Mamba-2 / Gated DeltaNet (O(1)), one state per Fenwick level for the log-linear models (O(log t)).
+// max_len is the initial capacity in positions; decode_step doubles it when reached, so there is no
+// length limit: past the model's maximum context the log-linear models gain levels, weighted by their
+// top λ (see loglinear_step).
 typedef struct DecodeState DecodeState;
 DecodeState *decode_create(const Model *m, int max_len);
 void decode_reset(DecodeState *s);
 void decode_free(DecodeState *s);
+DecodeState *decode_clone(const DecodeState *s);    // the same sequence so far (e.g. several samples of one prompt)
 // Feeds one token at the next position and writes the logits (V) of the next-token distribution.
 void decode_step(Model *m, DecodeState *s, int32_t token, float *logits);
+int64_t decode_position(const DecodeState *s);      // tokens fed so far
+// Bytes the state needs for the tokens fed so far (all layers: KV cache / recurrent / level states).
+size_t decode_state_bytes(const DecodeState *s);
+// Bytes allocated now: the states at the current capacity plus the step scratch.
+size_t decode_allocated_bytes(const DecodeState *s);
 
 #endif

@@ -221,22 +221,21 @@ void loglinear_backward(float *dx, float *ddt, float *dA, float *dBm, float *dCm
 
 void loglinear_step(float *y, float *state, int64_t t, const float *x, const float *dt, const float *A,
                     const float *Bv, const float *Cv, const float *D, const float *lam, int H, int P, int G,
-                    int N, int levels) {
+                    int N, int levels, int lam_levels) {
     const int Hg = H / G;
-    const size_t PN = (size_t)P * N;
+    const size_t PN = (size_t)P * N, HPN = (size_t)H * PN;
+    if (t == 0) memset(state, 0, sizeof(float) * levels * HPN);
     for (int h = 0; h < H; h++) {
-        float *Sh = state + (size_t)h * levels * PN;
+        float *Sh = state + (size_t)h * PN;   // level l of head h: Sh + l * HPN
         const float *Bg = Bv + (size_t)(h / Hg) * N, *Cg = Cv + (size_t)(h / Hg) * N;
-        const float *lh = lam + (size_t)h * levels;
-        if (t == 0) {
-            memset(Sh, 0, sizeof(float) * levels * PN);
-        } else {
+        const float *lh = lam + (size_t)h * lam_levels;
+        if (t > 0) {
             // cascade: levels 0..k (k = ctz(t)) hold 1+1+2+..+2^(k-1) = 2^k tokens and merge into level k+1,
             // which is empty because bit k of t-1 is 0 (capped at the top level)
             const int tgt = level_cascade_target(t, levels);
-            float *St = Sh + (size_t)tgt * PN;
+            float *St = Sh + (size_t)tgt * HPN;
             for (int l = 0; l < tgt; l++) {
-                float *Sl = Sh + (size_t)l * PN;
+                float *Sl = Sh + (size_t)l * HPN;
                 for (size_t e = 0; e < PN; e++) St[e] += Sl[e];
                 memset(Sl, 0, sizeof(float) * PN);
             }
@@ -244,7 +243,7 @@ void loglinear_step(float *y, float *state, int64_t t, const float *x, const flo
         const float a = expf(dt[h] * A[h]);
         for (int l = 1; l < levels; l++) {  // level l >= 1 is occupied iff bit l-1 of t is set
             if (!level_occupied(t, l)) continue;
-            float *Sl = Sh + (size_t)l * PN;
+            float *Sl = Sh + (size_t)l * HPN;
             for (size_t e = 0; e < PN; e++) Sl[e] *= a;
         }
         for (int p = 0; p < P; p++) {  // level 0 = this token, ungated
@@ -255,10 +254,10 @@ void loglinear_step(float *y, float *state, int64_t t, const float *x, const flo
             float acc = 0.0f;
             for (int l = 0; l < levels; l++) {
                 if (!level_occupied(t, l)) continue;
-                const float *s = Sh + (size_t)l * PN + (size_t)p * N;
+                const float *s = Sh + (size_t)l * HPN + (size_t)p * N;
                 float dot = 0.0f;
                 for (int n = 0; n < N; n++) dot += s[n] * Cg[n];
-                acc += lh[l] * dot;
+                acc += lh[l < lam_levels ? l : lam_levels - 1] * dot;
             }
             y[(size_t)h * P + p] = acc + D[h] * x[(size_t)h * P + p];
         }

@@ -42,9 +42,13 @@ void loglinear_backward(float *dx, float *ddt, float *dA, float *dBm, float *dCm
 // by exp(dt·A); the token's dt·x Bᵀ becomes level 0; y = Σ_ℓ λ[ℓ] S[ℓ] C + D x. The occupancy of each
 // level is a function of t alone (level ℓ ≥ 1 holds tokens iff bit ℓ-1 of t is set), so no counters are
 // stored. At t = 0 the state is cleared. Needs levels >= levels_needed(t+1).
-// y (H,P), state (H,levels,P,N), x (H,P), dt (H), A (H), Bv/Cv (G,N), D (H), lam (H,levels).
+// The state is level-major, so a state for more levels extends one for fewer at its end (decoding grows
+// it). λ has lam_levels entries per head; a level >= lam_levels (past the model's maximum context) is
+// weighted by the top one, λ[lam_levels-1]: the same output as if the top level kept absorbing the older
+// tokens, so a model decodes past its maximum context with no length limit.
+// y (H,P), state (levels,H,P,N), x (H,P), dt (H), A (H), Bv/Cv (G,N), D (H), lam (H,lam_levels).
 void loglinear_step(float *y, float *state, int64_t t, const float *x, const float *dt, const float *A,
                     const float *Bv, const float *Cv, const float *D, const float *lam, int H, int P, int G,
-                    int N, int levels);
+                    int N, int levels, int lam_levels);
 
 #endif

@@ -21,6 +21,7 @@
 #include "config.h"
 #include "data.h"
 #include "model.h"
+#include "model_io.h"
 #include "optimizer.h"
 #include "rng.h"
 #include "safetensors.h"
@@ -105,19 +106,6 @@ static Args parse_args(int argc, char **argv) {
         die("give --config FILE (or --resume RUN_DIR)");
     }
     return a;
-}
-
-static TensorRef *tensor_refs(Model *m) {
-    int n = model_num_tensors(m);
-    TensorRef *refs = xcalloc((size_t)n, sizeof *refs);
-    for (int i = 0; i < n; i++) {
-        const ParamInfo *pi = model_tensor(m, i);
-        refs[i].name = pi->name;
-        refs[i].ndim = pi->ndim;
-        for (int k = 0; k < 4; k++) refs[i].shape[k] = pi->shape[k];
-        refs[i].data = model_params(m) + pi->offset;
-    }
-    return refs;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -211,29 +199,34 @@ static void save_checkpoint(Trainer *t) {
 }
 
 // Mean validation loss over eval_batches batches of the (fixed, seeded) validation sample. With
-// pos_sum/pos_count (T each) non-NULL, also accumulates the loss at each position of the sequences.
-static double evaluate(Trainer *t, double *pos_sum, int64_t *pos_count) {
+// pos_sum/pos_count (T each) non-NULL, also accumulates the loss at each position of the sequences. With
+// accuracy non-NULL, also the fraction of counted targets predicted exactly (argmax), e.g. MQAR answers.
+static double evaluate(Trainer *t, double *pos_sum, int64_t *pos_count, double *accuracy) {
     const TrainConfig *tc = &t->cfg.train;
     const int B = tc->batch_size, T = tc->seq_len;
     dataloader_rewind(t->val);   // the same validation sample every time
     double sum = 0;
-    int64_t count = 0;
+    int64_t count = 0, correct = 0;
     int batches = tc->eval_batches;
     int64_t available = dataloader_num_windows(t->val) / B;
     if (batches > available) batches = (int)available;
     float *token_loss = pos_sum ? xmalloc((size_t)B * T * sizeof(float)) : NULL;
+    int32_t *pred = accuracy ? xmalloc((size_t)B * T * sizeof(int32_t)) : NULL;
     for (int i = 0; i < batches; i++) {
         int64_t c = 0;
         dataloader_next(t->val, t->inputs, t->targets);
-        sum += model_forward_loss(t->model, t->inputs, t->targets, B, T, &c, token_loss);
+        sum += model_forward_eval(t->model, t->inputs, t->targets, B, T, &c, token_loss, pred);
         count += c;
         for (int64_t k = 0; token_loss && k < (int64_t)B * T; k++) {
             if (t->targets[k] < 0) continue;
             pos_sum[k % T] += token_loss[k];
             pos_count[k % T]++;
         }
+        for (int64_t k = 0; pred && k < (int64_t)B * T; k++) correct += t->targets[k] >= 0 && pred[k] == t->targets[k];
     }
     free(token_loss);
+    free(pred);
+    if (accuracy) *accuracy = count ? (double)correct / (double)count : NAN;
     return count ? sum / (double)count : NAN;
 }
 
@@ -367,7 +360,7 @@ static void setup_model_and_data(Trainer *t) {
     t->model = model_create(mc, B, T, &err);
     if (!t->model) die("%s: %s", t->config_origin, err.msg);
     const size_t numel = model_num_params(t->model);
-    t->refs = tensor_refs(t->model);
+    t->refs = model_tensor_refs(t->model);
     t->m1 = xcalloc(numel, sizeof(float));
     t->m2 = xcalloc(numel, sizeof(float));
     t->decay_mask = xcalloc(numel, 1);
@@ -449,7 +442,8 @@ static void eval_only(Trainer *t, const Args *args) {
     const int64_t avail = dataloader_num_windows(t->val) / B;
     double *pos_sum = args->positions ? xcalloc((size_t)T, sizeof(double)) : NULL;
     int64_t *pos_count = args->positions ? xcalloc((size_t)T, sizeof(int64_t)) : NULL;
-    const double loss = evaluate(t, pos_sum, pos_count);
+    double acc = NAN;
+    const double loss = evaluate(t, pos_sum, pos_count, dataloader_is_task(t->val) ? &acc : NULL);
     if (args->positions) {
         FILE *f = fopen(args->positions, "w");
         if (!f) die("cannot write %s (--positions): %s", args->positions, strerror(errno));
@@ -465,6 +459,7 @@ static void eval_only(Trainer *t, const Args *args) {
     printf("%s at step %lld: val loss %.4f (ppl %.2f) over %lld of %lld validation batches\n",
            t->ckpt_dir[0] ? t->ckpt_dir : "initial model", (long long)t->st.step, loss, exp(loss),
            (long long)LL_MIN((int64_t)tc->eval_batches, avail), (long long)avail);
+    if (!isnan(acc)) printf("val accuracy %.4f (answer positions)\n", acc);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -571,6 +566,9 @@ static void train_loop(Trainer *t, const Args *args, LoopStats *ls) {
             count += c;
         }
         const double loss = loss_sum / (double)count;
+        // Masked targets (a task such as MQAR): the gradient of the mean over the counted positions.
+        if (count > 0 && count != (int64_t)B * T * tc->grad_accum)
+            grad_scale(model_grads(t->model), numel, (float)((double)B * T * tc->grad_accum / (double)count));
         const double norm = grad_global_norm(model_grads(t->model), numel);
         t->st.step++;
         t->st.tokens_seen += (int64_t)B * T * tc->grad_accum;
@@ -590,15 +588,31 @@ static void train_loop(Trainer *t, const Args *args, LoopStats *ls) {
         t->st.elapsed += dt;
         log_step(t, ls, loss, hyper.lr, norm, dt);
         const bool last = t->st.step == tc->steps;
+        bool reached = false;   // train.target_accuracy reached: checkpoint and stop
         if ((tc->eval_every > 0 && t->st.step % tc->eval_every == 0) || last) {
-            ls->last_val = evaluate(t, NULL, NULL);
-            printf("step %5lld | val loss %.4f (ppl %.2f)\n", (long long)t->st.step, ls->last_val, exp(ls->last_val));
-            fprintf(t->log, "{\"step\": %lld, \"val_loss\": %.6f}\n", (long long)t->st.step, ls->last_val);
+            const bool task = dataloader_is_task(t->val);
+            double acc = NAN;
+            ls->last_val = evaluate(t, NULL, NULL, task ? &acc : NULL);
+            if (task) {
+                printf("step %5lld | val loss %.4f | val accuracy %.4f\n", (long long)t->st.step, ls->last_val, acc);
+                fprintf(t->log, "{\"step\": %lld, \"val_loss\": %.6f, \"val_accuracy\": %.6f}\n", (long long)t->st.step,
+                        ls->last_val, acc);
+                reached = tc->target_accuracy > 0 && acc >= tc->target_accuracy && !last;
+            } else {
+                printf("step %5lld | val loss %.4f (ppl %.2f)\n", (long long)t->st.step, ls->last_val, exp(ls->last_val));
+                fprintf(t->log, "{\"step\": %lld, \"val_loss\": %.6f}\n", (long long)t->st.step, ls->last_val);
+            }
         }
         if ((tc->sample_every > 0 && t->st.step % tc->sample_every == 0) || last) print_sample(t);
         fflush(t->log);
         const bool stop = args->stop_at > 0 && t->st.step == args->stop_at && !last;
-        if ((tc->save_every > 0 && t->st.step % tc->save_every == 0) || last || stop) save_checkpoint(t);
+        if ((tc->save_every > 0 && t->st.step % tc->save_every == 0) || last || stop || reached) save_checkpoint(t);
+        if (reached) {
+            printf("reached the target validation accuracy %.4f at step %lld (train.target_accuracy); stopping\n",
+                   (double)tc->target_accuracy, (long long)t->st.step);
+            fprintf(t->log, "{\"step\": %lld, \"stopped\": \"target_accuracy\"}\n", (long long)t->st.step);
+            break;
+        }
         if (stop) {
             printf("stopped at step %lld as asked (--stop-at); continue with: ./train --resume %s\n",
                    (long long)t->st.step, tc->run_dir);

@@ -132,7 +132,7 @@ static inline void run_recurrent(float *y, const Prob *p) {
             memcpy(xt, p->x + r * d->ld_x, sizeof(float) * H * P);  // x rows are padded
             if (p->lam)
                 loglinear_step(y + r * H * P, state, t, xt, p->dt + r * H, p->A, p->Bm + r * d->ld_bc,
-                               p->Cm + r * d->ld_bc, p->D, p->lam + r * H * L, H, P, d->G, N, L);
+                               p->Cm + r * d->ld_bc, p->D, p->lam + r * H * L, H, P, d->G, N, L, L);
             else
                 ssd_step(y + r * H * P, state, xt, p->dt + r * H, p->A, p->Bm + r * d->ld_bc, p->Cm + r * d->ld_bc,
                          p->D, H, P, d->G, N);

@@ -192,7 +192,7 @@ static void run_steps(float *o, const Prob *p) {
             const float *q = p->q + row * H * K, *k = p->k + row * H * K, *v = p->v + row * H * V;
             if (L > 0)
                 deltanet_loglinear_step(o + row * H * V, state, t, q, k, v, p->g + row * H, p->beta + row * H,
-                                        p->lam + row * H * L, H, K, V, L);
+                                        p->lam + row * H * L, H, K, V, L, L);
             else
                 deltanet_step(o + row * H * V, state, q, k, v, p->g + row * H, p->beta + row * H, H, K, V);
         }

@@ -5,6 +5,7 @@
 
 #include "config.h"
 #include "model.h"
+#include "sampler.h"
 #include "testutil.h"
 
 static const ModelType TYPES[] = {MODEL_TRANSFORMER, MODEL_MAMBA2, MODEL_LOGLINEAR_MAMBA2, MODEL_GATED_DELTANET,
@@ -235,7 +236,7 @@ START_TEST(test_decode_matches_forward) {
         float *ref = xmalloc((size_t)T * c.vocab_size * sizeof(float));
         float *got = xmalloc((size_t)c.vocab_size * sizeof(float));
         model_forward_logits(m, in, 1, T, ref);
-        DecodeState *ds = decode_create(m, T);
+        DecodeState *ds = decode_create(m, 1);   // capacity 1: the states grow (1, 2, 4, ...) as decoding goes
         double worst = 0;
         for (int t = 0; t < T; t++) {
             decode_step(m, ds, in[t], got);
@@ -534,6 +535,157 @@ START_TEST(test_init_rules_gdn) {
 }
 END_TEST
 
+// Copies the weights of a log-linear model with Λb levels into the same model with Λe > Λb levels, giving
+// every extra level the λ of the top one: the λ rows (the last H·Λ rows of in_proj / l_proj) and the
+// columns of L. Other tensors are equal in shape and copied.
+static void copy_extending_levels(Model *dst, const Model *src, int H, int lb, int le) {
+    for (int i = 0; i < model_num_tensors(dst); i++) {
+        const ParamInfo *pe = model_tensor(dst, i);
+        const ParamInfo *pb = NULL;
+        for (int j = 0; j < model_num_tensors(src); j++)
+            if (!strcmp(model_tensor(src, j)->name, pe->name)) pb = model_tensor(src, j);
+        ck_assert_msg(pb != NULL, "%s missing", pe->name);
+        float *e = model_params(dst) + pe->offset;
+        const float *b = model_params((Model *)src) + pb->offset;
+        if (pe->numel == pb->numel) {
+            memcpy(e, b, pe->numel * sizeof(float));
+        } else if (strstr(pe->name, ".L")) {          // (H, Λ)
+            for (int h = 0; h < H; h++)
+                for (int l = 0; l < le; l++) e[h * le + l] = b[h * lb + LL_MIN(l, lb - 1)];
+        } else {                                       // (P + H·Λ, d): λ rows last, (h, l) order
+            const int64_t d = pe->shape[1], P = pb->shape[0] - (int64_t)H * lb;
+            ck_assert_int_eq(pe->shape[0], P + (int64_t)H * le);
+            for (int64_t r = 0; r < pe->shape[0]; r++) {
+                const int64_t rb = r < P ? r : P + (r - P) / le * lb + LL_MIN((r - P) % le, lb - 1);
+                memcpy(e + r * d, b + rb * d, (size_t)d * sizeof(float));
+            }
+        }
+    }
+}
+
+// Decoding a log-linear model past its maximum context (8 tokens, 4 levels) adds levels weighted by the top
+// λ: the logits equal the parallel forward of the same model with 7 levels whose extra λ copy the top one.
+START_TEST(test_decode_past_max_context) {
+    const ModelType types[] = {MODEL_LOGLINEAR_MAMBA2, MODEL_LOGLINEAR_GATED_DELTANET};
+    for (int ti = 0; ti < 2; ti++) {
+        ModelConfig cb = tiny(types[ti]), ce = tiny(types[ti]);
+        cb.initializer_range = ce.initializer_range = 0.1f;
+        cb.max_seq_len = 8;
+        cb.num_levels = 4;
+        const int T = 45;   // levels_needed(45) = 7
+        Err err;
+        Model *mb = model_create(&cb, 1, 1, &err), *me = model_create(&ce, 1, T, &err);
+        ck_assert_msg(mb && me, "%s", err.msg);
+        model_init(mb, 11);
+        // generic λ gates (L is initialised to ones)
+        uint64_t s = 21;
+        for (int i = 0; i < model_num_tensors(mb); i++) {
+            const ParamInfo *pi = model_tensor(mb, i);
+            if (!pi->decay)
+                for (size_t k = 0; k < pi->numel; k++) model_params(mb)[pi->offset + k] += 0.2f * tu_randn(&s);
+        }
+        copy_extending_levels(me, mb, cb.num_heads, cb.num_levels, ce.num_levels);
+        int32_t in[T];
+        random_tokens(in, T, cb.vocab_size, &s);
+        float *ref = xmalloc((size_t)T * cb.vocab_size * sizeof(float)), *got = xmalloc((size_t)cb.vocab_size * sizeof(float));
+        model_forward_logits(me, in, 1, T, ref);
+        DecodeState *ds = decode_create(mb, 1);
+        double worst = 0;
+        size_t bytes_at_8 = 0;
+        for (int t = 0; t < T; t++) {
+            decode_step(mb, ds, in[t], got);
+            worst = fmax(worst, tu_rel_error(got, ref + (size_t)t * cb.vocab_size, (size_t)cb.vocab_size));
+            if (t + 1 == 8) bytes_at_8 = decode_state_bytes(ds);
+        }
+        printf("%s: decode to %d tokens with max context 8 vs the forward with extended levels: worst rel err %.2e; "
+               "state %zu bytes at 8 tokens, %zu at %d\n", model_type_name(types[ti]), T, worst, bytes_at_8,
+               decode_state_bytes(ds), T);
+        ck_assert_msg(worst < 1e-4, "%s: decode past max context differs (%.3e)", model_type_name(types[ti]), worst);
+        ck_assert_msg(decode_state_bytes(ds) > bytes_at_8, "the state must gain levels past the maximum context");
+        decode_free(ds);
+        free(ref);
+        free(got);
+        model_free(mb);
+        model_free(me);
+    }
+}
+END_TEST
+
+// The decoding state's size: O(t) KV cache (Transformer), constant (Mamba-2, GDN), one more level per
+// doubling of the context (log-linear).
+START_TEST(test_decode_state_growth) {
+    for (size_t ti = 0; ti < sizeof TYPES / sizeof TYPES[0]; ti++) {
+        ModelConfig c = tiny(TYPES[ti]);
+        Err err;
+        Model *m = model_create(&c, 1, 1, &err);
+        ck_assert_msg(m != NULL, "%s", err.msg);
+        model_init(m, 3);
+        DecodeState *ds = decode_create(m, 1);
+        float *lg = xmalloc((size_t)c.vocab_size * sizeof(float));
+        size_t at[8];   // bytes after 2^k tokens
+        for (int t = 1, k = 0; k < 8; t++) {
+            decode_step(m, ds, t % c.vocab_size, lg);
+            if ((t & (t - 1)) == 0) at[k++] = decode_state_bytes(ds);
+        }
+        for (int k = 2; k < 8; k++) {
+            const long long d1 = (long long)at[k] - (long long)at[k - 1], d0 = (long long)at[k - 1] - (long long)at[k - 2];
+            if (TYPES[ti] == MODEL_TRANSFORMER) ck_assert_int_eq(d1, 2 * d0);         // linear in t
+            else if (model_type_is_loglinear(TYPES[ti])) ck_assert(d1 == d0 && d1 > 0); // one level per doubling
+            else ck_assert_int_eq(d1, 0);                                              // constant
+        }
+        free(lg);
+        decode_free(ds);
+        model_free(m);
+    }
+}
+END_TEST
+
+// Greedy generation (temperature 0, and top-k = 1 at temperature 1) picks the argmax of the parallel
+// forward's logits at every step.
+START_TEST(test_greedy_generation_is_forward_argmax) {
+    for (size_t ti = 0; ti < sizeof TYPES / sizeof TYPES[0]; ti++) {
+        ModelConfig c = tiny(TYPES[ti]);
+        c.initializer_range = 0.2f;
+        const int P = 5, N = 20, T = P + N;
+        Err err;
+        Model *m = model_create(&c, 1, T, &err);
+        ck_assert_msg(m != NULL, "%s", err.msg);
+        model_init(m, 4);
+        const SamplerConfig cfgs[2] = {{0.0f, 0, 1.0f}, {1.0f, 1, 1.0f}};
+        for (int ci = 0; ci < 2; ci++) {
+            Sampler *sm = sampler_create(&cfgs[ci], c.vocab_size);
+            Rng r;
+            rng_seed(&r, 1);
+            int32_t seq[T];
+            uint64_t s = 8;
+            random_tokens(seq, P, c.vocab_size, &s);
+            float *lg = xmalloc((size_t)c.vocab_size * sizeof(float));
+            DecodeState *ds = decode_create(m, 4);
+            for (int t = 0; t < T - 1; t++) {
+                decode_step(m, ds, seq[t], lg);
+                if (t >= P - 1) seq[t + 1] = sampler_next(sm, lg, &r);
+            }
+            float *ref = xmalloc((size_t)T * c.vocab_size * sizeof(float));
+            model_forward_logits(m, seq, 1, T, ref);
+            for (int t = P - 1; t < T - 1; t++) {
+                const float *row = ref + (size_t)t * c.vocab_size;
+                const int32_t best = sampler_argmax(row, c.vocab_size);
+                float second = -INFINITY;   // skip near-ties, where fp32 rounding may pick either
+                for (int i = 0; i < c.vocab_size; i++) if (i != best && row[i] > second) second = row[i];
+                if (row[best] - second > 1e-4f)
+                    ck_assert_msg(seq[t + 1] == best, "%s: step %d generated %d, forward argmax %d",
+                                  model_type_name(TYPES[ti]), t, seq[t + 1], best);
+            }
+            free(ref);
+            free(lg);
+            decode_free(ds);
+            sampler_free(sm);
+        }
+        model_free(m);
+    }
+}
+END_TEST
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);  // keep the measured errors even when a forked test fails
     Suite *s = suite_create("model");
@@ -548,6 +700,9 @@ int main(void) {
     tcase_add_test(tc, test_gradients_loglinear_mamba2_options);
     tcase_add_test(tc, test_options_take_effect);
     tcase_add_test(tc, test_decode_matches_forward);
+    tcase_add_test(tc, test_decode_past_max_context);
+    tcase_add_test(tc, test_decode_state_growth);
+    tcase_add_test(tc, test_greedy_generation_is_forward_argmax);
     tcase_add_test(tc, test_equal_lambda_reduces_to_mamba2);
     tcase_add_test(tc, test_paper_param_counts);
     tcase_add_test(tc, test_tensor_names);

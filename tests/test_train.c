@@ -7,53 +7,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli_util.h"
 #include "safetensors.h"
 #include "testutil.h"
 
 static char g_tmp[256];
-
-// Runs a shell command with ./train etc.; captures stdout+stderr into *out (malloc'd); returns exit status.
-static int vrun(char **out, const char *fmt, va_list ap) {
-    char cmd[4096];
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    char full[4200];
-    snprintf(full, sizeof full, "%s 2>&1", cmd);
-    // The sanitizer runtime of this test must not leak into the release binaries it starts.
-    unsetenv("LD_PRELOAD");
-    FILE *p = popen(full, "r");
-    ck_assert_msg(p != NULL, "popen failed");
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    size_t r;
-    while ((r = fread(buf + n, 1, cap - n - 1, p)) > 0) {
-        n += r;
-        if (cap - n < 4096) buf = realloc(buf, cap *= 2);
-    }
-    buf[n] = 0;
-    int status = pclose(p);
-    if (out) *out = buf;
-    else free(buf);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-}
-
-static int run(char **out, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int rc = vrun(out, fmt, ap);
-    va_end(ap);
-    return rc;
-}
-
-// Runs a command that must succeed (its output is shown if it does not).
-static void run_ok(const char *fmt, ...) {
-    char *out;
-    va_list ap;
-    va_start(ap, fmt);
-    int rc = vrun(&out, fmt, ap);
-    va_end(ap);
-    ck_assert_msg(rc == 0, "%s", out);
-    free(out);
-}
 
 static void setup(void) {
     ck_assert_msg(access("./train", X_OK) == 0, "./train is missing: run make");

@@ -36,12 +36,11 @@ BENCHES  := $(patsubst tests/%.c,build/rel/%,$(wildcard tests/bench_*.c))
 # FP exception flags; results and NaN propagation are unchanged.
 SCAN_KERNELS := ssd_chunk scan_ssd scan_loglinear deltanet
 $(foreach k,$(SCAN_KERNELS),build/rel/$(k).o build/asan/$(k).o): KERNEL_CFLAGS = -fno-trapping-math
-# Only dist.c sees mpi.h; it is rebuilt when MPI= changes (the stamp names the setting).
-MPI_STAMP := build/mpi_$(MPI).stamp
+# Only dist.c sees mpi.h; it is rebuilt when MPI= changes (build/mpi.setting holds the last setting and is
+# rewritten, at parse time, only when it changes).
+$(shell mkdir -p build && [ "$$(cat build/mpi.setting 2>/dev/null)" = "$(MPI)" ] || echo "$(MPI)" > build/mpi.setting)
 build/rel/dist.o build/asan/dist.o: KERNEL_CFLAGS = $(MPI_CFLAGS)
-build/rel/dist.o build/asan/dist.o: $(MPI_STAMP)
-$(MPI_STAMP):
-	mkdir -p build && rm -f build/mpi_*.stamp && touch $@
+build/rel/dist.o build/asan/dist.o: build/mpi.setting
 
 .PHONY: all test bench clean compile_commands.json build-tests-and-benches
 .SECONDARY:

@@ -2,7 +2,7 @@
 // train one model (dist.h). With one rank every function here is a no-op (or the plain single-process
 // call), so a plain ./train behaves exactly as without it.
 //
-// The scheme (doc/README.md, "Data parallelism"):
+// The scheme (what README.md, "Data-parallel training", promises the user):
 //  * grad_accum is per rank: a step is B x grad_accum x ranks windows, read in the one-process order;
 //    rank r takes the r-th consecutive slice of B x grad_accum windows and passes over the others, so the
 //    data stream (and the saved position) is that of one process with grad_accum x ranks.

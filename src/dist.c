@@ -41,7 +41,7 @@ void dist_init(int *argc, char ***argv) {
     if (launched_by_mpi(&size) && size > 1)
         die("this ./train was built without MPI (make MPI=0) but an MPI launcher started it as one of %ld "
             "processes, which would each train alone; rebuild with MPI (apt install libopenmpi-dev, then "
-            "make clean && make MPI=1) or run it without mpirun", size);
+            "make MPI=1) or run it without mpirun", size);
 }
 bool dist_built_with_mpi(void) { return false; }
 int dist_rank(void) { return 0; }
@@ -87,7 +87,8 @@ void dist_init(int *argc, char ***argv) {
     int provided;
     // Only the main thread calls MPI (the OpenMP threads compute between the calls).
     if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
-        die("MPI_Init_thread failed (started by an MPI launcher: %s)", getenv("OMPI_COMM_WORLD_SIZE") ? "OpenMPI" : "PMI");
+        die("MPI_Init_thread failed (this process was started by an MPI launcher, which set %s)",
+            getenv("OMPI_COMM_WORLD_SIZE") ? "OMPI_COMM_WORLD_SIZE" : "PMI/PMIx variables");
     g_active = true;
     atexit(finalize_at_exit);
     die_set_hook(abort_all_ranks);

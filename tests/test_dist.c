@@ -182,7 +182,7 @@ START_TEST(test_eval_across_ranks) {
     ck_assert_msg(rc == 0, "%s", two);
     const char *la = strstr(one, "val loss"), *lb = strstr(two, "val loss");
     ck_assert_msg(la && lb && strncmp(la, lb, 30) == 0, "validation differs:\n%s\n%s", one, two);
-    printf("--eval, 1 process: %.30s; 2 ranks: %.30s\n", la, lb);
+    printf("--eval, 1 process: %.28s; 2 ranks: %.28s\n", la, lb);
     char p1[300], p2[300];
     snprintf(p1, sizeof p1, "%s/p1.tsv", g_tmp);
     snprintf(p2, sizeof p2, "%s/p2.tsv", g_tmp);

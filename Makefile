@@ -7,6 +7,9 @@ PKG_CFLAGS := $(shell pkg-config --cflags check libpcre2-8 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs libpcre2-8 2>/dev/null)
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 WERROR  ?= 0
+# Data-parallel training over MPI (src/dist.c): on when OpenMPI's development files are found. `make MPI=0`
+# builds without it: ./train then needs no libmpi and refuses to run as several mpirun processes.
+MPI     ?= $(shell pkg-config --exists ompi-c 2>/dev/null && echo 1 || echo 0)
 
 BASE_CFLAGS = -std=c11 -Wall -Wextra -Wshadow -D_FILE_OFFSET_BITS=64 -D_GNU_SOURCE -fopenmp -Isrc $(PKG_CFLAGS)
 ifeq ($(WERROR),1)
@@ -15,6 +18,10 @@ endif
 REL_CFLAGS  = $(BASE_CFLAGS) -O3 -march=native -g
 TEST_CFLAGS = $(BASE_CFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LIBS        = -lopenblas -lcjson -lz $(PKG_LIBS) -lm -fopenmp
+ifeq ($(MPI),1)
+MPI_CFLAGS := -DLL_MPI $(shell pkg-config --cflags ompi-c)
+LIBS       += $(shell pkg-config --libs ompi-c)
+endif
 # Exact header dependencies: every compile writes a .d file next to its output (included below).
 DEPFLAGS    = -MMD -MP
 
@@ -31,6 +38,11 @@ BENCHES  := $(patsubst tests/%.c,build/rel/%,$(wildcard tests/bench_*.c))
 # FP exception flags; results and NaN propagation are unchanged.
 SCAN_KERNELS := ssd_chunk scan_ssd scan_loglinear deltanet
 $(foreach k,$(SCAN_KERNELS),build/rel/$(k).o build/asan/$(k).o): KERNEL_CFLAGS = -fno-trapping-math
+# Only dist.c sees mpi.h; it is rebuilt when MPI= changes (build/mpi.setting holds the last setting and is
+# rewritten, at parse time, only when it changes).
+$(shell mkdir -p build && [ "$$(cat build/mpi.setting 2>/dev/null)" = "$(MPI)" ] || echo "$(MPI)" > build/mpi.setting)
+build/rel/dist.o build/asan/dist.o: KERNEL_CFLAGS = $(MPI_CFLAGS)
+build/rel/dist.o build/asan/dist.o: build/mpi.setting
 
 .PHONY: all test bench clean compile_commands.json build-tests-and-benches
 .SECONDARY:

@@ -21,6 +21,10 @@ bool err_set(Err *err, const char *fmt, ...) {
     return false;
 }
 
+static void (*g_die_hook)(void);
+
+void die_set_hook(void (*hook)(void)) { g_die_hook = hook; }
+
 void die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -28,6 +32,7 @@ void die(const char *fmt, ...) {
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+    if (g_die_hook) g_die_hook();
     exit(1);
 }
 

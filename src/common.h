@@ -18,6 +18,9 @@ bool err_set(Err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 
 // Fatal errors for programs (not library code): prints "error: <msg>" to stderr and exits with status 1.
 _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+// A function die() calls after printing and before exiting (e.g. to stop the other ranks of a distributed
+// run, which would otherwise wait for this one forever); NULL for none.
+void die_set_hook(void (*hook)(void));
 
 // Allocation that dies on failure (out of memory is not recoverable here). Memory is 64-byte aligned
 // and, for xcalloc, zeroed. Free with free().

@@ -225,6 +225,20 @@ void dataloader_next(DataLoader *dl, int32_t *inputs, int32_t *targets) {
     }
 }
 
+void dataloader_skip(DataLoader *dl, int64_t n) {
+    while (n > 0) {
+        const int64_t left = dl->num_windows - (int64_t)dl->cursor;   // windows left in this epoch
+        if (n < left) {
+            dl->cursor += (uint64_t)n;
+            return;
+        }
+        n -= left;
+        dl->cursor = 0;
+        dl->epoch++;
+        make_order(dl);
+    }
+}
+
 DataPosition dataloader_position(const DataLoader *dl) { return (DataPosition){dl->epoch, dl->cursor}; }
 
 bool dataloader_seek(DataLoader *dl, DataPosition pos, Err *err) {

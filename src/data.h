@@ -41,6 +41,10 @@ void dataloader_next(DataLoader *dl,
                      int32_t *inputs,    // (B, T)
                      int32_t *targets);  // (B, T)
 
+// Advances past n windows without reading them, exactly as n/B calls of dataloader_next would (n need not
+// be a multiple of B): how a data-parallel rank passes over the other ranks' share of a batch.
+void dataloader_skip(DataLoader *dl, int64_t n);
+
 DataPosition dataloader_position(const DataLoader *dl);
 // Continues from a saved position; fails if cursor >= num_windows (different data, or B/T changed).
 bool dataloader_seek(DataLoader *dl, DataPosition pos, Err *err);

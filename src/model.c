@@ -47,6 +47,9 @@ struct Model {
     float *dh;                // (N, d) gradient of a norm's output
     MlpScratch mlp_scratch;
     float *kscratch;          // attention / scan / lm-head scratch (max over users)
+    size_t *layer_start;      // [L+1] offset of each layer's tensors in the flat buffers; [L] = final norm
+    ModelGradReady grad_ready;// called as each range of the gradient is complete (NULL: none)
+    void *grad_ready_ctx;
 };
 
 // Whether every layer has a mixer family (mixer_family returns NULL only for an invalid model type).
@@ -62,7 +65,8 @@ static bool families_implemented(const ModelConfig *c) {
 
 // Walks the model's tensors in state_dict order, filling `w` with pointers into tb->base. The names around
 // the blocks ("model"/"backbone" prefix, final norm) follow the family of layer 0.
-static void build_layout(ParamTable *tb, const ModelConfig *c, Weights *w) {
+// layer_start (L+1 entries, may be NULL) receives where each layer's tensors begin, then the final norm.
+static void build_layout(ParamTable *tb, const ModelConfig *c, Weights *w, size_t *layer_start) {
     const int d = c->hidden_size, V = c->vocab_size;
     const MixerFamily *top = mixer_family(c, 0);
     char name[96];
@@ -72,11 +76,13 @@ static void build_layout(ParamTable *tb, const ModelConfig *c, Weights *w) {
     for (int l = 0; l < c->num_layers; l++) {
         BlockWeights *bw = &w->layers[l];
         memset(bw, 0, sizeof *bw);
+        if (layer_start) layer_start[l] = tb->used;
         char prefix[64];
         snprintf(prefix, sizeof prefix, "%s.layers.%d", top->prefix, l);
         mixer_family(c, l)->add_tensors(tb, c, l, prefix, bw);   // the two block norms and the mixer
         mlp_add_tensors(tb, c, prefix, &bw->mlp);
     }
+    if (layer_start) layer_start[c->num_layers] = tb->used;
     snprintf(name, sizeof name, "%s.%s.weight", top->prefix, top->final_norm);
     w->final_norm = param_add(tb, name, false, 1, d, 0, 0);
     if (c->tie_word_embeddings) {
@@ -150,16 +156,17 @@ Model *model_create(const ModelConfig *cfg, int B, int T, Err *err) {
     m->gw.layers = xcalloc((size_t)cfg->num_layers, sizeof(BlockWeights));
 
     ParamTable count = {0};
-    build_layout(&count, cfg, &m->w);
+    build_layout(&count, cfg, &m->w, NULL);
     m->ntensors = count.n;
     m->numel = count.used;
     m->table = xcalloc((size_t)m->ntensors, sizeof(ParamInfo));
     m->params = xcalloc(m->numel, sizeof(float));
     m->grads = xcalloc(m->numel, sizeof(float));
+    m->layer_start = xcalloc((size_t)cfg->num_layers + 1, sizeof(size_t));
     ParamTable tb = {.table = m->table, .base = m->params};
-    build_layout(&tb, cfg, &m->w);
+    build_layout(&tb, cfg, &m->w, m->layer_start);
     ParamTable gb = {.base = m->grads};
-    build_layout(&gb, cfg, &m->gw);
+    build_layout(&gb, cfg, &m->gw, NULL);
 
     m->acts = xcalloc((size_t)cfg->num_layers, sizeof(LayerActs));
     Arena sizing = {0};
@@ -177,10 +184,10 @@ ParamInfo *model_table(const ModelConfig *cfg, int *n) {
     if (!families_implemented(cfg)) return NULL;
     Weights w = {.layers = xcalloc((size_t)cfg->num_layers, sizeof(BlockWeights))};
     ParamTable count = {0};
-    build_layout(&count, cfg, &w);
+    build_layout(&count, cfg, &w, NULL);
     ParamInfo *table = xcalloc((size_t)count.n, sizeof(ParamInfo));
     ParamTable tb = {.table = table};
-    build_layout(&tb, cfg, &w);
+    build_layout(&tb, cfg, &w, NULL);
     free(w.layers);
     *n = tb.n;
     return table;
@@ -197,6 +204,7 @@ void model_free(Model *m) {
     free(m->family);
     free(m->arena);
     free(m->tokens);
+    free(m->layer_start);
     free(m);
 }
 
@@ -209,6 +217,15 @@ float *model_grads(Model *m) { return m->grads; }
 const Weights *model_weights(const Model *m) { return &m->w; }
 const Weights *model_grad_weights(const Model *m) { return &m->gw; }
 size_t model_activation_bytes(const Model *m) { return m->arena_floats * sizeof(float); }
+void model_set_grad_ready(Model *m, ModelGradReady fn, void *ctx) {
+    m->grad_ready = fn;
+    m->grad_ready_ctx = ctx;
+}
+
+static void grad_ready(Model *m, size_t lo, size_t hi) {
+    if (m->grad_ready) m->grad_ready(m->grad_ready_ctx, lo, hi - lo);
+}
+
 void model_zero_grad(Model *m) { memset(m->grads, 0, m->numel * sizeof(float)); }
 
 // ---------------------------------------------------------------------------------------------------
@@ -313,6 +330,7 @@ double model_forward_backward(Model *m, const int32_t *inputs, const int32_t *ta
                                grad_scale, m->kscratch, LM_HEAD_CHUNK_ROWS);
     memset(m->dres, 0, (size_t)N * d * sizeof(float));
     rmsnorm_backward(m->dres, m->gw.final_norm, m->dh, m->res_final, m->w.final_norm, m->rstdf, N, d);
+    grad_ready(m, m->layer_start[L], m->numel);   // final norm and an untied lm_head
     for (int l = L - 1; l >= 0; l--) {
         LayerActs *a = &m->acts[l];
         const BlockWeights *w = &m->w.layers[l];
@@ -326,8 +344,10 @@ double model_forward_backward(Model *m, const int32_t *inputs, const int32_t *ta
         m->family[l]->backward(m->dh, &gw->mix, m->dres, a->h1, &a->mix, &w->mix, c, B, T, &a->mix_scratch,
                                m->kscratch);
         rmsnorm_backward(m->dres, gw->mixer_norm, m->dh, a->res_in, w->mixer_norm, a->rstd1, N, d);
+        grad_ready(m, m->layer_start[l], m->layer_start[l + 1]);
     }
     embedding_backward(m->gw.embed, m->tokens, m->dres, N, d);
+    grad_ready(m, 0, m->layer_start[0]);          // the embedding (and a tied lm_head)
     return loss;
 }
 

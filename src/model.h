@@ -59,6 +59,12 @@ double model_forward_eval(Model *m, const int32_t *inputs, const int32_t *target
 // Forward only, returning the logits of every position: logits (B, T, V).
 void model_forward_logits(Model *m, const int32_t *inputs, int B, int T, float *logits);
 void model_zero_grad(Model *m);
+// Called by model_forward_backward each time a range [offset, offset+n) of the flat gradient has received
+// all of this micro-batch's contributions (lm_head and the final norm, then each layer from the last, then
+// the embedding; together every element once), e.g. to start summing it across processes while the
+// backward of the layers below runs. fn NULL: no calls.
+typedef void (*ModelGradReady)(void *ctx, size_t offset, size_t n);
+void model_set_grad_ready(Model *m, ModelGradReady fn, void *ctx);
 
 // Model FLOPs per token of one training step (forward + backward), for MFU reporting, at length T.
 double model_flops_per_token(const Model *m, int T);

@@ -20,6 +20,8 @@
 #include "checkpoint.h"
 #include "config.h"
 #include "data.h"
+#include "data_parallel.h"
+#include "dist.h"
 #include "model.h"
 #include "model_io.h"
 #include "optimizer.h"
@@ -179,9 +181,10 @@ static int num_moment_tensors(const Trainer *t) {
 }
 
 static void save_checkpoint(Trainer *t) {
+    if (!dist_is_root()) return;   // the weights are the same on every rank
     const TrainConfig *tc = &t->cfg.train;
     char *hf = model_config_to_hf_json(&t->cfg.model);
-    char *ours = config_to_json(&t->cfg);
+    char *ours = dp_config_json(&t->cfg);   // grad_accum over all ranks: any rank count can resume
     t->st.data = dataloader_position(t->train);
     char *state = state_to_json(&t->st, tc->seed);
     CheckpointData cd = {.params = t->refs, .n = model_num_tensors(t->model), .exp_avg = t->m1, .exp_avg_sq = t->m2,
@@ -214,6 +217,7 @@ static double evaluate(Trainer *t, double *pos_sum, int64_t *pos_count, double *
     int32_t *pred = accuracy ? xmalloc((size_t)B * T * sizeof(int32_t)) : NULL;
     for (int i = 0; i < batches; i++) {
         int64_t c = 0;
+        if (!dp_eval_batch_is_mine(t->val, i, B)) continue;   // another rank's share of the sample
         dataloader_next(t->val, t->inputs, t->targets);
         sum += model_forward_eval(t->model, t->inputs, t->targets, B, T, &c, token_loss, pred);
         count += c;
@@ -226,7 +230,10 @@ static double evaluate(Trainer *t, double *pos_sum, int64_t *pos_count, double *
     }
     free(token_loss);
     free(pred);
-    if (accuracy) *accuracy = count ? (double)correct / (double)count : NAN;
+    dp_eval_reduce(&sum, &count, pos_sum, pos_count, T);
+    double correct_all = (double)correct;   // over every rank's share, as the loss
+    dist_sum_doubles(&correct_all, 1);
+    if (accuracy) *accuracy = count ? correct_all / (double)count : NAN;
     return count ? sum / (double)count : NAN;
 }
 
@@ -244,6 +251,7 @@ static int sample_token(const float *logits, int V, Rng *r) {
 }
 
 static void print_sample(Trainer *t) {
+    if (!dist_is_root()) return;
     const TrainConfig *tc = &t->cfg.train;
     const ModelConfig *mc = &t->cfg.model;
     // The model is defined up to its maximum context (the log-linear state has levels for that many
@@ -323,6 +331,7 @@ static void setup_config(Trainer *t, const Args *args) {
         char path[1100];
         snprintf(path, sizeof path, "%s/train_config.json", t->ckpt_dir);
         if (!config_load(&t->cfg, path, t->config_origin, sizeof t->config_origin, &err)) die("%s", err.msg);
+        dp_resume_accum(&t->cfg.train, t->ckpt_dir, (char *const *)args->overrides, args->noverrides);
         if (args->config_path) {
             Config other;
             char origin[1024];
@@ -348,7 +357,7 @@ static void setup_config(Trainer *t, const Args *args) {
         snprintf(tc->run_dir, sizeof tc->run_dir, "runs/%.*s", stem_len, base);
     }
     if (!config_validate(&t->cfg, t->config_origin, &err)) die("%s", err.msg);
-    threads_setup(tc->threads);
+    dp_threads_setup(tc->threads);
 }
 
 // The model with its optimizer state, the data loaders, the tokenizer's decoder, the batch buffers.
@@ -477,8 +486,10 @@ static void print_banner(const Trainer *t) {
     }
     printf("loglinear.c | %s (%s) | %.2fM params | d=%d L=%d H=%d V=%d\n", model_type_name(mc->type),
            t->config_origin, (double)unique_params / 1e6, mc->hidden_size, mc->num_layers, mc->num_heads, mc->vocab_size);
-    printf("batch %d x seq %d x accum %d = %d tokens/step | %d steps | lr %.2e warmup %d | threads %d | BLAS core %s (%s)\n",
-           B, T, tc->grad_accum, B * T * tc->grad_accum, tc->steps, tc->lr, tc->warmup_steps, threads_count(),
+    char ranks[32] = "";
+    if (dist_size() > 1) snprintf(ranks, sizeof ranks, " x ranks %d", dist_size());
+    printf("batch %d x seq %d x accum %d%s = %lld tokens/step | %d steps | lr %.2e warmup %d | threads %d | BLAS core %s (%s)\n",
+           B, T, tc->grad_accum, ranks, (long long)B * T * tc->grad_accum * dist_size(), tc->steps, tc->lr, tc->warmup_steps, threads_count(),
            blas_core_name(), blas_core_source());
     printf("train %lld tokens (%lld windows), val %lld tokens | activations %.1f MB | run dir %s%s\n",
            (long long)dataloader_total_tokens(t->train), (long long)dataloader_num_windows(t->train),
@@ -490,6 +501,10 @@ static void print_banner(const Trainer *t) {
 // Creates the run directory and opens its log.jsonl (appended to when resuming).
 static void open_log(Trainer *t) {
     const TrainConfig *tc = &t->cfg.train;
+    if (!dist_is_root()) {   // rank 0 keeps the log
+        if (!(t->log = fopen("/dev/null", "w"))) die("cannot open /dev/null: %s", strerror(errno));
+        return;
+    }
     Err dir_err;
     if (!mkdir_p(tc->run_dir, &dir_err)) die("%s", dir_err.msg);
     char logpath[1100];
@@ -520,7 +535,7 @@ static void log_skipped_step(Trainer *t, int64_t step, double loss, double norm)
 // The step line (every log_every steps, the first and the last) and the step's log.jsonl record.
 static void log_step(Trainer *t, LoopStats *ls, double loss, double lr, double norm, double dt) {
     const TrainConfig *tc = &t->cfg.train;
-    const int64_t tokens = (int64_t)tc->batch_size * tc->seq_len * tc->grad_accum;
+    const int64_t tokens = (int64_t)tc->batch_size * tc->seq_len * tc->grad_accum * dist_size();
     const double tps = (double)tokens / dt;
     ls->ema_tps = ls->ema_tps == 0 ? tps : 0.9 * ls->ema_tps + 0.1 * tps;
     const double gflops = ls->flops_tok * tps / 1e9;
@@ -550,7 +565,7 @@ static void train_loop(Trainer *t, const Args *args, LoopStats *ls) {
     const TrainConfig *tc = &t->cfg.train;
     const int B = tc->batch_size, T = tc->seq_len;
     const size_t numel = model_num_params(t->model);
-    const float grad_scale_micro = 1.0f / (float)((int64_t)B * T * tc->grad_accum);
+    const float grad_scale_micro = 1.0f / (float)((int64_t)B * T * tc->grad_accum * dist_size());
     AdamWHyper hyper = {.beta1 = tc->beta1, .beta2 = tc->beta2, .eps = tc->eps, .weight_decay = tc->weight_decay};
     while (t->st.step < tc->steps) {
         const int64_t step = t->st.step;
@@ -559,19 +574,22 @@ static void train_loop(Trainer *t, const Args *args, LoopStats *ls) {
         model_zero_grad(t->model);
         double loss_sum = 0;
         int64_t count = 0;
+        dp_step_begin(t->train, (int64_t)B * tc->grad_accum);   // this rank's slice of the global batch
         for (int micro = 0; micro < tc->grad_accum; micro++) {
             int64_t c = 0;
             dataloader_next(t->train, t->inputs, t->targets);
+            if (micro == tc->grad_accum - 1) dp_before_last_backward(t->model);
             loss_sum += model_forward_backward(t->model, t->inputs, t->targets, B, T, grad_scale_micro, &c);
             count += c;
         }
+        dp_step_end(t->model, t->train, (int64_t)B * tc->grad_accum, &loss_sum, &count);   // sums over ranks
         const double loss = loss_sum / (double)count;
         // Masked targets (a task such as MQAR): the gradient of the mean over the counted positions.
         if (count > 0 && count != (int64_t)B * T * tc->grad_accum)
             grad_scale(model_grads(t->model), numel, (float)((double)B * T * tc->grad_accum / (double)count));
         const double norm = grad_global_norm(model_grads(t->model), numel);
         t->st.step++;
-        t->st.tokens_seen += (int64_t)B * T * tc->grad_accum;
+        t->st.tokens_seen += (int64_t)B * T * tc->grad_accum * dist_size();
         if (!isfinite(loss) || !isfinite(norm)) {
             t->st.bad_steps_total++;
             t->st.consecutive_bad++;
@@ -623,13 +641,16 @@ static void train_loop(Trainer *t, const Args *args, LoopStats *ls) {
 
 int main(int argc, char **argv) {
     blas_setup(argv);
+    dp_init(&argc, &argv);
     setvbuf(stdout, NULL, _IOLBF, 0);
     Args args = parse_args(argc, argv);
     Trainer t = {0};
     setup_config(&t, &args);
     setup_model_and_data(&t);
     setup_weights(&t, &args);
+    dp_sync_start(t.model, t.m1, t.m2, &t.cfg, t.train, t.st.step);
     if (args.dump_grads) {
+        dp_single_process_only("--dump-grads");
         dump_grads(&t, args.dump_grads);
         return 0;
     }

@@ -217,6 +217,33 @@ START_TEST(test_seek_and_position) {
 }
 END_TEST
 
+// Skipping n windows lands where reading them would: within an epoch, across one, across several, and
+// by counts that are not a multiple of B (a data-parallel rank skips the other ranks' share).
+START_TEST(test_skip) {
+    make_dir();
+    const int T = 4, B = 3;
+    write_counting_shard("k_0.bin", 0, 23 * T + 1);  // 23 windows
+    DataLoader *read = open_ok("k_*.bin", 1, T, 65535, 11, true);   // B = 1: reads window by window
+    DataLoader *skip = open_ok("k_*.bin", B, T, 65535, 11, true);
+    int32_t want[B], got[B], dummy[1];
+    const int64_t skips[] = {0, 2, 7, 23, 50, 1};
+    for (int k = 0; k < 6; k++) {
+        for (int64_t i = 0; i < skips[k]; i++) read_ids(read, 1, T, 1, dummy);
+        dataloader_skip(skip, skips[k]);
+        DataPosition a = dataloader_position(read), b = dataloader_position(skip);
+        ck_assert_msg(a.epoch == b.epoch && a.cursor == b.cursor, "skip %lld: at (%llu, %llu), reading gives (%llu, %llu)",
+                      (long long)skips[k], (unsigned long long)b.epoch, (unsigned long long)b.cursor,
+                      (unsigned long long)a.epoch, (unsigned long long)a.cursor);
+        read_ids(read, 1, T, B, want);
+        read_ids(skip, B, T, 1, got);
+        ck_assert_msg(memcmp(want, got, sizeof want) == 0, "batch after skip %lld differs", (long long)skips[k]);
+    }
+    dataloader_close(read);
+    dataloader_close(skip);
+    remove_dir();
+}
+END_TEST
+
 // A sparse shard larger than 2^31 bytes: windows past the 2 GB mark must read the right tokens.
 START_TEST(test_shard_over_2gb) {
     make_dir();
@@ -316,6 +343,7 @@ int main(void) {
     tcase_add_test(tc, test_sequential_windows);
     tcase_add_test(tc, test_shuffle);
     tcase_add_test(tc, test_seek_and_position);
+    tcase_add_test(tc, test_skip);
     tcase_add_test(tc, test_shard_over_2gb);
     tcase_add_test(tc, test_errors);
     suite_add_tcase(s, tc);

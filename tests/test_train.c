@@ -9,6 +9,7 @@
 
 #include "cli_util.h"
 #include "safetensors.h"
+#include "testrun.h"
 #include "testutil.h"
 
 static char g_tmp[256];
@@ -70,12 +71,6 @@ START_TEST(test_gated_deltanet_learns) { check_loss_falls("tiny_gated_deltanet.j
 END_TEST
 START_TEST(test_loglinear_gated_deltanet_learns) { check_loss_falls("tiny_loglinear_gated_deltanet.json"); }
 END_TEST
-
-static bool files_equal(const char *a, const char *b) {
-    char cmd[2100];
-    snprintf(cmd, sizeof cmd, "cmp -s %s %s", a, b);
-    return system(cmd) == 0;
-}
 
 // 20 straight steps and 10 + stop + resume + 10 give byte-identical weights and optimizer moments.
 static void check_resume(const char *config) {
@@ -147,20 +142,6 @@ START_TEST(test_resume_bit_identical_gated_deltanet) { check_resume("tiny_gated_
 END_TEST
 START_TEST(test_resume_bit_identical_loglinear_gated_deltanet) { check_resume("tiny_loglinear_gated_deltanet.json"); }
 END_TEST
-
-// The training losses of a run, in order.
-static int read_losses(const char *run_dir, double *loss, int max) {
-    char path[512], line[1024];
-    snprintf(path, sizeof path, "%s/log.jsonl", run_dir);
-    FILE *f = fopen(path, "r");
-    ck_assert_msg(f != NULL, "no %s", path);
-    int n = 0;
-    const char *p;
-    while (fgets(line, sizeof line, f) && n < max)
-        if (!strstr(line, "val_loss") && (p = strstr(line, "\"loss\": "))) loss[n++] = atof(p + 8);
-    fclose(f);
-    return n;
-}
 
 // Gradient accumulation: 2 micro-batches of 2 sequences make the same steps as 1 batch of 4 (the loader
 // hands out the same windows in the same order), up to float summation order.

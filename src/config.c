@@ -736,6 +736,21 @@ bool config_override(Config *cfg, const char *kv, Err *err) {
     return train_set(&cfg->train, ki, &v, where, err);
 }
 
+bool config_is_override_key(const char *k) {
+    if (strncmp(k, "train.", 6) == 0) return find_train_key(k + 6) >= 0;
+    const char *mk = strncmp(k, "model.", 6) == 0 ? k + 6 : k;
+    return find_train_key(k) >= 0 || find_model_key(mk) >= 0 || strcmp(mk, "model_type") == 0;
+}
+
+void config_suggest(const char *word, const char *const *extra, size_t n_extra, char *hint, size_t len) {
+    const char *cands[N_TRAIN_KEYS + N_MODEL_KEYS + 64];
+    size_t n = 0;
+    for (size_t i = 0; i < N_TRAIN_KEYS; i++) cands[n++] = TRAIN_KEY_NAMES[i];
+    for (size_t i = 0; i < N_MODEL_KEYS; i++) cands[n++] = MODEL_KEYS[i].name;
+    for (size_t i = 0; i < n_extra && i < 64; i++) cands[n++] = extra[i];
+    did_you_mean(word, cands, n, hint, len);
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Validation
 
@@ -857,6 +872,15 @@ bool config_load(Config *cfg, const char *path, char *resolved_path, size_t reso
     }
     int found = -1;
     for (int i = 0; i < nc && found < 0; i++) if (is_regular_file(cand[i])) found = i;
+    // A path that exists but is no regular file (a directory, a symlink loop, a FIFO) gets its own message
+    // rather than "not found".
+    struct stat st;
+    if (found < 0 && stat(path, &st) == 0)
+        return err_set(err, "config %s is %s, not a config file; pass a JSON file, e.g. configs/transformer.json",
+                       path, S_ISDIR(st.st_mode) ? "a directory" : "not a regular file");
+    if (found < 0 && errno != ENOENT)
+        return err_set(err, "config %s cannot be opened: %s; pass a JSON file, e.g. configs/transformer.json", path,
+                       strerror(errno));
     if (found < 0) {
         char tried[4600] = {0};
         for (int i = 0; i < nc; i++) {

@@ -129,6 +129,13 @@ bool model_config_from_json(ModelConfig *m, const char *json_text, const char *o
 // "train." prefix is accepted). Model keys cannot be overridden (edit the file).
 bool config_override(Config *cfg, const char *key_equals_value, Err *err);
 
+// Whether `key` names something config_override knows (a train key, or a model key it refuses with advice).
+bool config_is_override_key(const char *key);
+
+// " (did you mean 'X'?)" for the train key, model key or extra word (e.g. a program option) nearest to
+// `word`, or "" when none is close; into hint.
+void config_suggest(const char *word, const char *const *extra, size_t n_extra, char *hint, size_t len);
+
 // Cross-checks after all overrides (e.g. seq_len <= max_seq_len, batch sizes > 0). Names the field.
 bool config_validate(const Config *cfg, const char *origin, Err *err);
 

@@ -23,8 +23,11 @@
 #include "model.h"
 #include "optimizer.h"
 #include "rng.h"
+#include "run_dir.h"
 #include "safetensors.h"
+#include "signals.h"
 #include "tokenizer.h"
+#include "train_state.h"
 
 // Practical fp32 peak of this machine kind (2 vCPUs, AVX-512, sgemm ~150 GFLOP/s): the MFU denominator.
 static const double PEAK_GFLOPS = 150.0;
@@ -37,6 +40,7 @@ typedef struct {
     bool eval_only;            // --eval: validation loss of the (resumed) model, then exit
     const char *positions;     // --positions FILE (with --eval): mean loss at each position, as TSV
     const char *init_from;     // --init-from: start from these weights (a model.safetensors, e.g. from PyTorch)
+    bool overwrite;            // --overwrite: a fresh run may replace the run already in run_dir
     const char *overrides[128];
     int noverrides;
 } Args;
@@ -49,13 +53,16 @@ static void usage(FILE *f) {
             "       ./train --resume RUN_DIR --eval [--eval_batches N] [--positions LOSS.tsv]\n"
             "       ./train --config FILE --init-from MODEL.safetensors|DIR [--KEY VALUE ...]\n"
             "       add --stop-at STEP to checkpoint and exit after STEP (e.g. to fit a job time limit)\n"
+            "       add --overwrite to start a new run in a run_dir that holds one (deletes its checkpoints, log)\n"
             "\n"
             "FILE is looked up as given, then under configs/. It is our format ({\"model\":{...},\"train\":{...}})\n"
             "or one of the paper's HF-style model configs (train defaults then apply).\n"
-            "--KEY VALUE overrides any field of the train section, e.g. --steps 200 --lr 3e-4 --batch_size 4\n"
+            "--KEY VALUE (or --KEY=VALUE) overrides any field of the train section, e.g. --steps 200 --lr 3e-4 --batch_size 4\n"
             "  --seq_len 512 --grad_accum 2 --seed 7 --threads 2 --run_dir runs/x --eval_every 50 ...\n"
             "--resume continues from the latest checkpoint in RUN_DIR (or from CHECKPOINT_DIR) exactly as if\n"
             "  the run had not stopped; overrides (e.g. a larger --steps) apply on top of the saved config.\n"
+            "Ctrl-C or SIGTERM: the current step is finished, a checkpoint saved and the resume command printed\n"
+            "  (exit status 130 / 143); a second signal stops at once.\n"
             "--eval prints the validation loss over eval_batches batches sampled from the whole validation set\n"
             "  (all of it if eval_batches is large enough) and exits; --positions also writes the mean loss\n"
             "  at each position 0..seq_len-1 (TSV: position, loss, count), the paper's per-position curve.\n"
@@ -63,6 +70,30 @@ static void usage(FILE *f) {
             "  the paper's tensor names, e.g. one written by PyTorch, or a checkpoint directory holding one.\n"
             "--dump-grads writes the first batch's input_ids, labels, loss and every parameter gradient\n"
             "  (tensor names as the paper's PyTorch models) to a safetensors file, then exits.\n");
+}
+
+// Options of the program (besides the config keys, which are all overrides).
+static const char *const OPTIONS_WITH_VALUE[] = {"config", "resume", "dump-grads", "positions", "init-from", "stop-at"};
+static const char *const OPTION_FLAGS[] = {"help", "eval", "overwrite"};
+#define N_OPTIONS_WITH_VALUE (sizeof OPTIONS_WITH_VALUE / sizeof OPTIONS_WITH_VALUE[0])
+#define N_OPTION_FLAGS (sizeof OPTION_FLAGS / sizeof OPTION_FLAGS[0])
+
+static bool is_option_with_value(const char *name) {
+    for (size_t i = 0; i < N_OPTIONS_WITH_VALUE; i++)
+        if (strcmp(name, OPTIONS_WITH_VALUE[i]) == 0) return true;
+    return false;
+}
+
+_Noreturn static void die_unknown_option(const char *arg, const char *name) {
+    const char *opts[N_OPTIONS_WITH_VALUE + N_OPTION_FLAGS];
+    for (size_t i = 0; i < N_OPTIONS_WITH_VALUE; i++) opts[i] = OPTIONS_WITH_VALUE[i];
+    for (size_t i = 0; i < N_OPTION_FLAGS; i++) opts[N_OPTIONS_WITH_VALUE + i] = OPTION_FLAGS[i];
+    char hint[128];
+    config_suggest(name, opts, N_OPTIONS_WITH_VALUE + N_OPTION_FLAGS, hint, sizeof hint);
+    // Every suggestion (options and config keys alike) is written with its dashes on the command line.
+    char shown[160] = "";
+    if (strncmp(hint, " (did you mean '", 16) == 0) snprintf(shown, sizeof shown, " (did you mean '--%s", hint + 16);
+    die("unknown option '%s'%s; see --help", arg, shown);
 }
 
 static Args parse_args(int argc, char **argv) {
@@ -77,24 +108,38 @@ static Args parse_args(int argc, char **argv) {
             a.eval_only = true;
             continue;
         }
+        if (strcmp(s, "--overwrite") == 0) {
+            a.overwrite = true;
+            continue;
+        }
         if (strncmp(s, "--", 2) != 0) die("unexpected argument '%s' (options start with --; see --help)", s);
-        if (i + 1 >= argc) die("option '%s' needs a value (see --help)", s);
-        const char *v = argv[++i];
-        if (strcmp(s, "--config") == 0) a.config_path = v;
-        else if (strcmp(s, "--resume") == 0) a.resume = v;
-        else if (strcmp(s, "--dump-grads") == 0) a.dump_grads = v;
-        else if (strcmp(s, "--positions") == 0) a.positions = v;
-        else if (strcmp(s, "--init-from") == 0) a.init_from = v;
-        else if (strcmp(s, "--stop-at") == 0) {
+        // --name value or --name=value
+        char name[128];
+        const char *eq = strchr(s + 2, '=');
+        const size_t nlen = eq ? (size_t)(eq - (s + 2)) : strlen(s + 2);
+        if (nlen == 0 || nlen >= sizeof name) die_unknown_option(s, s + 2);
+        memcpy(name, s + 2, nlen);
+        name[nlen] = '\0';
+        if (!is_option_with_value(name) && !config_is_override_key(name)) die_unknown_option(s, name);
+        const char *v;
+        if (eq) v = eq + 1;
+        else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) v = argv[++i];
+        else die("option '--%s' needs a value, e.g. --%s VALUE or --%s=VALUE (see --help)", name, name, name);
+        if (strcmp(name, "config") == 0) a.config_path = v;
+        else if (strcmp(name, "resume") == 0) a.resume = v;
+        else if (strcmp(name, "dump-grads") == 0) a.dump_grads = v;
+        else if (strcmp(name, "positions") == 0) a.positions = v;
+        else if (strcmp(name, "init-from") == 0) a.init_from = v;
+        else if (strcmp(name, "stop-at") == 0) {
             char *end;
             a.stop_at = strtoll(v, &end, 10);
             if (*end || a.stop_at <= 0) die("--stop-at needs a positive step number, got '%s'", v);
         }
         else {
             if (a.noverrides >= 128) die("too many overrides");
-            size_t n = strlen(s + 2) + strlen(v) + 2;
+            size_t n = strlen(name) + strlen(v) + 2;
             char *kv = xmalloc(n);
-            snprintf(kv, n, "%s=%s", s + 2, v);
+            snprintf(kv, n, "%s=%s", name, v);
             a.overrides[a.noverrides++] = kv;
         }
     }
@@ -118,53 +163,6 @@ static TensorRef *tensor_refs(Model *m) {
         refs[i].data = model_params(m) + pi->offset;
     }
     return refs;
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Training state saved with each checkpoint (everything else is in the config and the tensors).
-typedef struct {
-    int64_t step;              // optimizer steps completed
-    DataPosition data;         // next training batch
-    int64_t tokens_seen;
-    int64_t bad_steps_total;
-    int consecutive_bad;
-    double elapsed;            // training seconds so far
-} TrainState;
-
-static char *state_to_json(const TrainState *s, uint64_t seed) {
-    char *buf = xmalloc(1024);
-    snprintf(buf, 1024,
-             "{\n  \"step\": %lld,\n  \"data_epoch\": \"%llu\",\n  \"data_cursor\": \"%llu\",\n"
-             "  \"tokens_seen\": %lld,\n  \"bad_steps_total\": %lld,\n  \"consecutive_bad\": %d,\n"
-             "  \"elapsed_seconds\": %.3f,\n  \"seed\": \"%llu\"\n}\n",
-             (long long)s->step, (unsigned long long)s->data.epoch, (unsigned long long)s->data.cursor,
-             (long long)s->tokens_seen, (long long)s->bad_steps_total, s->consecutive_bad, s->elapsed,
-             (unsigned long long)seed);
-    return buf;
-}
-
-// Reads state.json (written by state_to_json; 64-bit values travel as strings to stay exact).
-static void state_from_json(TrainState *s, const char *json, const char *origin) {
-    cJSON *root = cJSON_Parse(json);
-    if (!root) die("%s/state.json is not valid JSON; resume from another checkpoint", origin);
-    const char *keys[] = {"step", "data_epoch", "data_cursor", "tokens_seen", "bad_steps_total",
-                          "consecutive_bad", "elapsed_seconds"};
-    double num[7];
-    unsigned long long u64[7];
-    for (int i = 0; i < 7; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, keys[i]);
-        if (cJSON_IsNumber(v)) num[i] = v->valuedouble, u64[i] = (unsigned long long)v->valuedouble;
-        else if (cJSON_IsString(v)) num[i] = strtod(v->valuestring, NULL), u64[i] = strtoull(v->valuestring, NULL, 10);
-        else die("%s/state.json: missing field '%s'; resume from another checkpoint", origin, keys[i]);
-    }
-    s->step = (int64_t)num[0];
-    s->data.epoch = u64[1];
-    s->data.cursor = u64[2];
-    s->tokens_seen = (int64_t)num[3];
-    s->bad_steps_total = (int64_t)num[4];
-    s->consecutive_bad = (int)num[5];
-    s->elapsed = num[6];
-    cJSON_Delete(root);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -195,7 +193,7 @@ static void save_checkpoint(Trainer *t) {
     char *hf = model_config_to_hf_json(&t->cfg.model);
     char *ours = config_to_json(&t->cfg);
     t->st.data = dataloader_position(t->train);
-    char *state = state_to_json(&t->st, tc->seed);
+    char *state = train_state_to_json(&t->st, tc->seed);
     CheckpointData cd = {.params = t->refs, .n = model_num_tensors(t->model), .exp_avg = t->m1, .exp_avg_sq = t->m2,
                          .n_moments = num_moment_tensors(t), .hf_config_json = hf, .config_json = ours,
                          .state_json = state};
@@ -408,7 +406,11 @@ static void setup_weights(Trainer *t, const Args *args) {
         if (!checkpoint_load_optimizer(dir, t->refs, num_moment_tensors(t), t->m1, t->m2, &err)) die("%s", err.msg);
         char *sj = NULL;
         if (!checkpoint_read_text(dir, "state.json", &sj, &err)) die("%s", err.msg);
-        state_from_json(&t->st, sj, dir);
+        char origin[1100];
+        snprintf(origin, sizeof origin, "%s/state.json", dir);
+        const TrainStateExpect expect = {.step = checkpoint_manifest_step(dir),
+                                         .num_windows = dataloader_num_windows(t->train)};
+        if (!train_state_from_json(&t->st, sj, origin, &expect, &err)) die("%s", err.msg);
         free(sj);
         if (!dataloader_seek(t->train, t->st.data, &err)) die("%s", err.msg);
         return;
@@ -492,15 +494,21 @@ static void print_banner(const Trainer *t) {
     if (t->ckpt_dir[0]) printf("resumed from %s at step %lld\n", t->ckpt_dir, (long long)t->st.step);
 }
 
-// Creates the run directory and opens its log.jsonl (appended to when resuming).
+// Creates the run directory and opens its log.jsonl for appending: a fresh run's directory holds no log
+// (run_dir_prepare_fresh), a resumed run's log is first cut back to the checkpoint's step.
 static void open_log(Trainer *t) {
     const TrainConfig *tc = &t->cfg.train;
-    Err dir_err;
-    if (!mkdir_p(tc->run_dir, &dir_err)) die("%s", dir_err.msg);
-    char logpath[1100];
-    snprintf(logpath, sizeof logpath, "%s/log.jsonl", tc->run_dir);
-    t->log = fopen(logpath, t->ckpt_dir[0] ? "a" : "w");
-    if (!t->log) die("cannot write %s: %s", logpath, strerror(errno));
+    Err err;
+    if (t->ckpt_dir[0]) {
+        int64_t dropped;
+        if (!run_dir_truncate_log(tc->run_dir, t->st.step, &dropped, &err)) die("%s", err.msg);
+        if (dropped > 0)
+            printf("%s/log.jsonl: removed %lld line%s logged after the checkpoint's step %lld (they are trained "
+                   "again)\n", tc->run_dir, (long long)dropped, dropped > 1 ? "s" : "", (long long)t->st.step);
+    }
+    checkpoint_clean_leftovers(tc->run_dir);
+    t->log = run_dir_open_log(tc->run_dir, &err);
+    if (!t->log) die("%s", err.msg);
 }
 
 // Throughput and loss statistics of the loop, for the per-step lines and the final summary.
@@ -551,13 +559,17 @@ static void print_summary(const Trainer *t, const LoopStats *ls) {
 // ---------------------------------------------------------------------------------------------------
 // The training loop: steps until train.steps (or --stop-at), with evaluation, samples and checkpoints.
 
-static void train_loop(Trainer *t, const Args *args, LoopStats *ls) {
+// Returns 0, or the signal (SIGINT/SIGTERM) that stopped the run after a step and a checkpoint.
+static int train_loop(Trainer *t, const Args *args, LoopStats *ls) {
     const TrainConfig *tc = &t->cfg.train;
     const int B = tc->batch_size, T = tc->seq_len;
     const size_t numel = model_num_params(t->model);
     const float grad_scale_micro = 1.0f / (float)((int64_t)B * T * tc->grad_accum);
     AdamWHyper hyper = {.beta1 = tc->beta1, .beta2 = tc->beta2, .eps = tc->eps, .weight_decay = tc->weight_decay};
+    int64_t saved_step = t->ckpt_dir[0] ? t->st.step : -1;   // newest step on disk
+    int sig = 0;
     while (t->st.step < tc->steps) {
+        if ((sig = signals_pending())) break;   // at a step boundary: nothing half done
         const int64_t step = t->st.step;
         double t0 = now_seconds();
         hyper.lr = lr_schedule(step, tc->steps, tc->warmup_steps, tc->lr, tc->min_lr_ratio);
@@ -598,13 +610,36 @@ static void train_loop(Trainer *t, const Args *args, LoopStats *ls) {
         if ((tc->sample_every > 0 && t->st.step % tc->sample_every == 0) || last) print_sample(t);
         fflush(t->log);
         const bool stop = args->stop_at > 0 && t->st.step == args->stop_at && !last;
-        if ((tc->save_every > 0 && t->st.step % tc->save_every == 0) || last || stop) save_checkpoint(t);
+        if ((tc->save_every > 0 && t->st.step % tc->save_every == 0) || last || stop) {
+            save_checkpoint(t);
+            saved_step = t->st.step;
+        }
         if (stop) {
             printf("stopped at step %lld as asked (--stop-at); continue with: ./train --resume %s\n",
                    (long long)t->st.step, tc->run_dir);
             break;
         }
     }
+    if (sig) {
+        if (saved_step != t->st.step) save_checkpoint(t);
+        printf("%s: stopped after step %lld of %d, checkpoint saved; continue with: ./train --resume %s\n",
+               signals_name(sig), (long long)t->st.step, tc->steps, tc->run_dir);
+    }
+    return sig;
+}
+
+// A resumed run must have steps left: a checkpoint at or past train.steps has nothing to train.
+static void check_steps_left(const Trainer *t) {
+    const TrainConfig *tc = &t->cfg.train;
+    if (t->st.step < tc->steps) return;
+    if (t->st.step == tc->steps) {
+        printf("%s is at step %lld = train.steps: the run is complete; to train further, resume with a larger "
+               "--steps (e.g. --steps %lld)\n", t->ckpt_dir, (long long)t->st.step, (long long)t->st.step * 2);
+        exit(0);
+    }
+    die("%s is at step %lld, already past --steps %d: nothing to train; resume with --steps larger than %lld to "
+        "continue the run (or --eval to evaluate it)", t->ckpt_dir, (long long)t->st.step, tc->steps,
+        (long long)t->st.step);
 }
 
 int main(int argc, char **argv) {
@@ -613,6 +648,10 @@ int main(int argc, char **argv) {
     Args args = parse_args(argc, argv);
     Trainer t = {0};
     setup_config(&t, &args);
+    Err err;
+    if (!args.resume && !args.dump_grads && !args.eval_only &&
+        !run_dir_prepare_fresh(t.cfg.train.run_dir, args.overwrite, &err))
+        die("%s", err.msg);
     setup_model_and_data(&t);
     setup_weights(&t, &args);
     if (args.dump_grads) {
@@ -625,11 +664,13 @@ int main(int argc, char **argv) {
     }
     LoopStats ls = {.flops_tok = model_flops_per_token(t.model, t.cfg.train.seq_len), .last_val = NAN,
                     .first_loss = NAN, .last_loss = NAN};
+    if (t.ckpt_dir[0]) check_steps_left(&t);
     print_banner(&t);
     open_log(&t);
-    train_loop(&t, &args, &ls);
-    print_summary(&t, &ls);
+    signals_install();
+    const int sig = train_loop(&t, &args, &ls);
+    if (!sig) print_summary(&t, &ls);
     trainer_free(&t);
     for (int i = 0; i < args.noverrides; i++) free((void *)args.overrides[i]);
-    return 0;
+    return sig ? 128 + sig : 0;
 }

@@ -435,7 +435,8 @@ START_TEST(test_kill_during_save) {
     ck_assert_msg(checkpoint_save(g_run, next, &cd, 2, &e), "%s", e.msg);
     char ls[1024];
     list_dir(g_run, ls, sizeof ls);
-    ck_assert_msg(!strstr(ls, ".tmp") && !strstr(ls, ".old") && !strstr(ls, "latest.tmp"), "leftovers: %s", ls);
+    ck_assert_msg(!strstr(ls, ".tmp") && !strstr(ls, ".old") && !strstr(ls, ".del") && !strstr(ls, "latest.tmp"),
+                  "leftovers: %s", ls);
     free(w);
     free(m);
     free(v);

@@ -437,7 +437,7 @@ START_TEST(test_bad_headers) {
 
     char missing[256];
     path_in(missing, "nope.safetensors");
-    expect_error(safetensors_read(missing, &t, 1, true, &e), &e, "missing file", "cannot open", missing);
+    expect_error(safetensors_read(missing, &t, 1, true, &e), &e, "missing file", "cannot read", missing);
     free(a.block);
     free(b.block);
 }

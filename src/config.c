@@ -500,6 +500,8 @@ static bool parse_model_object(ModelConfig *out, const JsonDoc *d, const cJSON *
                        "hattention, h_gated_deltanet)", o, prefix, mt->valuestring, hint);
     }
 
+    const cJSON *dup = json_first_dup_key(obj);
+    if (dup) return err_set(err, "%s: duplicate key '%s%s'", o, prefix, dup->string);
     ModelConfig m;
     model_config_defaults(&m, type);
     bool given[N_MODEL_KEYS] = {false};
@@ -508,7 +510,6 @@ static bool parse_model_object(ModelConfig *out, const JsonDoc *d, const cJSON *
     for (const cJSON *it = obj->child; it; it = it->next) {
         const char *k = it->string;
         snprintf(where, sizeof where, "%s: %s%s", o, prefix, k);
-        if (json_dup_key(obj, it)) return err_set(err, "%s: duplicate key '%s%s'", o, prefix, k);
         if (strcmp(k, "model_type") == 0 || k[0] == '_') continue;
         int ki = find_model_key(k);
         if (ki >= 0) {
@@ -684,9 +685,10 @@ static bool parse_train_object(TrainConfig *t, const JsonDoc *d, const cJSON *ob
     const char *o = d->origin;
     char where[256];
     if (!cJSON_IsObject(obj)) return err_set(err, "%s: the \"train\" section must be a JSON object", o);
+    const cJSON *dup = json_first_dup_key(obj);
+    if (dup) return err_set(err, "%s: duplicate key 'train.%s'", o, dup->string);
     for (const cJSON *it = obj->child; it; it = it->next) {
         const char *k = it->string;
-        if (json_dup_key(obj, it)) return err_set(err, "%s: duplicate key 'train.%s'", o, k);
         if (k[0] == '_') continue;
         int ki = find_train_key(k);
         if (ki < 0) {
@@ -832,9 +834,10 @@ static bool parse_config_doc(Config *cfg, const JsonDoc *d, Err *err) {
         *cfg = c;
         return true;
     }
+    const cJSON *dup = json_first_dup_key(root);
+    if (dup) return err_set(err, "%s: duplicate key '%s'", o, dup->string);
     for (const cJSON *it = root->child; it; it = it->next) {
         const char *k = it->string;
-        if (json_dup_key(root, it)) return err_set(err, "%s: duplicate key '%s'", o, k);
         if (strcmp(k, "model") == 0) model = it;
         else if (strcmp(k, "train") == 0) train = it;
         else if (k[0] == '_') continue;

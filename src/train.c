@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
@@ -273,11 +275,12 @@ static void print_sample(Trainer *t) {
     printf("sample: ");
     if (t->decoder) {
         size_t cap = (size_t)n * 64 + 16;
-        char *text = xmalloc(cap);
-        decoder_decode(t->decoder, ids, n, text, cap);
-        for (char *p = text; *p; p++) if (*p == '\n') *p = ' ';
-        printf("%s\n", text);
+        char *text = xmalloc(cap), *shown = xmalloc(4 * cap + 1);
+        const size_t len = LL_MIN(decoder_decode(t->decoder, ids, n, text, cap), cap - 1);
+        text_escape(text, len, shown, 4 * cap + 1);
+        printf("%s\n", shown);
         free(text);
+        free(shown);
     } else {
         for (int i = 0; i < n; i++) printf("%d ", ids[i]);
         printf("\n");
@@ -351,6 +354,12 @@ static void setup_config(Trainer *t, const Args *args) {
         int stem_len = dot ? (int)(dot - base) : (int)strlen(base);
         if (stem_len > 200) stem_len = 200;
         snprintf(tc->run_dir, sizeof tc->run_dir, "runs/%.*s", stem_len, base);
+    }
+    if (tc->warmup_steps > tc->steps && tc->steps > 0) {
+        // Short smoke runs (--steps 3 on a config with warmup 40) should just work.
+        printf("note: warmup_steps %d exceeds steps %d; warming up over all %d steps instead\n", tc->warmup_steps,
+               tc->steps, tc->steps);
+        tc->warmup_steps = tc->steps;
     }
     if (!config_validate(&t->cfg, t->config_origin, &err)) die("%s", err.msg);
     threads_setup(tc->threads);
@@ -515,15 +524,49 @@ static void open_log(Trainer *t) {
 typedef struct {
     double flops_tok;          // model FLOPs per token of one training step
     double last_val, first_loss, last_loss, ema_tps;
+    double window_tokens, window_seconds;  // since the last progress line: its tokens/s
 } LoopStats;
+
+// A number for log.jsonl: JSON has no NaN or infinity, so those are null.
+static void json_number(char *buf, size_t len, const char *fmt, double v) {
+    if (isfinite(v)) snprintf(buf, len, fmt, v);
+    else snprintf(buf, len, "null");
+}
+
+// Wall-clock time for log.jsonl lines (seconds since the epoch, to the millisecond).
+static double unix_time(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// "45 s", "12m05s", "3h07m": durations for people.
+static char *format_duration(char *buf, size_t len, double s) {
+    if (!isfinite(s) || s < 0) snprintf(buf, len, "?");
+    else if (s < 10) snprintf(buf, len, "%.1f s", s);
+    else if (s < 60) snprintf(buf, len, "%.0f s", s);
+    else if (s < 3600) snprintf(buf, len, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+    else if (s < 100 * 3600.0) snprintf(buf, len, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+    else snprintf(buf, len, "%.0f h", s / 3600);
+    return buf;
+}
+
+// Peak resident memory of the process so far, in bytes.
+static double peak_rss_bytes(void) {
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss * 1024.0 : 0;   // ru_maxrss is in KiB
+}
 
 static void log_skipped_step(Trainer *t, int64_t step, double loss, double norm) {
     const TrainConfig *tc = &t->cfg.train;
     fprintf(stderr, "warning: step %lld: non-finite %s (loss %g, grad norm %g); step skipped (%d in a row, %lld total)\n",
             (long long)(step + 1), isfinite(loss) ? "gradient" : "loss", loss, norm, t->st.consecutive_bad,
             (long long)t->st.bad_steps_total);
-    fprintf(t->log, "{\"step\": %lld, \"skipped\": true, \"loss\": \"%g\", \"grad_norm\": \"%g\"}\n",
-            (long long)(step + 1), loss, norm);
+    char l[32], g[32];
+    json_number(l, sizeof l, "%.6f", loss);
+    json_number(g, sizeof g, "%.6f", norm);
+    fprintf(t->log, "{\"step\": %lld, \"skipped\": true, \"loss\": %s, \"grad_norm\": %s, \"tokens\": %lld, "
+                    "\"time\": %.3f}\n", (long long)(step + 1), l, g, (long long)t->st.tokens_seen, unix_time());
     if (t->st.consecutive_bad >= tc->max_bad_steps)
         die("%d consecutive steps had a non-finite loss or gradient (max_bad_steps = %d); the run "
             "diverged: lower lr (now %g) or grad_clip, and resume from the last checkpoint in %s",
@@ -536,24 +579,36 @@ static void log_step(Trainer *t, LoopStats *ls, double loss, double lr, double n
     const int64_t tokens = (int64_t)tc->batch_size * tc->seq_len * tc->grad_accum;
     const double tps = (double)tokens / dt;
     ls->ema_tps = ls->ema_tps == 0 ? tps : 0.9 * ls->ema_tps + 0.1 * tps;
+    ls->window_tokens += (double)tokens;
+    ls->window_seconds += dt;
     const double gflops = ls->flops_tok * tps / 1e9;
     if (isnan(ls->first_loss)) ls->first_loss = loss;
     ls->last_loss = loss;
-    const double eta = (double)(tc->steps - t->st.step) * (double)tokens / ls->ema_tps;
-    if (tc->log_every > 0 && (t->st.step % tc->log_every == 0 || t->st.step == tc->steps || t->st.step == 1))
-        printf("step %5lld/%d | loss %.4f | lr %.2e | grad norm %.3f | %6.0f tok/s | %5.1f GFLOP/s | MFU %4.1f%% | ETA %s%.0f s\n",
-               (long long)t->st.step, tc->steps, loss, lr, norm, tps, gflops, 100.0 * gflops / PEAK_GFLOPS,
-               eta > 3600 ? ">" : "", eta > 3600 ? 3600.0 : eta);
+    if (tc->log_every > 0 && (t->st.step % tc->log_every == 0 || t->st.step == tc->steps || t->st.step == 1)) {
+        // Rates over the steps since the last line: one step's rate swings widely on a busy machine.
+        const double wtps = ls->window_tokens / ls->window_seconds, wgflops = ls->flops_tok * wtps / 1e9;
+        const double eta = (double)(tc->steps - t->st.step) * (double)tokens / wtps;
+        char el[32], et[32];
+        printf("step %5lld/%d | loss %.4f | lr %.2e | grad norm %.3f | %6.0f tok/s | %5.1f GFLOP/s | MFU %4.1f%% | "
+               "elapsed %s | ETA %s | mem %.0f MB\n",
+               (long long)t->st.step, tc->steps, loss, lr, norm, wtps, wgflops, 100.0 * wgflops / PEAK_GFLOPS,
+               format_duration(el, sizeof el, t->st.elapsed), format_duration(et, sizeof et, eta),
+               peak_rss_bytes() / 1e6);
+        ls->window_tokens = ls->window_seconds = 0;
+    }
     fprintf(t->log, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, \"tokens_per_s\": %.1f, "
-                    "\"gflops\": %.2f, \"mfu\": %.4f, \"ms\": %.1f}\n",
-            (long long)t->st.step, loss, lr, norm, tps, gflops, gflops / PEAK_GFLOPS, dt * 1e3);
+                    "\"gflops\": %.2f, \"mfu\": %.4f, \"ms\": %.1f, \"tokens\": %lld, \"time\": %.3f}\n",
+            (long long)t->st.step, loss, lr, norm, tps, gflops, gflops / PEAK_GFLOPS, dt * 1e3,
+            (long long)t->st.tokens_seen, unix_time());
 }
 
 static void print_summary(const Trainer *t, const LoopStats *ls) {
-    printf("done: %lld steps, %lld tokens, %.1f s training | train loss %.4f -> %.4f | val loss %.4f | "
-           "%.0f tok/s | %lld skipped steps\n",
-           (long long)t->st.step, (long long)t->st.tokens_seen, t->st.elapsed, ls->first_loss, ls->last_loss,
-           ls->last_val, ls->ema_tps, (long long)t->st.bad_steps_total);
+    char el[32];
+    printf("done: %lld steps, %lld tokens, %s training | train loss %.4f -> %.4f | val loss %.4f | "
+           "%.0f tok/s | %lld skipped steps | peak memory %.0f MB\n",
+           (long long)t->st.step, (long long)t->st.tokens_seen, format_duration(el, sizeof el, t->st.elapsed),
+           ls->first_loss, ls->last_loss, ls->last_val, ls->ema_tps, (long long)t->st.bad_steps_total,
+           peak_rss_bytes() / 1e6);
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -288,15 +288,27 @@ bool checkpoint_remove_all(const char *run_dir, Err *err) {
     return ok;
 }
 
-int64_t checkpoint_manifest_step(const char *dir) {
+int64_t checkpoint_step(const char *dir) {
     cJSON *m;
     Err e;
-    if (!load_manifest(dir, &m, &e) || !m) return -1;
-    const cJSON *s = cJSON_GetObjectItemCaseSensitive(m, "step");
-    int64_t step = cJSON_IsNumber(s) && s->valuedouble >= 0 && s->valuedouble < 9e15 &&
-                   s->valuedouble == (double)(int64_t)s->valuedouble ? (int64_t)s->valuedouble : -1;
-    cJSON_Delete(m);
-    return step;
+    int64_t step = -1;
+    if (load_manifest(dir, &m, &e) && m) {
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(m, "step");
+        if (cJSON_IsNumber(s) && s->valuedouble >= 0 && s->valuedouble < 9e15 &&
+            s->valuedouble == (double)(int64_t)s->valuedouble)
+            step = (int64_t)s->valuedouble;
+        cJSON_Delete(m);
+    }
+    if (step >= 0) return step;
+    size_t k = strlen(dir);
+    while (k > 1 && dir[k - 1] == '/') k--;
+    size_t b = k;
+    while (b > 0 && dir[b - 1] != '/') b--;
+    char base[64];
+    if (k - b >= sizeof base) return -1;
+    memcpy(base, dir + b, k - b);
+    base[k - b] = '\0';
+    return parse_step_name(base, "step_", &step) ? step : -1;
 }
 
 // mkdir -p: creates run_dir and any missing parents.

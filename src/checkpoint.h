@@ -70,8 +70,9 @@ int checkpoint_count(const char *run_dir, int64_t *newest);
 // way, then deleted), so that a kill midway leaves no half-deleted checkpoint.
 bool checkpoint_remove_all(const char *run_dir, Err *err);
 
-// The step recorded in <dir>/manifest.json, or -1 when there is no (valid) manifest.
-int64_t checkpoint_manifest_step(const char *dir);
+// The step of checkpoint directory dir: the one its manifest records, else the one its name step_NNNNNNNN
+// says, else -1.
+int64_t checkpoint_step(const char *dir);
 
 // "step_%08lld" into buf; returns buf.
 char *checkpoint_dir_name(char *buf, size_t len, int64_t step);

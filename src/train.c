@@ -417,7 +417,7 @@ static void setup_weights(Trainer *t, const Args *args) {
         if (!checkpoint_read_text(dir, "state.json", &sj, &err)) die("%s", err.msg);
         char origin[1100];
         snprintf(origin, sizeof origin, "%s/state.json", dir);
-        const TrainStateExpect expect = {.step = checkpoint_manifest_step(dir),
+        const TrainStateExpect expect = {.step = checkpoint_step(dir),
                                          .num_windows = dataloader_num_windows(t->train)};
         if (!train_state_from_json(&t->st, sj, origin, &expect, &err)) die("%s", err.msg);
         free(sj);

@@ -79,7 +79,7 @@ bool train_state_from_json(TrainState *s, const char *json, const char *origin, 
     }
     // Consistency between the fields, with the checkpoint, and with the data.
     if (expect && expect->step >= 0 && step != (uint64_t)expect->step) {
-        err_set(err, "%s: field 'step' = %llu, but the checkpoint's manifest is of step %lld; " STATE_HINT, origin,
+        err_set(err, "%s: field 'step' = %llu, but the checkpoint is of step %lld; " STATE_HINT, origin,
                 (unsigned long long)step, (long long)expect->step);
         goto done;
     }

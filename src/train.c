@@ -324,28 +324,65 @@ static void dump_grads(Trainer *t, const char *path) {
 
 // The configuration: from the checkpoint when resuming, else from --config; then the overrides, the
 // default run directory, validation, and the thread count.
+// Refuses model overrides on resume that would change a tensor of the checkpoint (names or shapes); others
+// (e.g. chunk_size, norm_eps) are fine.
+static void check_resume_shapes(const ModelConfig *saved, const ModelConfig *now, const char *ckpt_dir) {
+    int na, nb;
+    ParamInfo *a = model_table(saved, &na), *b = model_table(now, &nb);
+    const char *diff = model_config_first_difference(saved, now);
+    for (int i = 0; diff && i < LL_MAX(na, nb); i++) {
+        bool same = i < na && i < nb && strcmp(a[i].name, b[i].name) == 0 && a[i].ndim == b[i].ndim;
+        for (int k = 0; same && k < a[i].ndim; k++) same = a[i].shape[k] == b[i].shape[k];
+        if (!same)
+            die("the model overrides change model.%s, which changes tensor %s of the checkpoint %s; a resumed run "
+                "keeps the shapes it was started with (start a new run, optionally with --init-from, instead)",
+                diff, i < na ? a[i].name : b[i].name, ckpt_dir);
+    }
+    free(a);
+    free(b);
+}
+
 static void setup_config(Trainer *t, const Args *args) {
     Err err;
+    // Model keys among the overrides are applied while the model section is read (derived sizes follow).
+    const char *model_kv[128];
+    bool is_model[128] = {false};
+    int n_model = 0;
+    for (int i = 0; i < args->noverrides; i++) {
+        char key[128];   // overrides are "key=value" (parse_args)
+        snprintf(key, sizeof key, "%.*s", (int)strcspn(args->overrides[i], "="), args->overrides[i]);
+        if ((is_model[i] = config_is_model_key(key))) model_kv[n_model++] = args->overrides[i];
+    }
     if (args->resume) {
         if (!checkpoint_resolve(args->resume, t->ckpt_dir, sizeof t->ckpt_dir, &err)) die("%s", err.msg);
         char path[1100];
         snprintf(path, sizeof path, "%s/train_config.json", t->ckpt_dir);
-        if (!config_load(&t->cfg, path, t->config_origin, sizeof t->config_origin, &err)) die("%s", err.msg);
+        if (!config_load_with_model_overrides(&t->cfg, path, model_kv, n_model, t->config_origin,
+                                              sizeof t->config_origin, &err))
+            die("%s", err.msg);
+        if (n_model) {
+            Config saved;
+            if (!config_load(&saved, path, NULL, 0, &err)) die("%s", err.msg);
+            check_resume_shapes(&saved.model, &t->cfg.model, t->ckpt_dir);
+        }
         if (args->config_path) {
             Config other;
             char origin[1024];
-            if (!config_load(&other, args->config_path, origin, sizeof origin, &err)) die("%s", err.msg);
+            if (!config_load_with_model_overrides(&other, args->config_path, model_kv, n_model, origin, sizeof origin,
+                                                  &err))
+                die("%s", err.msg);
             const char *diff = model_config_first_difference(&t->cfg.model, &other.model);
             if (diff)
                 die("--config %s describes a different model than the checkpoint %s (model.%s differs); resume "
                     "without --config or with the config the run was started with", origin, t->ckpt_dir, diff);
         }
     } else {
-        if (!config_load(&t->cfg, args->config_path, t->config_origin, sizeof t->config_origin, &err))
+        if (!config_load_with_model_overrides(&t->cfg, args->config_path, model_kv, n_model, t->config_origin,
+                                              sizeof t->config_origin, &err))
             die("%s", err.msg);
     }
     for (int i = 0; i < args->noverrides; i++)
-        if (!config_override(&t->cfg, args->overrides[i], &err)) die("%s", err.msg);
+        if (!is_model[i] && !config_override(&t->cfg, args->overrides[i], &err)) die("%s", err.msg);
     TrainConfig *tc = &t->cfg.train;
     if (!tc->run_dir[0]) {
         const char *base = strrchr(t->config_origin, '/');

@@ -383,6 +383,9 @@ static bool model_check(const ModelConfig *m, const char *o, const char *p, Err 
     POS_INT(m->num_heads, "num_heads");
     POS_INT(m->max_seq_len, "max_position_embeddings");
     POS_FLT(m->hidden_ratio, "hidden_ratio");
+    if (m->intermediate_size == -1 && config_mlp_width(m->hidden_size, m->hidden_ratio) == -1)
+        return err_set(err, "%s: %shidden_size (%d) x %shidden_ratio (%g) makes the MLP width (derived from them) "
+                       "larger than 2^31; lower hidden_size", o, p, m->hidden_size, p, (double)m->hidden_ratio);
     POS_INT(m->intermediate_size, "intermediate_size");
     POS_FLT(m->initializer_range, "initializer_range");
     POS_FLT(m->norm_eps, eps_key(m->type));

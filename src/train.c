@@ -15,6 +15,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -402,12 +403,35 @@ static void setup_config(Trainer *t, const Args *args) {
     threads_setup(tc->threads);
 }
 
+// Refuses, before allocating anything, a run whose model or batch cannot fit in this machine's memory,
+// naming the settings that make it too large and the bytes it would need.
+static void check_memory(const Trainer *t) {
+    const TrainConfig *tc = &t->cfg.train;
+    const ModelConfig *mc = &t->cfg.model;
+    size_t pf, af;
+    model_memory_floats(mc, tc->batch_size, tc->seq_len, &pf, &af);
+    // weights, gradients, two AdamW moments (floats) and the weight-decay mask (bytes)
+    const double model_bytes = 17.0 * (double)pf, act_bytes = 4.0 * (double)af;
+    const double phys = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    if (phys <= 0 || model_bytes + act_bytes <= phys) return;
+    if (model_bytes > phys)
+        die("%s: the model is too large for this machine: vocab_size %d, hidden_size %d, num_hidden_layers %d give "
+            "%.3g parameters, whose weights, gradients and AdamW moments need %.1f GB, and the machine has %.1f GB; "
+            "lower hidden_size, num_hidden_layers or vocab_size", t->config_origin, mc->vocab_size, mc->hidden_size,
+            mc->num_layers, (double)pf, model_bytes / 1e9, phys / 1e9);
+    die("%s: the batch is too large for this machine: the activations of batch_size %d x seq_len %d need %.1f GB "
+        "(the model another %.1f GB), and the machine has %.1f GB; lower batch_size or seq_len (grad_accum keeps "
+        "the tokens per step)", t->config_origin, tc->batch_size, tc->seq_len, act_bytes / 1e9, model_bytes / 1e9,
+        phys / 1e9);
+}
+
 // The model with its optimizer state, the data loaders, the tokenizer's decoder, the batch buffers.
 static void setup_model_and_data(Trainer *t) {
     const TrainConfig *tc = &t->cfg.train;
     const ModelConfig *mc = &t->cfg.model;
     const int B = tc->batch_size, T = tc->seq_len;
     Err err;
+    check_memory(t);
     t->model = model_create(mc, B, T, &err);
     if (!t->model) die("%s: %s", t->config_origin, err.msg);
     const size_t numel = model_num_params(t->model);

@@ -267,6 +267,29 @@ START_TEST(test_paper_configs) {
 }
 END_TEST
 
+// configs/flame/train_*.json: the paper's model configs with the paper's training recipe.
+START_TEST(test_paper_recipes) {
+    glob_t g;
+    ck_assert_int_eq(glob("configs/flame/train_*.json", 0, NULL, &g), 0);
+    ck_assert_uint_eq(g.gl_pathc, 6);
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        Config cfg = load_ok(g.gl_pathv[i]);
+        const TrainConfig *t = &cfg.train;
+        ck_assert_msg(t->lr == 3e-4f && t->beta1 == 0.9f && t->beta2 == 0.95f && t->eps == 1e-15f &&
+                      t->weight_decay == 0.1f && t->decay == DECAY_ALL && t->grad_clip == 1.0f &&
+                      t->warmup_steps == 1024 && t->min_lr_ratio == 0.1f && t->seed == 42 && t->seq_len == 16384 &&
+                      (int64_t)t->batch_size * t->seq_len * t->grad_accum == 524288 && t->steps == 95368,
+                      "%s: not the paper's recipe", g.gl_pathv[i]);
+        // the model section is the paper's file unchanged
+        char hf[256];
+        snprintf(hf, sizeof hf, "configs/flame/%s", strrchr(g.gl_pathv[i], '/') + 7);
+        Config paper = load_ok(hf);
+        ck_assert_msg(model_config_first_difference(&cfg.model, &paper.model) == NULL, "%s vs %s", g.gl_pathv[i], hf);
+    }
+    globfree(&g);
+}
+END_TEST
+
 START_TEST(test_hf_special_tokens) {
     // HF-saved mamba configs write time_step_limit as [0.0, Infinity] (non-standard JSON); bookkeeping
     // keys are accepted and ignored.
@@ -625,6 +648,7 @@ int main(void) {
     tcase_add_test(tc, test_syntax_errors);
     tcase_add_test(tc, test_overrides);
     tcase_add_test(tc, test_many_keys);
+    tcase_add_test(tc, test_paper_recipes);
     tcase_add_test(tc, test_round_trips);
     suite_add_tcase(s, tc);
     int rc = tu_run_suite(s);

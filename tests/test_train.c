@@ -535,6 +535,48 @@ START_TEST(test_smoke_run_and_progress) {
 }
 END_TEST
 
+// Model keys on the command line: a new run gets the model they describe (derived sizes follow); a resume
+// refuses those that change a tensor's shape. Sizes that cannot fit are refused before any allocation,
+// naming the setting and the bytes.
+START_TEST(test_model_overrides_and_sizes) {
+    char *out;
+    int rc = run(&out, "./train --config tiny_transformer.json --run_dir %s/o --hidden_size 64 --num_hidden_layers 1 "
+                 "--steps 2 --eval_every 0", g_tmp);
+    // d = 64, one layer, V = 257, MLP width 256 (derived from d): 2*257*64 + 4*64*64 + 3*64*256 + 3*64 = 98496
+    ck_assert_msg(rc == 0 && strstr(out, "0.10M params | d=64 L=1"), "%s", out);
+    free(out);
+    run_ok("grep -q '\"hidden_size\":[[:space:]]*64,' %s/o/step_00000002/config.json", g_tmp);
+    rc = run(&out, "./train --resume %s/o --hidden_size 32 --steps 4", g_tmp);
+    ck_assert_msg(rc != 0 && strstr(out, "change model.hidden_size") && strstr(out, "model.embeddings.weight"), "%s", out);
+    free(out);
+    rc = run(&out, "./train --resume %s/o --norm_eps 1e-5 --steps 3", g_tmp);   // no shape changes: fine
+    ck_assert_msg(rc == 0 && strstr(out, "done: 3 steps"), "%s", out);
+    free(out);
+    rc = run(&out, "./train --config tiny_mamba2.json --run_dir %s/o2 --num_kv_heads 1", g_tmp);
+    ck_assert_msg(rc != 0 && strstr(out, "--num_kv_heads") && strstr(out, "does not apply to model_type 'mamba2'"),
+                  "%s", out);
+    free(out);
+    static const struct { const char *flags, *must1, *must2; } sizes[] = {
+        {"--vocab_size 2147483647", "the model is too large", "vocab_size 2147483647"},
+        {"--hidden_size 65536", "the model is too large", "hidden_size 65536"},
+        {"--batch_size 2147483647", "the batch is too large", "batch_size 2147483647"},
+        {"--hidden_size 1000000000", "hidden_size (1000000000) x model.hidden_ratio", "lower hidden_size"},
+    };
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        rc = run(&out, "./train --config tiny_transformer.json --run_dir %s/big %s", g_tmp, sizes[i].flags);
+        ck_assert_msg(rc == 1 && strstr(out, sizes[i].must1) && strstr(out, sizes[i].must2) &&
+                      (i == 3 || strstr(out, " GB")), "%s: %s", sizes[i].flags, out);
+        free(out);
+    }
+    // the paper's recipe, scaled down by flags only
+    rc = run(&out, "./train --config configs/flame/train_hattention_mid.json --run_dir %s/paper --hidden_size 64 "
+             "--num_heads 2 --num_hidden_layers 1 --seq_len 64 --grad_accum 1 --steps 2 --eval_batches 1", g_tmp);
+    ck_assert_msg(rc == 0 && strstr(out, "loglinear_mamba2") && strstr(out, "warming up over all 2 steps") &&
+                  strstr(out, "done: 2 steps"), "%s", out);
+    free(out);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("train");
     TCase *tc = tcase_create("train");
@@ -562,6 +604,7 @@ int main(void) {
     tcase_add_test(tc, test_bad_state_json);
     tcase_add_test(tc, test_special_files);
     tcase_add_test(tc, test_smoke_run_and_progress);
+    tcase_add_test(tc, test_model_overrides_and_sizes);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

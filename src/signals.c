@@ -15,6 +15,9 @@ static void on_signal(int signo) {
         return;
     }
     g_signo = signo;
+    // Ctrl-C also ends the rest of a pipeline (`./train ... | tee log`): writing the last progress lines to
+    // the closed pipe must not kill the process before its checkpoint is saved.
+    signal(SIGPIPE, SIG_IGN);
 }
 
 void signals_install(void) {

@@ -24,7 +24,11 @@ void signals_install(void) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
+    // Both blocked while either handler runs: a SIGINT and a SIGTERM arriving together are then handled
+    // one after the other, so the second one always sees the first's flag.
     sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGINT);
+    sigaddset(&sa.sa_mask, SIGTERM);
     // SA_RESTART: an interrupted read/write/fsync of the checkpoint writer resumes instead of failing
     // with EINTR; the signal is acted upon at the next step boundary.
     sa.sa_flags = SA_RESTART;

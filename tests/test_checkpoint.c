@@ -432,7 +432,8 @@ START_TEST(test_kill_during_save) {
             execl(g_self, g_self, "--saver", g_run, first, (char *)NULL);
             _exit(4);
         }
-        usleep((useconds_t)(100000 + tu_next(&seed) % 400000));
+        // Wide enough to complete some saves (12 MB each, fsync'ed) on a loaded machine, short enough to cut others.
+        usleep((useconds_t)(150000 + tu_next(&seed) % 1350000));
         kill(pid, SIGKILL);
         int status;
         waitpid(pid, &status, 0);

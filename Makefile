@@ -1,6 +1,7 @@
 # loglinear.c build.  `make` builds ./train, ./generate, ./evaluate and ./tokenize (release), `make test` builds every
 # tests/test_*.c with AddressSanitizer + UBSan and runs them, `make bench` runs the benchmarks,
 # `make compile_commands.json` writes the compilation database for editors and clang tools.
+# `make fuzz` runs the libFuzzer harnesses of the file parsers (tests/fuzz/, FUZZ_SECONDS each; clang).
 # `make WERROR=1 ...` turns warnings into errors (CI: scripts/test.sh); off by default for users.
 CC      ?= gcc
 PKG_CFLAGS := $(shell pkg-config --cflags check libpcre2-8 2>/dev/null)
@@ -44,7 +45,16 @@ $(shell mkdir -p build && [ "$$(cat build/mpi.setting 2>/dev/null)" = "$(MPI)" ]
 build/rel/dist.o build/asan/dist.o: KERNEL_CFLAGS = $(MPI_CFLAGS)
 build/rel/dist.o build/asan/dist.o: build/mpi.setting
 
-.PHONY: all test bench clean compile_commands.json build-tests-and-benches
+# libFuzzer harnesses (clang): the parsers of every file a user hands the trainer, with ASan + UBSan.
+FUZZ_CC      ?= clang
+FUZZ_CFLAGS   = $(BASE_CFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+FUZZ_LIB     := common config json_strict levels safetensors data rng tokenizer checkpoint train_state
+FUZZ_OBJ     := $(patsubst %,build/fuzz/%.o,$(FUZZ_LIB))
+FUZZERS      := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SECONDS ?= 180
+FUZZ_TEST_SECONDS ?= 4
+
+.PHONY: all test bench clean compile_commands.json build-tests-and-benches fuzz
 .SECONDARY:
 all: $(PROGRAMS) tokenize
 
@@ -52,7 +62,11 @@ build/rel/%.o: src/%.c | build/rel
 	$(CC) $(REL_CFLAGS) $(KERNEL_CFLAGS) $(DEPFLAGS) -c $< -o $@
 build/asan/%.o: src/%.c | build/asan
 	$(CC) $(TEST_CFLAGS) $(KERNEL_CFLAGS) $(DEPFLAGS) -c $< -o $@
-build/rel build/asan:
+build/fuzz/%.o: src/%.c | build/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(KERNEL_CFLAGS) $(DEPFLAGS) -c $< -o $@
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $(FUZZ_OBJ) | build/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Itests/fuzz $< $(FUZZ_OBJ) -o $@ $(LIBS)
+build/rel build/asan build/fuzz:
 	mkdir -p $@
 
 $(PROGRAMS): %: src/%.c $(REL_OBJ) | build/rel
@@ -65,9 +79,15 @@ build/asan/test_%: tests/test_%.c $(TEST_OBJ) | build/asan
 build/rel/bench_%: tests/bench_%.c $(REL_OBJ) | build/rel
 	$(CC) $(REL_CFLAGS) $(DEPFLAGS) -MF $@.d -MT $@ -Itests $< $(REL_OBJ) -o $@ $(LIBS)
 
-# Each test binary runs on its own so one failure names its suite; all must pass.
-test: $(TESTS) $(PROGRAMS) tokenize
+# Each test binary runs on its own so one failure names its suite; all must pass. Then each fuzzer runs
+# briefly over its seed corpus and whatever it finds in FUZZ_TEST_SECONDS.
+test: $(TESTS) $(PROGRAMS) tokenize $(FUZZERS)
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 ./tests/run_tests.sh $(TESTS)
+	@./tests/fuzz/run.sh $(FUZZ_TEST_SECONDS) $(FUZZERS)
+
+# Longer fuzzing: FUZZ_SECONDS per harness (default 3 minutes), e.g. `make fuzz FUZZ_SECONDS=3600`.
+fuzz: $(FUZZERS)
+	./tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZERS)
 
 bench: $(BENCHES)
 	@for b in $(BENCHES); do ./$$b || exit 1; done
@@ -85,4 +105,4 @@ compile_commands.json:
 clean:
 	rm -rf build $(PROGRAMS) tokenize compile_commands.json
 
--include $(wildcard build/rel/*.d build/asan/*.d)
+-include $(wildcard build/rel/*.d build/asan/*.d build/fuzz/*.d)

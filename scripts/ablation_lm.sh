@@ -45,9 +45,16 @@ for m in "${models[@]}"; do
     if [ -f "$dir/done" ]; then
         echo "== $m: already trained ($dir/done exists), skipping"
     else
-        echo "== training $m"
-        ./train --config "$prefix$m.json" --run_dir "$dir" --keep_last 1 "${common[@]+"${common[@]}"}" \
-            "${extra[@]+"${extra[@]}"}" | tee "$dir.train.log"
+        if [ -f "$dir/latest" ]; then
+            # interrupted earlier (Ctrl-C, SIGTERM, a crash): continue from its newest checkpoint
+            echo "== resuming $m"
+            ./train --resume "$dir" --keep_last 1 "${common[@]+"${common[@]}"}" "${extra[@]+"${extra[@]}"}" \
+                | tee -a "$dir.train.log"
+        else
+            echo "== training $m"
+            ./train --config "$prefix$m.json" --run_dir "$dir" --overwrite --keep_last 1 "${common[@]+"${common[@]}"}" \
+                "${extra[@]+"${extra[@]}"}" | tee "$dir.train.log"
+        fi
         touch "$dir/done"
     fi
     # the whole validation set (a sample of 200 batches in --quick mode)

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(
-    build-essential make git pkg-config ca-certificates
+    build-essential make git pkg-config ca-certificates clang libclang-rt-14-dev libomp-dev
     libopenblas-openmp-dev libopenblas-dev libcjson-dev zlib1g-dev check libpcre2-dev
     libopenmpi-dev openmpi-bin
     nodejs npm

@@ -213,32 +213,102 @@ static void manifest_add_file(cJSON *files, const char *dir, const char *file, c
     }
 }
 
-// Deletes old step dirs beyond keep_last (never `keep`) and leftover temporary dirs. Warnings only.
-static void prune(const char *run_dir, int64_t keep, int keep_last) {
+// Prefixes of the temporary directories a save or a deletion leaves behind when it is killed: a
+// checkpoint being written, a replaced one, and one being deleted. Their contents are never needed.
+static const char *const kLeftoverPrefixes[] = {".tmp_step_", ".old_step_", ".del_step_"};
+enum { N_LEFTOVER_PREFIXES = 3 };
+
+void checkpoint_clean_leftovers(const char *run_dir) {
     char name[64], p[CK_PATH];
     Err e;
-    static const char *const tmp_prefixes[] = {".tmp_step_", ".old_step_"};
-    for (int t = 0; t < 2; t++) {
+    for (int t = 0; t < N_LEFTOVER_PREFIXES; t++) {
         int cnt;
-        int64_t *steps = list_steps(run_dir, tmp_prefixes[t], &cnt);
+        int64_t *steps = list_steps(run_dir, kLeftoverPrefixes[t], &cnt);
         for (int i = 0; i < cnt; i++) {
-            snprintf(name, sizeof name, "%s%08" PRId64, tmp_prefixes[t], steps[i]);
+            snprintf(name, sizeof name, "%s%08" PRId64, kLeftoverPrefixes[t], steps[i]);
             if (path_join(p, run_dir, name, &e) && !remove_flat_dir(p, &e))
                 fprintf(stderr, "warning: could not remove leftover %s: %s\n", p, e.msg);
         }
         free(steps);
     }
+}
+
+// Deletes step_<step> the way it was written, atomically: renamed to .del_step_<step> first (so a kill
+// never leaves a half-deleted step_* directory that looks like a checkpoint), then emptied and removed.
+static bool remove_checkpoint(const char *run_dir, int64_t step, Err *err) {
+    char name[64], delname[64], p[CK_PATH], del[CK_PATH];
+    snprintf(delname, sizeof delname, ".del_step_%08" PRId64, step);
+    if (!path_join(p, run_dir, checkpoint_dir_name(name, sizeof name, step), err) ||
+        !path_join(del, run_dir, delname, err))
+        return false;
+    if (is_dir(del) && !remove_flat_dir(del, err)) return false;
+    if (rename(p, del) != 0) return err_set(err, "cannot move %s aside to delete it: %s", p, strerror(errno));
+    if (!fsync_dir(run_dir, err)) return false;
+    return remove_flat_dir(del, err);
+}
+
+// Deletes old step dirs beyond keep_last (never `keep`) and leftover temporary dirs. Warnings only.
+static void prune(const char *run_dir, int64_t keep, int keep_last) {
+    checkpoint_clean_leftovers(run_dir);
     if (keep_last <= 0) return;
     int cnt;
     int64_t *steps = list_steps(run_dir, "step_", &cnt);
     int excess = cnt - keep_last;
+    Err e;
     for (int i = 0; i < cnt && excess > 0; i++) {
         if (steps[i] == keep) continue;
-        if (path_join(p, run_dir, checkpoint_dir_name(name, sizeof name, steps[i]), &e) && !remove_flat_dir(p, &e))
-            fprintf(stderr, "warning: could not delete old checkpoint %s: %s\n", p, e.msg);
+        char name[64];
+        if (!remove_checkpoint(run_dir, steps[i], &e))
+            fprintf(stderr, "warning: could not delete old checkpoint %s/%s: %s\n", run_dir,
+                    checkpoint_dir_name(name, sizeof name, steps[i]), e.msg);
         excess--;
     }
     free(steps);
+}
+
+int checkpoint_count(const char *run_dir, int64_t *newest) {
+    int cnt;
+    int64_t *steps = list_steps(run_dir, "step_", &cnt);
+    if (newest) *newest = cnt > 0 ? steps[cnt - 1] : -1;
+    free(steps);
+    return cnt;
+}
+
+bool checkpoint_remove_all(const char *run_dir, Err *err) {
+    int cnt;
+    int64_t *steps = list_steps(run_dir, "step_", &cnt);
+    bool ok = true;
+    // `latest` first: from then on no reader follows it into a directory about to go.
+    char latest[CK_PATH];
+    if (!path_join(latest, run_dir, "latest", err)) ok = false;
+    else if (unlink(latest) != 0 && errno != ENOENT) ok = err_set(err, "cannot delete %s: %s", latest, strerror(errno));
+    for (int i = 0; i < cnt && ok; i++) ok = remove_checkpoint(run_dir, steps[i], err);
+    free(steps);
+    if (ok) checkpoint_clean_leftovers(run_dir);
+    return ok;
+}
+
+int64_t checkpoint_step(const char *dir) {
+    cJSON *m;
+    Err e;
+    int64_t step = -1;
+    if (load_manifest(dir, &m, &e) && m) {
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(m, "step");
+        if (cJSON_IsNumber(s) && s->valuedouble >= 0 && s->valuedouble < 9e15 &&
+            s->valuedouble == (double)(int64_t)s->valuedouble)
+            step = (int64_t)s->valuedouble;
+        cJSON_Delete(m);
+    }
+    if (step >= 0) return step;
+    size_t k = strlen(dir);
+    while (k > 1 && dir[k - 1] == '/') k--;
+    size_t b = k;
+    while (b > 0 && dir[b - 1] != '/') b--;
+    char base[64];
+    if (k - b >= sizeof base) return -1;
+    memcpy(base, dir + b, k - b);
+    base[k - b] = '\0';
+    return parse_step_name(base, "step_", &step) ? step : -1;
 }
 
 // mkdir -p: creates run_dir and any missing parents.

@@ -34,7 +34,8 @@ typedef struct {
 
 // Saves step `step` under run_dir (created with its parents if missing) as described above, then deletes the
 // oldest step_* directories beyond the newest keep_last ones (keep_last <= 0 keeps all; the checkpoint
-// just written is never deleted) and any leftover .tmp_step_* directories. A failure to delete old
+// just written is never deleted) and any leftover temporary directories. An old checkpoint is renamed to
+// .del_step_<S> before its files are deleted, so a kill during pruning never leaves a partial step_<S>. A failure to delete old
 // checkpoints only prints a warning: the new checkpoint is safe and training can go on.
 bool checkpoint_save(const char *run_dir, int64_t step, const CheckpointData *cd, int keep_last, Err *err);
 
@@ -56,6 +57,22 @@ bool checkpoint_load_model(const char *dir, const TensorRef *params, int n, Err 
 // (layout as in CheckpointData); names and shapes come from params (their data is not touched).
 bool checkpoint_load_optimizer(const char *dir, const TensorRef *params, int n, float *exp_avg,
                                float *exp_avg_sq, Err *err);
+
+// Removes the directories a killed save or deletion leaves behind (.tmp_step_*, .old_step_*, .del_step_*);
+// failures are warnings. checkpoint_save does it too; call it when a run starts.
+void checkpoint_clean_leftovers(const char *run_dir);
+
+// Number of step_* directories in run_dir (0 if it does not exist); *newest (may be NULL) gets the
+// highest step, or -1 when there is none.
+int checkpoint_count(const char *run_dir, int64_t *newest);
+
+// Deletes `latest` and every step_* directory of run_dir, each the way prune does (renamed out of the
+// way, then deleted), so that a kill midway leaves no half-deleted checkpoint.
+bool checkpoint_remove_all(const char *run_dir, Err *err);
+
+// The step of checkpoint directory dir: the one its manifest records, else the one its name step_NNNNNNNN
+// says, else -1.
+int64_t checkpoint_step(const char *dir);
 
 // "step_%08lld" into buf; returns buf.
 char *checkpoint_dir_name(char *buf, size_t len, int64_t step);

@@ -85,15 +85,45 @@ bool write_all(int fd, const void *buf, size_t len) {
     return true;
 }
 
+static const char *file_kind(mode_t m) {
+    return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO (named pipe)" : S_ISSOCK(m) ? "a socket"
+           : S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device" : "a special file";
+}
+
+bool open_regular_file(const char *path, const char *what, int *fd, struct stat *st_out, Err *err) {
+    const char *sep = what[0] ? " " : "";
+    struct stat st;
+    // The type first, then O_NONBLOCK in case the path is swapped for a FIFO in between (no effect on
+    // regular files), then the type of what was actually opened.
+    if (stat(path, &st) != 0) return err_set(err, "cannot read %s%s%s: %s", what, sep, path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return err_set(err, "%s%s%s is %s, not a regular file", what, sep, path, file_kind(st.st_mode));
+    *fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (*fd < 0) return err_set(err, "cannot open %s%s%s: %s", what, sep, path, strerror(errno));
+    if (fstat(*fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(*fd);
+        *fd = -1;
+        return err_set(err, "%s%s%s is not a regular file (it changed while being opened)", what, sep, path);
+    }
+    if (st_out) *st_out = st;
+    return true;
+}
+
 bool read_file(const char *path, size_t max_bytes, char **data, size_t *len, Err *err) {
     *data = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return err_set(err, "cannot read %s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > (uint64_t)max_bytes) {
+    int fd = -1;
+    struct stat st = {0};
+    if (!open_regular_file(path, "", &fd, &st, err)) return false;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return err_set(err, "cannot read %s: %s", path, strerror(errno));
+    }
+    if ((uint64_t)st.st_size > (uint64_t)max_bytes) {
         fclose(f);
-        return err_set(err, "%s is not a regular file of at most %zu bytes", path, max_bytes);
+        return err_set(err, "%s has %lld bytes, more than the %zu this file may have; is it the right file?", path,
+                       (long long)st.st_size, max_bytes);
     }
     const size_t n = (size_t)st.st_size;
     char *buf = xmalloc(n + 1);

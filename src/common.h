@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/stat.h>
 
 typedef struct {
     char msg[1024];   // human-readable: names the file, the field and the fix
@@ -32,6 +33,11 @@ double now_seconds(void);
 
 // CRC32 (zlib polynomial) of a byte range; chain with crc = crc32_update(crc, ...), start from 0.
 uint32_t crc32_update(uint32_t crc, const void *data, size_t bytes);
+
+// Opens an existing regular file read-only. Anything else is refused without blocking (open() of a FIFO
+// would wait for a writer forever): "<path> is a directory|a FIFO (named pipe)|..., not a regular file".
+// `what` starts the messages ("shard", "config", ...; may be ""). *st (may be NULL) receives its stat.
+bool open_regular_file(const char *path, const char *what, int *fd, struct stat *st, Err *err);
 
 // Reads a whole regular file of at most max_bytes into a malloc'd buffer, with a NUL after the data so
 // text parsers can treat it as a C string (*len excludes it). The one file reader of the library.

@@ -394,6 +394,9 @@ static bool model_check(const ModelConfig *m, const char *o, const char *p, Err 
     POS_INT(m->num_heads, "num_heads");
     POS_INT(m->max_seq_len, "max_position_embeddings");
     POS_FLT(m->hidden_ratio, "hidden_ratio");
+    if (m->intermediate_size == -1 && config_mlp_width(m->hidden_size, m->hidden_ratio) == -1)
+        return err_set(err, "%s: %shidden_size (%d) x %shidden_ratio (%g) makes the MLP width (derived from them) "
+                       "larger than 2^31; lower hidden_size", o, p, m->hidden_size, p, (double)m->hidden_ratio);
     POS_INT(m->intermediate_size, "intermediate_size");
     POS_FLT(m->initializer_range, "initializer_range");
     POS_FLT(m->norm_eps, eps_key(m->type));
@@ -484,8 +487,37 @@ static bool model_check(const ModelConfig *m, const char *o, const char *p, Err 
 // Model section parser
 
 // `prefix` is "model." inside our format and "" for a flat HF-style config.
+// Command-line values for model keys ("key=value" strings), applied while the model section is parsed so
+// that derived sizes follow them (e.g. --hidden_size changes the default intermediate_size too).
+typedef struct {
+    const char *const *kv;
+    int n;
+} ModelOverrides;
+
+// The JsonRaw of a command-line value: numbers keep their exact text, true/false/null are read as JSON.
+static void raw_from_text(JsonRaw *v, const char *text) {
+    memset(v, 0, sizeof *v);
+    v->num = text;
+    v->num_len = strlen(text);
+    v->str = text;
+    v->boolean = strcmp(text, "true") == 0 ? 1 : strcmp(text, "false") == 0 ? 0 : -1;
+    v->is_null = strcmp(text, "null") == 0;
+    snprintf(v->repr, sizeof v->repr, "'%.80s'", text);
+}
+
+// The value of model key k in the overrides (the last one given wins), or NULL.
+static const char *override_value(const ModelOverrides *ov, const char *k) {
+    const char *found = NULL;
+    for (int i = 0; ov && i < ov->n; i++) {
+        const char *kv = ov->kv[i], *eq = strchr(kv, '=');
+        const char *key = strncmp(kv, "model.", 6) == 0 ? kv + 6 : kv;
+        if (eq && (size_t)(eq - key) == strlen(k) && strncmp(key, k, strlen(k)) == 0) found = eq + 1;
+    }
+    return found;
+}
+
 static bool parse_model_object(ModelConfig *out, const JsonDoc *d, const cJSON *obj, const char *prefix,
-                               bool flat_hf, Err *err) {
+                               bool flat_hf, const ModelOverrides *ov, Err *err) {
     const char *o = d->origin;
     char where[256];
     if (!cJSON_IsObject(obj)) return err_set(err, "%s: the model section must be a JSON object", o);
@@ -518,15 +550,38 @@ static bool parse_model_object(ModelConfig *out, const JsonDoc *d, const cJSON *
                        "hattention, h_gated_deltanet)", o, prefix, mt->valuestring, hint);
     }
 
+    const cJSON *dup = json_first_dup_key(obj);
+    if (dup) return err_set(err, "%s: duplicate key '%s%s'", o, prefix, dup->string);
     ModelConfig m;
     model_config_defaults(&m, type);
     bool given[N_MODEL_KEYS] = {false};
     bool inter_given = false, kv_given = false, hd_given = false, levels_given = false;
 
-    for (const cJSON *it = obj->child; it; it = it->next) {
-        const char *k = it->string;
-        snprintf(where, sizeof where, "%s: %s%s", o, prefix, k);
-        if (json_dup_key(obj, it)) return err_set(err, "%s: duplicate key '%s%s'", o, prefix, k);
+    // The file's keys, then the overridden model keys the file does not have (it == NULL).
+    int next_override = 0;
+    char key_buf[128];
+    for (const cJSON *it = obj->child;; it = it ? it->next : NULL) {
+        const char *k, *ov_text = NULL;
+        if (it) {
+            k = it->string;
+            ov_text = override_value(ov, k);
+        } else {
+            if (!ov || next_override >= ov->n) break;
+            const char *kv = ov->kv[next_override++], *eq = strchr(kv, '=');
+            const char *key = strncmp(kv, "model.", 6) == 0 ? kv + 6 : kv;
+            snprintf(key_buf, sizeof key_buf, "%.*s", (int)(eq ? eq - key : 0), key);
+            k = key_buf;
+            if (cJSON_GetObjectItemCaseSensitive(obj, k) || find_model_key(k) < 0) continue;  // done / not ours
+            bool seen = false;   // the same key given twice on the command line: once is enough
+            for (int j = 0; j < next_override - 1 && !seen; j++) {
+                const char *pk = strncmp(ov->kv[j], "model.", 6) == 0 ? ov->kv[j] + 6 : ov->kv[j];
+                seen = strncmp(pk, k, strlen(k)) == 0 && pk[strlen(k)] == '=';
+            }
+            if (seen) continue;
+            ov_text = override_value(ov, k);
+        }
+        if (ov_text) snprintf(where, sizeof where, "override --%s", k);
+        else snprintf(where, sizeof where, "%s: %s%s", o, prefix, k);
         if (strcmp(k, "model_type") == 0 || k[0] == '_') continue;
         int ki = find_model_key(k);
         if (ki >= 0) {
@@ -534,11 +589,15 @@ static bool parse_model_object(ModelConfig *out, const JsonDoc *d, const cJSON *
             if (!(key->types & (1u << type))) {
                 char list[160];
                 type_list(key->types, list, sizeof list);
+                if (ov_text)
+                    return err_set(err, "override --%s: the key does not apply to model_type '%s' (it is read by: %s)",
+                                   k, mt->valuestring, list);
                 return err_set(err, "%s: key '%s%s' does not apply to model_type '%s' (it is read by: %s); remove it",
                                o, prefix, k, mt->valuestring, list);
             }
             JsonRaw v;
-            json_raw_value(d, it, &v);
+            if (ov_text) raw_from_text(&v, ov_text);
+            else json_raw_value(d, it, &v);
             char *field = (char *)&m + key->off;
             switch (key->kind) {
                 case MK_INT_OR_NULL:
@@ -579,6 +638,7 @@ static bool parse_model_object(ModelConfig *out, const JsonDoc *d, const cJSON *
         }
         int fi = find_feature_key(k);
         if (fi >= 0) {
+            if (!it) continue;
             if (!check_feature(d, it, fi, where, err)) return false;
             continue;
         }
@@ -606,10 +666,10 @@ bool model_config_from_json(ModelConfig *m, const char *json_text, const char *o
     if (!cJSON_IsObject(root)) {
         ok = err_set(err, "%s: expected a JSON object", origin);
     } else if (cJSON_GetObjectItemCaseSensitive(root, "model_type")) {
-        ok = parse_model_object(m, &d, root, "", true, err);
+        ok = parse_model_object(m, &d, root, "", true, NULL, err);
     } else {
         const cJSON *sec = cJSON_GetObjectItemCaseSensitive(root, "model");
-        if (sec) ok = parse_model_object(m, &d, sec, "model.", false, err);
+        if (sec) ok = parse_model_object(m, &d, sec, "model.", false, NULL, err);
         else ok = err_set(err, "%s: no \"model_type\" key and no \"model\" section: not a model config", origin);
     }
     json_doc_free(&d);
@@ -706,9 +766,10 @@ static bool parse_train_object(TrainConfig *t, const JsonDoc *d, const cJSON *ob
     const char *o = d->origin;
     char where[256];
     if (!cJSON_IsObject(obj)) return err_set(err, "%s: the \"train\" section must be a JSON object", o);
+    const cJSON *dup = json_first_dup_key(obj);
+    if (dup) return err_set(err, "%s: duplicate key 'train.%s'", o, dup->string);
     for (const cJSON *it = obj->child; it; it = it->next) {
         const char *k = it->string;
-        if (json_dup_key(obj, it)) return err_set(err, "%s: duplicate key 'train.%s'", o, k);
         if (k[0] == '_') continue;
         int ki = find_train_key(k);
         if (ki < 0) {
@@ -738,9 +799,11 @@ bool config_override(Config *cfg, const char *kv, Err *err) {
     int ki = find_train_key(k);
     if (ki < 0) {
         const char *mk = strncmp(k, "model.", 6) == 0 ? k + 6 : k;
-        if (find_model_key(mk) >= 0 || strcmp(mk, "model_type") == 0)
-            return err_set(err, "override '%s': '%s' is a model key; model keys cannot be overridden on the "
-                           "command line (edit the config file)", kv, mk);
+        if (strcmp(mk, "model_type") == 0)
+            return err_set(err, "override '%s': the model type cannot be overridden (use another --config)", kv);
+        if (find_model_key(mk) >= 0)
+            return err_set(err, "override '%s': '%s' is a model key; pass it to config_load_with_model_overrides "
+                           "(program bug)", kv, mk);
         char hint[96];
         did_you_mean(k, TRAIN_KEY_NAMES, N_TRAIN_KEYS, hint, sizeof hint);
         return err_set(err, "override '%s': unknown train key '%s'%s", kv, k, hint);
@@ -756,6 +819,26 @@ bool config_override(Config *cfg, const char *kv, Err *err) {
     snprintf(where, sizeof where, "override '%.120s': %s", kv, k);
     // Strings pass unchanged; numbers are parsed by the same exact-syntax readers as JSON tokens.
     return train_set(&cfg->train, ki, &v, where, err);
+}
+
+bool config_is_model_key(const char *k) {
+    const char *mk = strncmp(k, "model.", 6) == 0 ? k + 6 : k;
+    return find_model_key(mk) >= 0;
+}
+
+bool config_is_override_key(const char *k) {
+    if (strncmp(k, "train.", 6) == 0) return find_train_key(k + 6) >= 0;
+    const char *mk = strncmp(k, "model.", 6) == 0 ? k + 6 : k;
+    return find_train_key(k) >= 0 || find_model_key(mk) >= 0 || strcmp(mk, "model_type") == 0;
+}
+
+void config_suggest(const char *word, const char *const *extra, size_t n_extra, char *hint, size_t len) {
+    const char *cands[N_TRAIN_KEYS + N_MODEL_KEYS + 64];
+    size_t n = 0;
+    for (size_t i = 0; i < N_TRAIN_KEYS; i++) cands[n++] = TRAIN_KEY_NAMES[i];
+    for (size_t i = 0; i < N_MODEL_KEYS; i++) cands[n++] = MODEL_KEYS[i].name;
+    for (size_t i = 0; i < n_extra && i < 64; i++) cands[n++] = extra[i];
+    did_you_mean(word, cands, n, hint, len);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -824,7 +907,7 @@ static char *read_text_file(const char *path, Err *err) {
     return buf;
 }
 
-static bool parse_config_doc(Config *cfg, const JsonDoc *d, Err *err) {
+static bool parse_config_doc(Config *cfg, const JsonDoc *d, const ModelOverrides *ov, Err *err) {
     const char *o = d->origin;
     const cJSON *root = d->root;
     if (!cJSON_IsObject(root))
@@ -839,13 +922,14 @@ static bool parse_config_doc(Config *cfg, const JsonDoc *d, Err *err) {
         if (cJSON_GetObjectItemCaseSensitive(root, "model") || cJSON_GetObjectItemCaseSensitive(root, "train"))
             return err_set(err, "%s: has a top-level \"model_type\" and also \"model\"/\"train\" sections; use either "
                            "our format ({\"model\": {...}, \"train\": {...}}) or a bare HF-style model config", o);
-        if (!parse_model_object(&c.model, d, root, "", true, err)) return false;
+        if (!parse_model_object(&c.model, d, root, "", true, ov, err)) return false;
         *cfg = c;
         return true;
     }
+    const cJSON *dup = json_first_dup_key(root);
+    if (dup) return err_set(err, "%s: duplicate key '%s'", o, dup->string);
     for (const cJSON *it = root->child; it; it = it->next) {
         const char *k = it->string;
-        if (json_dup_key(root, it)) return err_set(err, "%s: duplicate key '%s'", o, k);
         if (strcmp(k, "model") == 0) model = it;
         else if (strcmp(k, "train") == 0) train = it;
         else if (k[0] == '_') continue;
@@ -861,13 +945,19 @@ static bool parse_config_doc(Config *cfg, const JsonDoc *d, Err *err) {
         }
     }
     if (!model) return err_set(err, "%s: missing \"model\" section (with at least \"model_type\")", o);
-    if (!parse_model_object(&c.model, d, model, "model.", false, err)) return false;
+    if (!parse_model_object(&c.model, d, model, "model.", false, ov, err)) return false;
     if (train && !parse_train_object(&c.train, d, train, err)) return false;
     *cfg = c;
     return true;
 }
 
 bool config_load(Config *cfg, const char *path, char *resolved_path, size_t resolved_len, Err *err) {
+    return config_load_with_model_overrides(cfg, path, NULL, 0, resolved_path, resolved_len, err);
+}
+
+bool config_load_with_model_overrides(Config *cfg, const char *path, const char *const *model_kv, int n_model_kv,
+                                      char *resolved_path, size_t resolved_len, Err *err) {
+    const ModelOverrides ov = {model_kv, n_model_kv};
     if (!path || !path[0]) return err_set(err, "config: empty path");
     char cand[4][1100];
     int nc = 0;
@@ -883,6 +973,15 @@ bool config_load(Config *cfg, const char *path, char *resolved_path, size_t reso
     }
     int found = -1;
     for (int i = 0; i < nc && found < 0; i++) if (is_regular_file(cand[i])) found = i;
+    // A path that exists but is no regular file (a directory, a symlink loop, a FIFO) gets its own message
+    // rather than "not found".
+    struct stat st;
+    if (found < 0 && stat(path, &st) == 0)
+        return err_set(err, "config %s is %s, not a config file; pass a JSON file, e.g. configs/transformer.json",
+                       path, S_ISDIR(st.st_mode) ? "a directory" : "not a regular file");
+    if (found < 0 && errno != ENOENT)
+        return err_set(err, "config %s cannot be opened: %s; pass a JSON file, e.g. configs/transformer.json", path,
+                       strerror(errno));
     if (found < 0) {
         char tried[4600] = {0};
         for (int i = 0; i < nc; i++) {
@@ -897,7 +996,7 @@ bool config_load(Config *cfg, const char *path, char *resolved_path, size_t reso
     JsonDoc d;
     bool ok = json_doc_parse(&d, text, p, err);
     if (ok) {
-        ok = parse_config_doc(cfg, &d, err);
+        ok = parse_config_doc(cfg, &d, &ov, err);
         json_doc_free(&d);
     }
     free(text);

@@ -125,14 +125,29 @@ void train_config_defaults(TrainConfig *t);
 // path actually opened.
 bool config_load(Config *cfg, const char *path, char *resolved_path, size_t resolved_len, Err *err);
 
+// config_load with command-line values for model keys ("hidden_size=64", optional "model." prefix),
+// applied as if the file had them, before derived sizes are resolved and the model is checked.
+bool config_load_with_model_overrides(Config *cfg, const char *path, const char *const *model_kv, int n_model_kv,
+                                      char *resolved_path, size_t resolved_len, Err *err);
+
+// Whether `key` ("hidden_size" or "model.hidden_size") is a model key (for config_load_with_model_overrides).
+bool config_is_model_key(const char *key);
+
 // Parses a model section / HF config object given as JSON text (used for checkpoints' config.json too).
 // Also accepts our whole-config format (then only its "model" section is read). `origin` names the
 // source in error messages. The result is resolved (derived sizes filled in) and checked.
 bool model_config_from_json(ModelConfig *m, const char *json_text, const char *origin, Err *err);
 
 // Applies one command-line override "key=value" to the train section (any TrainConfig key; an optional
-// "train." prefix is accepted). Model keys cannot be overridden (edit the file).
+// "train." prefix is accepted). Model keys go to config_load_with_model_overrides instead.
 bool config_override(Config *cfg, const char *key_equals_value, Err *err);
+
+// Whether `key` names something config_override knows (a train key, or a model key it refuses with advice).
+bool config_is_override_key(const char *key);
+
+// " (did you mean 'X'?)" for the train key, model key or extra word (e.g. a program option) nearest to
+// `word`, or "" when none is close; into hint.
+void config_suggest(const char *word, const char *const *extra, size_t n_extra, char *hint, size_t len);
 
 // Cross-checks after all overrides (e.g. seq_len <= max_seq_len, batch sizes > 0). Names the field.
 bool config_validate(const Config *cfg, const char *origin, Err *err);

@@ -68,13 +68,12 @@ static void make_order(DataLoader *dl) {
 }
 
 static bool open_shard(Shard *sh, int vocab_size, Err *err) {
-    int fd = open(sh->path, O_RDONLY);
-    if (fd < 0) return err_set(err, "cannot open shard %s: %s", sh->path, strerror(errno));
+    // A FIFO matched by the glob would block open() forever, a directory cannot be mapped.
+    int fd;
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        close(fd);
-        return err_set(err, "cannot stat shard %s: %s", sh->path, strerror(errno));
-    }
+    Err e;
+    if (!open_regular_file(sh->path, "shard", &fd, &st, &e))
+        return err_set(err, "%s; make the glob match only token shard files", e.msg);
     int64_t size = (int64_t)st.st_size;
     if (size < HEADER_BYTES) {
         close(fd);

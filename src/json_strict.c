@@ -242,8 +242,35 @@ bool json_read_bool(const JsonRaw *v, const char *where, bool *out, Err *err) {
     return true;
 }
 
-bool json_dup_key(const cJSON *obj, const cJSON *it) {
-    for (const cJSON *p = obj->child; p && p != it; p = p->next)
-        if (strcmp(p->string, it->string) == 0) return true;
-    return false;
+typedef struct {
+    const cJSON *item;
+    size_t index;   // position in the object
+} KeyRef;
+
+static int cmp_keyref(const void *a, const void *b) {
+    const KeyRef *x = a, *y = b;
+    int c = strcmp(x->item->string, y->item->string);
+    return c ? c : (x->index > y->index) - (x->index < y->index);
+}
+
+const cJSON *json_first_dup_key(const cJSON *obj) {
+    // Sorting the keys makes this O(n log n): a config may hold a million keys (16 MB of "_comment"s),
+    // which a pairwise scan would take hours over.
+    size_t n = 0;
+    for (const cJSON *p = obj->child; p; p = p->next) n++;
+    if (n < 2) return NULL;
+    KeyRef *keys = malloc(n * sizeof *keys);
+    if (!keys) die("out of memory reading JSON");
+    size_t i = 0;
+    for (const cJSON *p = obj->child; p; p = p->next, i++) keys[i] = (KeyRef){p, i};
+    qsort(keys, n, sizeof *keys, cmp_keyref);
+    const cJSON *first = NULL;
+    size_t first_index = SIZE_MAX;
+    for (i = 1; i < n; i++)
+        if (strcmp(keys[i].item->string, keys[i - 1].item->string) == 0 && keys[i].index < first_index) {
+            first = keys[i].item;
+            first_index = keys[i].index;
+        }
+    free(keys);
+    return first;
 }

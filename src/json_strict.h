@@ -49,8 +49,9 @@ const char *json_type_word(const JsonRaw *v);
 bool json_read_int(const JsonRaw *v, const char *where, int *out, Err *err);
 bool json_read_float(const JsonRaw *v, const char *where, float *out, Err *err);
 bool json_read_bool(const JsonRaw *v, const char *where, bool *out, Err *err);
-// Whether an earlier member of obj has the same key as it.
-bool json_dup_key(const cJSON *obj, const cJSON *it);
+// The first member of obj (in document order) whose key an earlier member already has, or NULL.
+// O(n log n) in the number of members.
+const cJSON *json_first_dup_key(const cJSON *obj);
 
 // Exact conversions of a number token's text (n bytes at s): integers only (no '.', no exponent),
 // unsigned integers, and doubles as JSON or Python writes them (Infinity, -Infinity, NaN included).

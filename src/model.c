@@ -179,6 +179,26 @@ Model *model_create(const ModelConfig *cfg, int B, int T, Err *err) {
     return m;
 }
 
+void model_memory_floats(const ModelConfig *cfg, int B, int T, size_t *param_floats, size_t *activation_floats) {
+    *param_floats = *activation_floats = 0;
+    if (!families_implemented(cfg) || B <= 0 || T <= 0) return;
+    // The sizing passes of model_create on a model that owns nothing but its small per-layer arrays.
+    Model m = {.cfg = *cfg, .B = B, .T = T};
+    m.family = xcalloc((size_t)LL_MAX(cfg->num_layers, 1), sizeof *m.family);
+    for (int l = 0; l < cfg->num_layers; l++) m.family[l] = mixer_family(cfg, l);
+    m.w.layers = xcalloc((size_t)LL_MAX(cfg->num_layers, 1), sizeof(BlockWeights));
+    m.acts = xcalloc((size_t)LL_MAX(cfg->num_layers, 1), sizeof(LayerActs));
+    ParamTable count = {0};
+    build_layout(&count, cfg, &m.w, NULL);
+    Arena sizing = {0};
+    build_arena(&m, &sizing);
+    *param_floats = count.used;
+    *activation_floats = sizing.used;
+    free(m.family);
+    free(m.w.layers);
+    free(m.acts);
+}
+
 ParamInfo *model_table(const ModelConfig *cfg, int *n) {
     *n = 0;
     if (!families_implemented(cfg)) return NULL;

@@ -26,6 +26,10 @@ typedef struct Model Model;
 Model *model_create(const ModelConfig *cfg, int B, int T, Err *err);
 void model_free(Model *m);
 
+// What model_create(cfg, B, T) would allocate, in floats, without allocating it: the flat parameters
+// (the gradients are as many again) and the activation arena.
+void model_memory_floats(const ModelConfig *cfg, int B, int T, size_t *param_floats, size_t *activation_floats);
+
 // The tensor table of a config without allocating the model (e.g. to count the paper's 800M models).
 // Returns a malloc'd array of *n entries (tied embeddings: lm_head.weight aliases the embedding), or NULL
 // with *n = 0 for an invalid model type.

@@ -304,14 +304,53 @@ static void st_close(StHeader *h) {
     h->root = NULL;
 }
 
+static bool parse_entry(const char *path, const StHeader *h, const cJSON *it, StTensorInfo *ti, Err *err);
+
+static int cmp_extent(const void *a, const void *b) {
+    const StTensorInfo *x = a, *y = b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    return (x->end > y->end) - (x->end < y->end);
+}
+
+// The safetensors format requires the tensors to tile the data section exactly: sorted by offset, each
+// starts where the previous one ends, the first at 0 and the last at the end of the file. Overlaps
+// (two tensors sharing bytes) and gaps (bytes no tensor owns) mean a damaged or forged file. Every entry
+// is validated on the way (parse_entry).
+static bool check_tiling(const char *path, const StHeader *h, Err *err) {
+    int n = 0;
+    for (const cJSON *it = h->root->child; it; it = it->next) n++;
+    StTensorInfo *ext = xcalloc((size_t)(n > 0 ? n : 1), sizeof *ext);
+    int k = 0;
+    bool ok = true;
+    for (const cJSON *it = h->root->child; it && ok; it = it->next)
+        if (strcmp(it->string, "__metadata__")) ok = parse_entry(path, h, it, &ext[k++], err);
+    if (ok) qsort(ext, (size_t)k, sizeof *ext, cmp_extent);
+    int64_t at = 0;
+    for (int i = 0; i < k && ok; i++) {
+        if (ext[i].begin < at)
+            ok = err_set(err, "%s: tensor '%s' (data_offsets [%" PRId64 ",%" PRId64 "]) overlaps tensor '%s' "
+                         "(which ends at %" PRId64 "); the file is corrupt", path, ext[i].name, ext[i].begin,
+                         ext[i].end, ext[i - 1].name, at);
+        else if (ext[i].begin > at)
+            ok = err_set(err, "%s: data bytes [%" PRId64 ",%" PRId64 ") belong to no tensor (before tensor '%s'); "
+                         "the tensors must tile the data section exactly: the file is corrupt", path, at,
+                         ext[i].begin, ext[i].name);
+        at = ext[i].end;
+    }
+    if (ok && at != h->data_size)
+        ok = err_set(err, "%s: the tensors end at data byte %" PRId64 " but the data section has %" PRId64
+                     " bytes (%" PRId64 " trailing bytes belong to no tensor); the file is corrupt", path, at,
+                     h->data_size, h->data_size - at);
+    free(ext);
+    return ok;
+}
+
 static bool st_open(const char *path, StHeader *h, Err *err) {
     memset(h, 0, sizeof *h);
-    h->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (h->fd < 0) return err_set(err, "cannot open safetensors file %s: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(h->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        st_close(h);
-        return err_set(err, "%s is not a regular file", path);
+    if (!open_regular_file(path, "safetensors file", &h->fd, &st, err)) {
+        h->fd = -1;
+        return false;
     }
     h->file_size = (int64_t)st.st_size;
     unsigned char len8[8];
@@ -388,6 +427,10 @@ static bool st_open(const char *path, StHeader *h, Err *err) {
                 return false;
             }
     }
+    if (!check_tiling(path, h, err)) {
+        st_close(h);
+        return false;
+    }
     return true;
 }
 
@@ -438,8 +481,10 @@ static bool parse_entry(const char *path, const StHeader *h, const cJSON *it, St
         if (!json_int(s, &ti->shape[d]))
             return err_set(err, "%s: tensor '%s' has a shape entry that is not a non-negative integer; the file "
                            "is corrupt", path, name);
+        // Checked before multiplying (a signed overflow is undefined); once too large, stop multiplying.
+        if (overflow) continue;
         if (ti->shape[d] > 0 && numel > INT64_MAX / 16 / ti->shape[d]) overflow = true;
-        numel *= ti->shape[d];
+        else numel *= ti->shape[d];
     }
     int64_t b, e;
     if (overflow || cJSON_GetArraySize(offs) != 2 || !json_int(offs->child, &b) ||

@@ -765,6 +765,43 @@ const char *decoder_token(const Decoder *dec, int id, size_t *len) {
     return (const char *)dec->file + dec->off[id];
 }
 
+// Length of the valid UTF-8 sequence at s[0:n] (2..4, shortest form, no surrogates, <= U+10FFFF), or 0.
+static size_t utf8_seq_len(const unsigned char *s, size_t n) {
+    unsigned c = s[0];
+    size_t len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (!len || len > n) return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    if (c == 0xE0 && s[1] < 0xA0) return 0;   // overlong
+    if (c == 0xED && s[1] > 0x9F) return 0;   // surrogate
+    if (c == 0xF0 && s[1] < 0x90) return 0;   // overlong
+    if (c == 0xF4 && s[1] > 0x8F) return 0;   // above U+10FFFF
+    return len;
+}
+
+void text_escape(const char *in, size_t n, char *out, size_t cap) {
+    const unsigned char *s = (const unsigned char *)in;
+    size_t w = 0;
+    for (size_t i = 0; i < n && w + 5 <= cap;) {
+        const unsigned c = s[i];
+        size_t u;
+        if (c >= 0x20 && c < 0x7F && c != '\\') out[w++] = (char)s[i++];
+        else if (c == '\\' || c == '\n' || c == '\t' || c == '\r') {
+            out[w++] = '\\';
+            out[w++] = c == '\n' ? 'n' : c == '\t' ? 't' : c == '\r' ? 'r' : '\\';
+            i++;
+        } else if (c >= 0x80 && (u = utf8_seq_len(s + i, n - i)) > 0) {
+            memcpy(out + w, s + i, u);
+            w += u;
+            i += u;
+        } else {
+            w += (size_t)snprintf(out + w, cap - w, "\\x%02x", c);
+            i++;
+        }
+    }
+    if (cap > 0) out[LL_MIN(w, cap - 1)] = '\0';
+}
+
 size_t decoder_decode(const Decoder *dec, const int32_t *ids, int64_t n, char *out, size_t cap) {
     size_t total = 0;
     for (int64_t i = 0; i < n; i++) {

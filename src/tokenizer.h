@@ -72,4 +72,10 @@ const char *decoder_token(const Decoder *dec, int id, size_t *len);
 // returns the full decoded length, so the result was truncated iff the return value >= cap.
 size_t decoder_decode(const Decoder *dec, const int32_t *ids, int64_t n, char *out, size_t cap);
 
+// Decoded text made safe for a terminal: valid UTF-8 and printable ASCII pass unchanged, \n \t \r \\ are
+// written as those escapes, and every other control byte or byte that is not part of a valid UTF-8
+// sequence as \xNN (a byte-level model's random bytes would otherwise move the cursor, ring, or garble
+// the terminal). Writes a NUL-terminated string of at most 4*n+1 bytes into out (cap must allow that).
+void text_escape(const char *in, size_t n, char *out, size_t cap);
+
 #endif

@@ -12,7 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -26,8 +29,11 @@
 #include "model_io.h"
 #include "optimizer.h"
 #include "rng.h"
+#include "run_dir.h"
 #include "safetensors.h"
+#include "signals.h"
 #include "tokenizer.h"
+#include "train_state.h"
 
 // Practical fp32 peak of this machine kind (2 vCPUs, AVX-512, sgemm ~150 GFLOP/s): the MFU denominator.
 static const double PEAK_GFLOPS = 150.0;
@@ -40,6 +46,7 @@ typedef struct {
     bool eval_only;            // --eval: validation loss of the (resumed) model, then exit
     const char *positions;     // --positions FILE (with --eval): mean loss at each position, as TSV
     const char *init_from;     // --init-from: start from these weights (a model.safetensors, e.g. from PyTorch)
+    bool overwrite;            // --overwrite: a fresh run may replace the run already in run_dir
     const char *overrides[128];
     int noverrides;
 } Args;
@@ -52,13 +59,16 @@ static void usage(FILE *f) {
             "       ./train --resume RUN_DIR --eval [--eval_batches N] [--positions LOSS.tsv]\n"
             "       ./train --config FILE --init-from MODEL.safetensors|DIR [--KEY VALUE ...]\n"
             "       add --stop-at STEP to checkpoint and exit after STEP (e.g. to fit a job time limit)\n"
+            "       add --overwrite to start a new run in a run_dir that holds one (deletes its checkpoints, log)\n"
             "\n"
             "FILE is looked up as given, then under configs/. It is our format ({\"model\":{...},\"train\":{...}})\n"
             "or one of the paper's HF-style model configs (train defaults then apply).\n"
-            "--KEY VALUE overrides any field of the train section, e.g. --steps 200 --lr 3e-4 --batch_size 4\n"
+            "--KEY VALUE (or --KEY=VALUE) overrides any field of the train section, e.g. --steps 200 --lr 3e-4 --batch_size 4\n"
             "  --seq_len 512 --grad_accum 2 --seed 7 --threads 2 --run_dir runs/x --eval_every 50 ...\n"
             "--resume continues from the latest checkpoint in RUN_DIR (or from CHECKPOINT_DIR) exactly as if\n"
             "  the run had not stopped; overrides (e.g. a larger --steps) apply on top of the saved config.\n"
+            "Ctrl-C or SIGTERM: the current step is finished, a checkpoint saved and the resume command printed\n"
+            "  (exit status 130 / 143); a second signal stops at once.\n"
             "--eval prints the validation loss over eval_batches batches sampled from the whole validation set\n"
             "  (all of it if eval_batches is large enough) and exits; --positions also writes the mean loss\n"
             "  at each position 0..seq_len-1 (TSV: position, loss, count), the paper's per-position curve.\n"
@@ -66,6 +76,30 @@ static void usage(FILE *f) {
             "  the paper's tensor names, e.g. one written by PyTorch, or a checkpoint directory holding one.\n"
             "--dump-grads writes the first batch's input_ids, labels, loss and every parameter gradient\n"
             "  (tensor names as the paper's PyTorch models) to a safetensors file, then exits.\n");
+}
+
+// Options of the program (besides the config keys, which are all overrides).
+static const char *const OPTIONS_WITH_VALUE[] = {"config", "resume", "dump-grads", "positions", "init-from", "stop-at"};
+static const char *const OPTION_FLAGS[] = {"help", "eval", "overwrite"};
+#define N_OPTIONS_WITH_VALUE (sizeof OPTIONS_WITH_VALUE / sizeof OPTIONS_WITH_VALUE[0])
+#define N_OPTION_FLAGS (sizeof OPTION_FLAGS / sizeof OPTION_FLAGS[0])
+
+static bool is_option_with_value(const char *name) {
+    for (size_t i = 0; i < N_OPTIONS_WITH_VALUE; i++)
+        if (strcmp(name, OPTIONS_WITH_VALUE[i]) == 0) return true;
+    return false;
+}
+
+_Noreturn static void die_unknown_option(const char *arg, const char *name) {
+    const char *opts[N_OPTIONS_WITH_VALUE + N_OPTION_FLAGS];
+    for (size_t i = 0; i < N_OPTIONS_WITH_VALUE; i++) opts[i] = OPTIONS_WITH_VALUE[i];
+    for (size_t i = 0; i < N_OPTION_FLAGS; i++) opts[N_OPTIONS_WITH_VALUE + i] = OPTION_FLAGS[i];
+    char hint[128];
+    config_suggest(name, opts, N_OPTIONS_WITH_VALUE + N_OPTION_FLAGS, hint, sizeof hint);
+    // Every suggestion (options and config keys alike) is written with its dashes on the command line.
+    char shown[160] = "";
+    if (strncmp(hint, " (did you mean '", 16) == 0) snprintf(shown, sizeof shown, " (did you mean '--%s", hint + 16);
+    die("unknown option '%s'%s; see --help", arg, shown);
 }
 
 static Args parse_args(int argc, char **argv) {
@@ -80,24 +114,38 @@ static Args parse_args(int argc, char **argv) {
             a.eval_only = true;
             continue;
         }
+        if (strcmp(s, "--overwrite") == 0) {
+            a.overwrite = true;
+            continue;
+        }
         if (strncmp(s, "--", 2) != 0) die("unexpected argument '%s' (options start with --; see --help)", s);
-        if (i + 1 >= argc) die("option '%s' needs a value (see --help)", s);
-        const char *v = argv[++i];
-        if (strcmp(s, "--config") == 0) a.config_path = v;
-        else if (strcmp(s, "--resume") == 0) a.resume = v;
-        else if (strcmp(s, "--dump-grads") == 0) a.dump_grads = v;
-        else if (strcmp(s, "--positions") == 0) a.positions = v;
-        else if (strcmp(s, "--init-from") == 0) a.init_from = v;
-        else if (strcmp(s, "--stop-at") == 0) {
+        // --name value or --name=value
+        char name[128];
+        const char *eq = strchr(s + 2, '=');
+        const size_t nlen = eq ? (size_t)(eq - (s + 2)) : strlen(s + 2);
+        if (nlen == 0 || nlen >= sizeof name) die_unknown_option(s, s + 2);
+        memcpy(name, s + 2, nlen);
+        name[nlen] = '\0';
+        if (!is_option_with_value(name) && !config_is_override_key(name)) die_unknown_option(s, name);
+        const char *v;
+        if (eq) v = eq + 1;
+        else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) v = argv[++i];
+        else die("option '--%s' needs a value, e.g. --%s VALUE or --%s=VALUE (see --help)", name, name, name);
+        if (strcmp(name, "config") == 0) a.config_path = v;
+        else if (strcmp(name, "resume") == 0) a.resume = v;
+        else if (strcmp(name, "dump-grads") == 0) a.dump_grads = v;
+        else if (strcmp(name, "positions") == 0) a.positions = v;
+        else if (strcmp(name, "init-from") == 0) a.init_from = v;
+        else if (strcmp(name, "stop-at") == 0) {
             char *end;
             a.stop_at = strtoll(v, &end, 10);
             if (*end || a.stop_at <= 0) die("--stop-at needs a positive step number, got '%s'", v);
         }
         else {
             if (a.noverrides >= 128) die("too many overrides");
-            size_t n = strlen(s + 2) + strlen(v) + 2;
+            size_t n = strlen(name) + strlen(v) + 2;
             char *kv = xmalloc(n);
-            snprintf(kv, n, "%s=%s", s + 2, v);
+            snprintf(kv, n, "%s=%s", name, v);
             a.overrides[a.noverrides++] = kv;
         }
     }
@@ -108,53 +156,6 @@ static Args parse_args(int argc, char **argv) {
         die("give --config FILE (or --resume RUN_DIR)");
     }
     return a;
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Training state saved with each checkpoint (everything else is in the config and the tensors).
-typedef struct {
-    int64_t step;              // optimizer steps completed
-    DataPosition data;         // next training batch
-    int64_t tokens_seen;
-    int64_t bad_steps_total;
-    int consecutive_bad;
-    double elapsed;            // training seconds so far
-} TrainState;
-
-static char *state_to_json(const TrainState *s, uint64_t seed) {
-    char *buf = xmalloc(1024);
-    snprintf(buf, 1024,
-             "{\n  \"step\": %lld,\n  \"data_epoch\": \"%llu\",\n  \"data_cursor\": \"%llu\",\n"
-             "  \"tokens_seen\": %lld,\n  \"bad_steps_total\": %lld,\n  \"consecutive_bad\": %d,\n"
-             "  \"elapsed_seconds\": %.3f,\n  \"seed\": \"%llu\"\n}\n",
-             (long long)s->step, (unsigned long long)s->data.epoch, (unsigned long long)s->data.cursor,
-             (long long)s->tokens_seen, (long long)s->bad_steps_total, s->consecutive_bad, s->elapsed,
-             (unsigned long long)seed);
-    return buf;
-}
-
-// Reads state.json (written by state_to_json; 64-bit values travel as strings to stay exact).
-static void state_from_json(TrainState *s, const char *json, const char *origin) {
-    cJSON *root = cJSON_Parse(json);
-    if (!root) die("%s/state.json is not valid JSON; resume from another checkpoint", origin);
-    const char *keys[] = {"step", "data_epoch", "data_cursor", "tokens_seen", "bad_steps_total",
-                          "consecutive_bad", "elapsed_seconds"};
-    double num[7];
-    unsigned long long u64[7];
-    for (int i = 0; i < 7; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, keys[i]);
-        if (cJSON_IsNumber(v)) num[i] = v->valuedouble, u64[i] = (unsigned long long)v->valuedouble;
-        else if (cJSON_IsString(v)) num[i] = strtod(v->valuestring, NULL), u64[i] = strtoull(v->valuestring, NULL, 10);
-        else die("%s/state.json: missing field '%s'; resume from another checkpoint", origin, keys[i]);
-    }
-    s->step = (int64_t)num[0];
-    s->data.epoch = u64[1];
-    s->data.cursor = u64[2];
-    s->tokens_seen = (int64_t)num[3];
-    s->bad_steps_total = (int64_t)num[4];
-    s->consecutive_bad = (int)num[5];
-    s->elapsed = num[6];
-    cJSON_Delete(root);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -186,7 +187,7 @@ static void save_checkpoint(Trainer *t) {
     char *hf = model_config_to_hf_json(&t->cfg.model);
     char *ours = dp_config_json(&t->cfg);   // grad_accum over all ranks: any rank count can resume
     t->st.data = dataloader_position(t->train);
-    char *state = state_to_json(&t->st, tc->seed);
+    char *state = train_state_to_json(&t->st, tc->seed);
     CheckpointData cd = {.params = t->refs, .n = model_num_tensors(t->model), .exp_avg = t->m1, .exp_avg_sq = t->m2,
                          .n_moments = num_moment_tensors(t), .hf_config_json = hf, .config_json = ours,
                          .state_json = state};
@@ -276,11 +277,12 @@ static void print_sample(Trainer *t) {
     printf("sample: ");
     if (t->decoder) {
         size_t cap = (size_t)n * 64 + 16;
-        char *text = xmalloc(cap);
-        decoder_decode(t->decoder, ids, n, text, cap);
-        for (char *p = text; *p; p++) if (*p == '\n') *p = ' ';
-        printf("%s\n", text);
+        char *text = xmalloc(cap), *shown = xmalloc(4 * cap + 1);
+        const size_t len = LL_MIN(decoder_decode(t->decoder, ids, n, text, cap), cap - 1);
+        text_escape(text, len, shown, 4 * cap + 1);
+        printf("%s\n", shown);
         free(text);
+        free(shown);
     } else {
         for (int i = 0; i < n; i++) printf("%d ", ids[i]);
         printf("\n");
@@ -324,29 +326,66 @@ static void dump_grads(Trainer *t, const char *path) {
 
 // The configuration: from the checkpoint when resuming, else from --config; then the overrides, the
 // default run directory, validation, and the thread count.
+// Refuses model overrides on resume that would change a tensor of the checkpoint (names or shapes); others
+// (e.g. chunk_size, norm_eps) are fine.
+static void check_resume_shapes(const ModelConfig *saved, const ModelConfig *now, const char *ckpt_dir) {
+    int na, nb;
+    ParamInfo *a = model_table(saved, &na), *b = model_table(now, &nb);
+    const char *diff = model_config_first_difference(saved, now);
+    for (int i = 0; diff && i < LL_MAX(na, nb); i++) {
+        bool same = i < na && i < nb && strcmp(a[i].name, b[i].name) == 0 && a[i].ndim == b[i].ndim;
+        for (int k = 0; same && k < a[i].ndim; k++) same = a[i].shape[k] == b[i].shape[k];
+        if (!same)
+            die("the model overrides change model.%s, which changes tensor %s of the checkpoint %s; a resumed run "
+                "keeps the shapes it was started with (start a new run, optionally with --init-from, instead)",
+                diff, i < na ? a[i].name : b[i].name, ckpt_dir);
+    }
+    free(a);
+    free(b);
+}
+
 static void setup_config(Trainer *t, const Args *args) {
     Err err;
+    // Model keys among the overrides are applied while the model section is read (derived sizes follow).
+    const char *model_kv[128];
+    bool is_model[128] = {false};
+    int n_model = 0;
+    for (int i = 0; i < args->noverrides; i++) {
+        char key[128];   // overrides are "key=value" (parse_args)
+        snprintf(key, sizeof key, "%.*s", (int)strcspn(args->overrides[i], "="), args->overrides[i]);
+        if ((is_model[i] = config_is_model_key(key))) model_kv[n_model++] = args->overrides[i];
+    }
     if (args->resume) {
         if (!checkpoint_resolve(args->resume, t->ckpt_dir, sizeof t->ckpt_dir, &err)) die("%s", err.msg);
         char path[1100];
         snprintf(path, sizeof path, "%s/train_config.json", t->ckpt_dir);
-        if (!config_load(&t->cfg, path, t->config_origin, sizeof t->config_origin, &err)) die("%s", err.msg);
+        if (!config_load_with_model_overrides(&t->cfg, path, model_kv, n_model, t->config_origin,
+                                              sizeof t->config_origin, &err))
+            die("%s", err.msg);
+        if (n_model) {
+            Config saved;
+            if (!config_load(&saved, path, NULL, 0, &err)) die("%s", err.msg);
+            check_resume_shapes(&saved.model, &t->cfg.model, t->ckpt_dir);
+        }
         dp_resume_accum(&t->cfg.train, t->ckpt_dir, (char *const *)args->overrides, args->noverrides);
         if (args->config_path) {
             Config other;
             char origin[1024];
-            if (!config_load(&other, args->config_path, origin, sizeof origin, &err)) die("%s", err.msg);
+            if (!config_load_with_model_overrides(&other, args->config_path, model_kv, n_model, origin, sizeof origin,
+                                                  &err))
+                die("%s", err.msg);
             const char *diff = model_config_first_difference(&t->cfg.model, &other.model);
             if (diff)
                 die("--config %s describes a different model than the checkpoint %s (model.%s differs); resume "
                     "without --config or with the config the run was started with", origin, t->ckpt_dir, diff);
         }
     } else {
-        if (!config_load(&t->cfg, args->config_path, t->config_origin, sizeof t->config_origin, &err))
+        if (!config_load_with_model_overrides(&t->cfg, args->config_path, model_kv, n_model, t->config_origin,
+                                              sizeof t->config_origin, &err))
             die("%s", err.msg);
     }
     for (int i = 0; i < args->noverrides; i++)
-        if (!config_override(&t->cfg, args->overrides[i], &err)) die("%s", err.msg);
+        if (!is_model[i] && !config_override(&t->cfg, args->overrides[i], &err)) die("%s", err.msg);
     TrainConfig *tc = &t->cfg.train;
     if (!tc->run_dir[0]) {
         const char *base = strrchr(t->config_origin, '/');
@@ -356,8 +395,36 @@ static void setup_config(Trainer *t, const Args *args) {
         if (stem_len > 200) stem_len = 200;
         snprintf(tc->run_dir, sizeof tc->run_dir, "runs/%.*s", stem_len, base);
     }
+    if (tc->warmup_steps > tc->steps && tc->steps > 0) {
+        // Short smoke runs (--steps 3 on a config with warmup 40) should just work.
+        printf("note: warmup_steps %d exceeds steps %d; warming up over all %d steps instead\n", tc->warmup_steps,
+               tc->steps, tc->steps);
+        tc->warmup_steps = tc->steps;
+    }
     if (!config_validate(&t->cfg, t->config_origin, &err)) die("%s", err.msg);
     dp_threads_setup(tc->threads);
+}
+
+// Refuses, before allocating anything, a run whose model or batch cannot fit in this machine's memory,
+// naming the settings that make it too large and the bytes it would need.
+static void check_memory(const Trainer *t) {
+    const TrainConfig *tc = &t->cfg.train;
+    const ModelConfig *mc = &t->cfg.model;
+    size_t pf, af;
+    model_memory_floats(mc, tc->batch_size, tc->seq_len, &pf, &af);
+    // weights, gradients, two AdamW moments (floats) and the weight-decay mask (bytes)
+    const double model_bytes = 17.0 * (double)pf, act_bytes = 4.0 * (double)af;
+    const double phys = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    if (phys <= 0 || model_bytes + act_bytes <= phys) return;
+    if (model_bytes > phys)
+        die("%s: the model is too large for this machine: vocab_size %d, hidden_size %d, num_hidden_layers %d give "
+            "%.3g parameters, whose weights, gradients and AdamW moments need %.1f GB, and the machine has %.1f GB; "
+            "lower hidden_size, num_hidden_layers or vocab_size", t->config_origin, mc->vocab_size, mc->hidden_size,
+            mc->num_layers, (double)pf, model_bytes / 1e9, phys / 1e9);
+    die("%s: the batch is too large for this machine: the activations of batch_size %d x seq_len %d need %.1f GB "
+        "(the model another %.1f GB), and the machine has %.1f GB; lower batch_size or seq_len (grad_accum keeps "
+        "the tokens per step)", t->config_origin, tc->batch_size, tc->seq_len, act_bytes / 1e9, model_bytes / 1e9,
+        phys / 1e9);
 }
 
 // The model with its optimizer state, the data loaders, the tokenizer's decoder, the batch buffers.
@@ -366,6 +433,7 @@ static void setup_model_and_data(Trainer *t) {
     const ModelConfig *mc = &t->cfg.model;
     const int B = tc->batch_size, T = tc->seq_len;
     Err err;
+    check_memory(t);
     t->model = model_create(mc, B, T, &err);
     if (!t->model) die("%s: %s", t->config_origin, err.msg);
     const size_t numel = model_num_params(t->model);
@@ -410,7 +478,11 @@ static void setup_weights(Trainer *t, const Args *args) {
         if (!checkpoint_load_optimizer(dir, t->refs, num_moment_tensors(t), t->m1, t->m2, &err)) die("%s", err.msg);
         char *sj = NULL;
         if (!checkpoint_read_text(dir, "state.json", &sj, &err)) die("%s", err.msg);
-        state_from_json(&t->st, sj, dir);
+        char origin[1100];
+        snprintf(origin, sizeof origin, "%s/state.json", dir);
+        const TrainStateExpect expect = {.step = checkpoint_step(dir),
+                                         .num_windows = dataloader_num_windows(t->train)};
+        if (!train_state_from_json(&t->st, sj, origin, &expect, &err)) die("%s", err.msg);
         free(sj);
         if (!dataloader_seek(t->train, t->st.data, &err)) die("%s", err.msg);
         return;
@@ -498,34 +570,74 @@ static void print_banner(const Trainer *t) {
     if (t->ckpt_dir[0]) printf("resumed from %s at step %lld\n", t->ckpt_dir, (long long)t->st.step);
 }
 
-// Creates the run directory and opens its log.jsonl (appended to when resuming).
+// Creates the run directory and opens its log.jsonl for appending: a fresh run's directory holds no log
+// (run_dir_prepare_fresh), a resumed run's log is first cut back to the checkpoint's step.
 static void open_log(Trainer *t) {
     const TrainConfig *tc = &t->cfg.train;
     if (!dist_is_root()) {   // rank 0 keeps the log
         if (!(t->log = fopen("/dev/null", "w"))) die("cannot open /dev/null: %s", strerror(errno));
         return;
     }
-    Err dir_err;
-    if (!mkdir_p(tc->run_dir, &dir_err)) die("%s", dir_err.msg);
-    char logpath[1100];
-    snprintf(logpath, sizeof logpath, "%s/log.jsonl", tc->run_dir);
-    t->log = fopen(logpath, t->ckpt_dir[0] ? "a" : "w");
-    if (!t->log) die("cannot write %s: %s", logpath, strerror(errno));
+    Err err;
+    if (t->ckpt_dir[0]) {
+        int64_t dropped;
+        if (!run_dir_truncate_log(tc->run_dir, t->st.step, &dropped, &err)) die("%s", err.msg);
+        if (dropped > 0)
+            printf("%s/log.jsonl: removed %lld line%s logged after the checkpoint's step %lld (they are trained "
+                   "again)\n", tc->run_dir, (long long)dropped, dropped > 1 ? "s" : "", (long long)t->st.step);
+    }
+    checkpoint_clean_leftovers(tc->run_dir);
+    t->log = run_dir_open_log(tc->run_dir, &err);
+    if (!t->log) die("%s", err.msg);
 }
 
 // Throughput and loss statistics of the loop, for the per-step lines and the final summary.
 typedef struct {
     double flops_tok;          // model FLOPs per token of one training step
     double last_val, first_loss, last_loss, ema_tps;
+    double window_tokens, window_seconds;  // since the last progress line: its tokens/s
 } LoopStats;
+
+// A number for log.jsonl: JSON has no NaN or infinity, so those are null.
+static void json_number(char *buf, size_t len, const char *fmt, double v) {
+    if (isfinite(v)) snprintf(buf, len, fmt, v);
+    else snprintf(buf, len, "null");
+}
+
+// Wall-clock time for log.jsonl lines (seconds since the epoch, to the millisecond).
+static double unix_time(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// "45 s", "12m05s", "3h07m": durations for people.
+static char *format_duration(char *buf, size_t len, double s) {
+    if (!isfinite(s) || s < 0) snprintf(buf, len, "?");
+    else if (s < 10) snprintf(buf, len, "%.1f s", s);
+    else if (s < 60) snprintf(buf, len, "%.0f s", s);
+    else if (s < 3600) snprintf(buf, len, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+    else if (s < 100 * 3600.0) snprintf(buf, len, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+    else snprintf(buf, len, "%.0f h", s / 3600);
+    return buf;
+}
+
+// Peak resident memory of the process so far, in bytes.
+static double peak_rss_bytes(void) {
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss * 1024.0 : 0;   // ru_maxrss is in KiB
+}
 
 static void log_skipped_step(Trainer *t, int64_t step, double loss, double norm) {
     const TrainConfig *tc = &t->cfg.train;
     fprintf(stderr, "warning: step %lld: non-finite %s (loss %g, grad norm %g); step skipped (%d in a row, %lld total)\n",
             (long long)(step + 1), isfinite(loss) ? "gradient" : "loss", loss, norm, t->st.consecutive_bad,
             (long long)t->st.bad_steps_total);
-    fprintf(t->log, "{\"step\": %lld, \"skipped\": true, \"loss\": \"%g\", \"grad_norm\": \"%g\"}\n",
-            (long long)(step + 1), loss, norm);
+    char l[32], g[32];
+    json_number(l, sizeof l, "%.6f", loss);
+    json_number(g, sizeof g, "%.6f", norm);
+    fprintf(t->log, "{\"step\": %lld, \"skipped\": true, \"loss\": %s, \"grad_norm\": %s, \"tokens\": %lld, "
+                    "\"time\": %.3f}\n", (long long)(step + 1), l, g, (long long)t->st.tokens_seen, unix_time());
     if (t->st.consecutive_bad >= tc->max_bad_steps)
         die("%d consecutive steps had a non-finite loss or gradient (max_bad_steps = %d); the run "
             "diverged: lower lr (now %g) or grad_clip, and resume from the last checkpoint in %s",
@@ -538,36 +650,54 @@ static void log_step(Trainer *t, LoopStats *ls, double loss, double lr, double n
     const int64_t tokens = (int64_t)tc->batch_size * tc->seq_len * tc->grad_accum * dist_size();
     const double tps = (double)tokens / dt;
     ls->ema_tps = ls->ema_tps == 0 ? tps : 0.9 * ls->ema_tps + 0.1 * tps;
+    ls->window_tokens += (double)tokens;
+    ls->window_seconds += dt;
     const double gflops = ls->flops_tok * tps / 1e9;
     if (isnan(ls->first_loss)) ls->first_loss = loss;
     ls->last_loss = loss;
-    const double eta = (double)(tc->steps - t->st.step) * (double)tokens / ls->ema_tps;
-    if (tc->log_every > 0 && (t->st.step % tc->log_every == 0 || t->st.step == tc->steps || t->st.step == 1))
-        printf("step %5lld/%d | loss %.4f | lr %.2e | grad norm %.3f | %6.0f tok/s | %5.1f GFLOP/s | MFU %4.1f%% | ETA %s%.0f s\n",
-               (long long)t->st.step, tc->steps, loss, lr, norm, tps, gflops, 100.0 * gflops / PEAK_GFLOPS,
-               eta > 3600 ? ">" : "", eta > 3600 ? 3600.0 : eta);
+    if (tc->log_every > 0 && (t->st.step % tc->log_every == 0 || t->st.step == tc->steps || t->st.step == 1)) {
+        // Rates over the steps since the last line: one step's rate swings widely on a busy machine.
+        const double wtps = ls->window_tokens / ls->window_seconds, wgflops = ls->flops_tok * wtps / 1e9;
+        const double eta = (double)(tc->steps - t->st.step) * (double)tokens / wtps;
+        char el[32], et[32];
+        printf("step %5lld/%d | loss %.4f | lr %.2e | grad norm %.3f | %6.0f tok/s | %5.1f GFLOP/s | MFU %4.1f%% | "
+               "elapsed %s | ETA %s | mem %.0f MB\n",
+               (long long)t->st.step, tc->steps, loss, lr, norm, wtps, wgflops, 100.0 * wgflops / PEAK_GFLOPS,
+               format_duration(el, sizeof el, t->st.elapsed), format_duration(et, sizeof et, eta),
+               peak_rss_bytes() / 1e6);
+        ls->window_tokens = ls->window_seconds = 0;
+    }
     fprintf(t->log, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, \"tokens_per_s\": %.1f, "
-                    "\"gflops\": %.2f, \"mfu\": %.4f, \"ms\": %.1f}\n",
-            (long long)t->st.step, loss, lr, norm, tps, gflops, gflops / PEAK_GFLOPS, dt * 1e3);
+                    "\"gflops\": %.2f, \"mfu\": %.4f, \"ms\": %.1f, \"tokens\": %lld, \"time\": %.3f}\n",
+            (long long)t->st.step, loss, lr, norm, tps, gflops, gflops / PEAK_GFLOPS, dt * 1e3,
+            (long long)t->st.tokens_seen, unix_time());
 }
 
 static void print_summary(const Trainer *t, const LoopStats *ls) {
-    printf("done: %lld steps, %lld tokens, %.1f s training | train loss %.4f -> %.4f | val loss %.4f | "
-           "%.0f tok/s | %lld skipped steps\n",
-           (long long)t->st.step, (long long)t->st.tokens_seen, t->st.elapsed, ls->first_loss, ls->last_loss,
-           ls->last_val, ls->ema_tps, (long long)t->st.bad_steps_total);
+    char el[32];
+    printf("done: %lld steps, %lld tokens, %s training | train loss %.4f -> %.4f | val loss %.4f | "
+           "%.0f tok/s | %lld skipped steps | peak memory %.0f MB\n",
+           (long long)t->st.step, (long long)t->st.tokens_seen, format_duration(el, sizeof el, t->st.elapsed),
+           ls->first_loss, ls->last_loss, ls->last_val, ls->ema_tps, (long long)t->st.bad_steps_total,
+           peak_rss_bytes() / 1e6);
 }
 
 // ---------------------------------------------------------------------------------------------------
 // The training loop: steps until train.steps (or --stop-at), with evaluation, samples and checkpoints.
 
-static void train_loop(Trainer *t, const Args *args, LoopStats *ls) {
+// Returns 0, or the signal (SIGINT/SIGTERM) that stopped the run after a step and a checkpoint.
+static int train_loop(Trainer *t, const Args *args, LoopStats *ls) {
     const TrainConfig *tc = &t->cfg.train;
     const int B = tc->batch_size, T = tc->seq_len;
     const size_t numel = model_num_params(t->model);
     const float grad_scale_micro = 1.0f / (float)((int64_t)B * T * tc->grad_accum * dist_size());
     AdamWHyper hyper = {.beta1 = tc->beta1, .beta2 = tc->beta2, .eps = tc->eps, .weight_decay = tc->weight_decay};
+    int64_t saved_step = t->ckpt_dir[0] ? t->st.step : -1;   // newest step on disk
+    int sig = 0;
     while (t->st.step < tc->steps) {
+        sig = signals_pending();
+        if (dist_size() > 1) sig = -dist_min_int(-sig);   // every rank stops at the same step boundary
+        if (sig) break;   // at a step boundary: nothing half done
         const int64_t step = t->st.step;
         double t0 = now_seconds();
         hyper.lr = lr_schedule(step, tc->steps, tc->warmup_steps, tc->lr, tc->min_lr_ratio);
@@ -624,7 +754,10 @@ static void train_loop(Trainer *t, const Args *args, LoopStats *ls) {
         if ((tc->sample_every > 0 && t->st.step % tc->sample_every == 0) || last) print_sample(t);
         fflush(t->log);
         const bool stop = args->stop_at > 0 && t->st.step == args->stop_at && !last;
-        if ((tc->save_every > 0 && t->st.step % tc->save_every == 0) || last || stop || reached) save_checkpoint(t);
+        if ((tc->save_every > 0 && t->st.step % tc->save_every == 0) || last || stop || reached) {
+            save_checkpoint(t);
+            saved_step = t->st.step;
+        }
         if (reached) {
             printf("reached the target validation accuracy %.4f at step %lld (train.target_accuracy); stopping\n",
                    (double)tc->target_accuracy, (long long)t->st.step);
@@ -637,6 +770,26 @@ static void train_loop(Trainer *t, const Args *args, LoopStats *ls) {
             break;
         }
     }
+    if (sig) {
+        if (saved_step != t->st.step) save_checkpoint(t);
+        printf("%s: stopped after step %lld of %d, checkpoint saved; continue with: ./train --resume %s\n",
+               signals_name(sig), (long long)t->st.step, tc->steps, tc->run_dir);
+    }
+    return sig;
+}
+
+// A resumed run must have steps left: a checkpoint at or past train.steps has nothing to train.
+static void check_steps_left(const Trainer *t) {
+    const TrainConfig *tc = &t->cfg.train;
+    if (t->st.step < tc->steps) return;
+    if (t->st.step == tc->steps) {
+        printf("%s is at step %lld = train.steps: the run is complete; to train further, resume with a larger "
+               "--steps (e.g. --steps %lld)\n", t->ckpt_dir, (long long)t->st.step, (long long)t->st.step * 2);
+        exit(0);
+    }
+    die("%s is at step %lld, already past --steps %d: nothing to train; resume with --steps larger than %lld to "
+        "continue the run (or --eval to evaluate it)", t->ckpt_dir, (long long)t->st.step, tc->steps,
+        (long long)t->st.step);
 }
 
 int main(int argc, char **argv) {
@@ -646,6 +799,10 @@ int main(int argc, char **argv) {
     Args args = parse_args(argc, argv);
     Trainer t = {0};
     setup_config(&t, &args);
+    Err err;
+    if (!args.resume && !args.dump_grads && !args.eval_only &&
+        !run_dir_prepare_fresh(t.cfg.train.run_dir, args.overwrite, &err))
+        die("%s", err.msg);
     setup_model_and_data(&t);
     setup_weights(&t, &args);
     dp_sync_start(t.model, t.m1, t.m2, &t.cfg, t.train, t.st.step);
@@ -660,11 +817,13 @@ int main(int argc, char **argv) {
     }
     LoopStats ls = {.flops_tok = model_flops_per_token(t.model, t.cfg.train.seq_len), .last_val = NAN,
                     .first_loss = NAN, .last_loss = NAN};
+    if (t.ckpt_dir[0]) check_steps_left(&t);
     print_banner(&t);
     open_log(&t);
-    train_loop(&t, &args, &ls);
-    print_summary(&t, &ls);
+    signals_install();
+    const int sig = train_loop(&t, &args, &ls);
+    if (!sig) print_summary(&t, &ls);
     trainer_free(&t);
     for (int i = 0; i < args.noverrides; i++) free((void *)args.overrides[i]);
-    return 0;
+    return sig ? 128 + sig : 0;
 }

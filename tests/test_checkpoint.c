@@ -140,6 +140,42 @@ START_TEST(test_keep_last_and_latest) {
 }
 END_TEST
 
+// Pruning deletes a checkpoint the way it is written: renamed out of the way first. A deletion that
+// fails (or is killed) half-way leaves a .del_step_* leftover, never a partial step_* directory that a
+// reader could take for a checkpoint; the next start removes the leftover.
+START_TEST(test_prune_is_atomic) {
+    Model md;
+    model_init(&md, 1.0f, 1);
+    save_step(&md, 1, 2);
+    save_step(&md, 2, 2);
+    // A directory inside step_1 makes its deletion fail after some files are gone.
+    char p[256], ls[1024];
+    snprintf(p, sizeof p, "%s/step_00000001/zz_subdir", g_run);
+    ck_assert_int_eq(mkdir(p, 0755), 0);
+    save_step(&md, 3, 2);
+    list_dir(g_run, ls, sizeof ls);
+    printf("  run dir after a failed deletion of step 1: %s\n", ls);
+    ck_assert_str_eq(ls, ".del_step_00000001 latest step_00000002 step_00000003 ");
+    snprintf(p, sizeof p, "%s/.del_step_00000001/zz_subdir", g_run);
+    ck_assert_int_eq(rmdir(p), 0);
+    checkpoint_clean_leftovers(g_run);
+    list_dir(g_run, ls, sizeof ls);
+    ck_assert_str_eq(ls, "latest step_00000002 step_00000003 ");
+    // checkpoint_remove_all: nothing of the run is left, other files stay
+    snprintf(p, sizeof p, "%s/notes.txt", g_run);
+    write_text(p, "mine");
+    int64_t newest;
+    ck_assert_int_eq(checkpoint_count(g_run, &newest), 2);
+    ck_assert_int_eq(newest, 3);
+    Err e;
+    ck_assert_msg(checkpoint_remove_all(g_run, &e), "%s", e.msg);
+    list_dir(g_run, ls, sizeof ls);
+    ck_assert_str_eq(ls, "notes.txt ");
+    ck_assert_int_eq(checkpoint_count(g_run, &newest), 0);
+    ck_assert_int_eq(newest, -1);
+}
+END_TEST
+
 START_TEST(test_resolve) {
     Model md;
     model_init(&md, 1.0f, 1);
@@ -396,7 +432,8 @@ START_TEST(test_kill_during_save) {
             execl(g_self, g_self, "--saver", g_run, first, (char *)NULL);
             _exit(4);
         }
-        usleep((useconds_t)(100000 + tu_next(&seed) % 400000));
+        // Wide enough to complete some saves (12 MB each, fsync'ed) on a loaded machine, short enough to cut others.
+        usleep((useconds_t)(150000 + tu_next(&seed) % 1350000));
         kill(pid, SIGKILL);
         int status;
         waitpid(pid, &status, 0);
@@ -435,7 +472,8 @@ START_TEST(test_kill_during_save) {
     ck_assert_msg(checkpoint_save(g_run, next, &cd, 2, &e), "%s", e.msg);
     char ls[1024];
     list_dir(g_run, ls, sizeof ls);
-    ck_assert_msg(!strstr(ls, ".tmp") && !strstr(ls, ".old") && !strstr(ls, "latest.tmp"), "leftovers: %s", ls);
+    ck_assert_msg(!strstr(ls, ".tmp") && !strstr(ls, ".old") && !strstr(ls, ".del") && !strstr(ls, "latest.tmp"),
+                  "leftovers: %s", ls);
     free(w);
     free(m);
     free(v);
@@ -450,6 +488,7 @@ int main(int argc, char **argv) {
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_keep_last_and_latest);
+    tcase_add_test(tc, test_prune_is_atomic);
     tcase_add_test(tc, test_resolve);
     tcase_add_test(tc, test_crash_leftovers);
     tcase_add_test(tc, test_load_roundtrip);

@@ -268,6 +268,29 @@ START_TEST(test_paper_configs) {
 }
 END_TEST
 
+// configs/flame/train_*.json: the paper's model configs with the paper's training recipe.
+START_TEST(test_paper_recipes) {
+    glob_t g;
+    ck_assert_int_eq(glob("configs/flame/train_*.json", 0, NULL, &g), 0);
+    ck_assert_uint_eq(g.gl_pathc, 6);
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        Config cfg = load_ok(g.gl_pathv[i]);
+        const TrainConfig *t = &cfg.train;
+        ck_assert_msg(t->lr == 3e-4f && t->beta1 == 0.9f && t->beta2 == 0.95f && t->eps == 1e-15f &&
+                      t->weight_decay == 0.1f && t->decay == DECAY_ALL && t->grad_clip == 1.0f &&
+                      t->warmup_steps == 1024 && t->min_lr_ratio == 0.1f && t->seed == 42 && t->seq_len == 16384 &&
+                      (int64_t)t->batch_size * t->seq_len * t->grad_accum == 524288 && t->steps == 95368,
+                      "%s: not the paper's recipe", g.gl_pathv[i]);
+        // the model section is the paper's file unchanged
+        char hf[256];
+        snprintf(hf, sizeof hf, "configs/flame/%s", strrchr(g.gl_pathv[i], '/') + 7);
+        Config paper = load_ok(hf);
+        ck_assert_msg(model_config_first_difference(&cfg.model, &paper.model) == NULL, "%s vs %s", g.gl_pathv[i], hf);
+    }
+    globfree(&g);
+}
+END_TEST
+
 START_TEST(test_hf_special_tokens) {
     // HF-saved mamba configs write time_step_limit as [0.0, Infinity] (non-standard JSON); bookkeeping
     // keys are accepted and ignored.
@@ -458,6 +481,29 @@ START_TEST(test_syntax_errors) {
 }
 END_TEST
 
+// Many keys: the duplicate-key check is O(n log n). 400k distinct "_comment" keys (~8 MB, inside the
+// 16 MB cap) take well under a second; a pairwise check took minutes (80k keys: 14.5 s). A duplicate
+// among them is still found, and named.
+START_TEST(test_many_keys) {
+    const int n = 400000;
+    size_t cap = (size_t)n * 24 + 512, len = 0;
+    char *text = malloc(cap);
+    len += (size_t)snprintf(text + len, cap - len, "{\"model\": {\"model_type\": \"transformer\"}");
+    for (int i = 0; i < n; i++) len += (size_t)snprintf(text + len, cap - len, ",\"_comment%d\": 1", i);
+    snprintf(text + len, cap - len, "}");
+    double t0 = now_seconds();
+    Config cfg;
+    Err err;
+    ck_assert_msg(config_load(&cfg, write_tmp("many.json", text), NULL, 0, &err), "%s", err.msg);
+    const double dt = now_seconds() - t0;
+    printf("  %d keys loaded in %.2f s\n", n, dt);
+    ck_assert_msg(dt < 10, "loading %d keys took %.1f s: the duplicate check is not linear", n, dt);
+    snprintf(text + len, cap - len, ",\"_comment123456\": 2}");
+    EXPECT_ERROR("many_dup.json", text, "duplicate key '_comment123456'");
+    free(text);
+}
+END_TEST
+
 START_TEST(test_overrides) {
     Config cfg = load_ok("configs/tiny_transformer.json");
     Err err = {{0}};
@@ -638,6 +684,8 @@ int main(void) {
     tcase_add_test(tc, test_value_errors);
     tcase_add_test(tc, test_syntax_errors);
     tcase_add_test(tc, test_overrides);
+    tcase_add_test(tc, test_many_keys);
+    tcase_add_test(tc, test_paper_recipes);
     tcase_add_test(tc, test_round_trips);
     suite_add_tcase(s, tc);
     int rc = tu_run_suite(s);

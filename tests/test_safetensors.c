@@ -435,9 +435,28 @@ START_TEST(test_bad_headers) {
                        "\"__metadata__\":{\"crc32.w\":\"xyz\"}}", buf, 16);
     expect_error(safetensors_read(path, &t, 1, true, &e), &e, "malformed crc", "crc32.w", "corrupt");
 
+    // The tensors must tile the data section exactly (PyTorch-style files carry no CRC to catch this).
+    TensorRef two[2] = {{"a", 1, {2}, buf}, {"b", 1, {2}, buf + 2}};
+    write_raw_st(path, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                       "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", buf, 16);
+    expect_error(safetensors_read(path, two, 2, true, &e), &e, "overlapping offsets", "overlaps", "corrupt");
+    write_raw_st(path, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                       "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[12,16]}}", buf, 16);
+    expect_error(safetensors_read(path, two, 2, false, &e), &e, "gap between tensors", "[8,12) belong to no tensor",
+                 "corrupt");
+    write_raw_st(path, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", buf, 16);
+    expect_error(safetensors_read(path, two, 1, true, &e), &e, "trailing data bytes", "8 trailing bytes", "corrupt");
+    StFileInfo info;
+    expect_error(safetensors_list(path, &info, &e), &e, "trailing bytes (list)", "8 trailing bytes", path);
+    // A shape whose product overflows int64 is refused before any multiplication overflows (UBSan would
+    // abort this test otherwise).
+    write_raw_st(path, "{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],"
+                       "\"data_offsets\":[0,16]}}", buf, 16);
+    expect_error(safetensors_read(path, &t, 1, true, &e), &e, "huge shape", "invalid shape", "corrupt");
+
     char missing[256];
     path_in(missing, "nope.safetensors");
-    expect_error(safetensors_read(missing, &t, 1, true, &e), &e, "missing file", "cannot open", missing);
+    expect_error(safetensors_read(missing, &t, 1, true, &e), &e, "missing file", "cannot read", missing);
     free(a.block);
     free(b.block);
 }

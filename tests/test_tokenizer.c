@@ -499,6 +499,33 @@ START_TEST(test_decode_table_errors) {
 }
 END_TEST
 
+// Samples are shown escaped: printable ASCII and valid UTF-8 unchanged, control bytes and stray bytes
+// as escapes, so a byte-level model's output cannot drive the terminal.
+START_TEST(test_text_escape) {
+    static const struct { const char *in; size_t n; const char *want; } cases[] = {
+        {"plain text", 10, "plain text"},
+        {"a\nb\tc\rd\\e", 9, "a\\nb\\tc\\rd\\\\e"},
+        {"\x1b[2J\x07\x7f", 6, "\\x1b[2J\\x07\\x7f"},
+        {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"},
+        {"\xc3", 1, "\\xc3"},                            // cut-off sequence
+        {"\xc0\xaf", 2, "\\xc0\\xaf"},                  // overlong
+        {"\xed\xa0\x80", 3, "\\xed\\xa0\\x80"},         // surrogate
+        {"\xff\xfe", 2, "\\xff\\xfe"},
+        {"a\0b", 3, "a\\x00b"},                           // NUL inside the text
+    };
+    char out[128];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        text_escape(cases[i].in, cases[i].n, out, sizeof out);
+        ck_assert_msg(strcmp(out, cases[i].want) == 0, "case %zu: got '%s', want '%s'", i, out, cases[i].want);
+    }
+    // Worst case 4 bytes out per byte in: a full buffer is never overrun.
+    char in[32], small[4 * 32 + 1];
+    memset(in, 1, sizeof in);
+    text_escape(in, sizeof in, small, sizeof small);
+    ck_assert_uint_eq(strlen(small), 4 * sizeof in);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("tokenizer");
     TCase *tc = tcase_create("tokenizer");
@@ -513,6 +540,7 @@ int main(void) {
     tcase_add_test(tc, test_bytes_roundtrip);
     tcase_add_test(tc, test_decode_table_roundtrip);
     tcase_add_test(tc, test_decode_table_errors);
+    tcase_add_test(tc, test_text_escape);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

@@ -264,6 +264,264 @@ START_TEST(test_checkpoint_errors) {
 }
 END_TEST
 
+// ---------------------------------------------------------------------------------------------------
+// Interrupting, resuming and run directories.
+
+// Lines of a run's log.jsonl that are training steps (not evaluations), and whether any step repeats.
+static int count_step_lines(const char *run_dir, bool *repeats) {
+    char path[512], line[1024];
+    snprintf(path, sizeof path, "%s/log.jsonl", run_dir);
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "no %s", path);
+    int n = 0;
+    long long prev = 0;
+    *repeats = false;
+    while (fgets(line, sizeof line, f)) {
+        if (strstr(line, "val_loss")) continue;
+        long long st = atoll(strstr(line, "\"step\": ") + 8);
+        if (st <= prev) *repeats = true;
+        prev = st;
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
+// The step `latest` names in a run directory.
+static long long latest_step(const char *run_dir) {
+    char path[512], buf[64] = "";
+    snprintf(path, sizeof path, "%s/latest", run_dir);
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "no %s", path);
+    ck_assert(fgets(buf, sizeof buf, f) != NULL);
+    fclose(f);
+    return strncmp(buf, "step_", 5) == 0 ? atoll(buf + 5) : -1;
+}
+
+// Starts a long run in the background, waits for its first logged step, sends the signal(s) and
+// returns the exit status the shell saw, with the run's output in *out.
+static int run_and_signal(char **out, const char *dir, const char *signals) {
+    return run(out,
+               "./train --config tiny_transformer.json --run_dir %s --steps 1000000 --save_every 0 --eval_every 0 "
+               "--sample_every 0 --threads 1 > %s.out 2>&1 & p=$!; "
+               "for i in $(seq 600); do [ -s %s/log.jsonl ] && break; sleep 0.05; done; "
+               "for s in %s; do kill -$s $p; done; "
+               "wait $p; echo \"exit status $?\"; cat %s.out",
+               dir, dir, dir, signals, dir);
+}
+
+// SIGTERM / SIGINT: the step is finished, a checkpoint saved, the resume command printed, exit 128+signal;
+// the run then resumes from exactly that step.
+START_TEST(test_signal_saves_checkpoint) {
+    char dir[300], *out;
+    snprintf(dir, sizeof dir, "%s/sig", g_tmp);
+    run_and_signal(&out, dir, "TERM");
+    ck_assert_msg(strstr(out, "exit status 143") && strstr(out, "SIGTERM: stopped after step") &&
+                  strstr(out, "checkpoint saved") && strstr(out, "./train --resume"), "%s", out);
+    free(out);
+    bool repeats;
+    const int logged = count_step_lines(dir, &repeats);
+    const long long saved = latest_step(dir);
+    printf("SIGTERM after %d logged steps: checkpoint at step %lld\n", logged, saved);
+    ck_assert_msg(saved == logged && saved > 0, "checkpoint at %lld, log has %d steps", saved, logged);
+    int rc = run(&out, "./train --resume %s --steps %lld", dir, saved + 3);
+    ck_assert_msg(rc == 0 && strstr(out, "resumed from"), "%s", out);
+    free(out);
+    ck_assert_int_eq(count_step_lines(dir, &repeats), saved + 3);
+    ck_assert(!repeats);
+    // Ctrl-C: the same, exit status 130
+    snprintf(dir, sizeof dir, "%s/int", g_tmp);
+    run_and_signal(&out, dir, "INT");
+    ck_assert_msg(strstr(out, "exit status 130") && strstr(out, "SIGINT: stopped after step"), "%s", out);
+    free(out);
+    ck_assert_int_gt(latest_step(dir), 0);
+    // a second signal ends the run at once: no checkpoint, no resume advice. The process is stopped while
+    // both are sent (two different signals: two of the same kind would merge into one while pending), so
+    // the second always arrives before the step can end.
+    snprintf(dir, sizeof dir, "%s/twice", g_tmp);
+    run_and_signal(&out, dir, "STOP TERM INT CONT");
+    ck_assert_msg((strstr(out, "exit status 130") || strstr(out, "exit status 143")) && !strstr(out, "stopped after") &&
+                  !strstr(out, "checkpoint saved"), "%s", out);
+    ck_assert_msg(access(dir, F_OK) == 0, "no run");
+    char latest[400];
+    snprintf(latest, sizeof latest, "%s/latest", dir);
+    ck_assert_msg(access(latest, F_OK) != 0, "a checkpoint was saved after the second signal");
+    free(out);
+}
+END_TEST
+
+// A resume cuts log.jsonl back to the checkpoint's step: the steps trained again are not logged twice,
+// and a line cut short by a crash is dropped.
+START_TEST(test_resume_truncates_log) {
+    char *out;
+    run_ok("./train --config tiny_mamba2.json --run_dir %s/l --steps 20 --save_every 10 --keep_last 5", g_tmp);
+    // as if killed after step 20 was logged but before its checkpoint, mid-way through a line: 10 step
+    // lines, the evaluation at step 20 and the partial line are to go
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "rm -r %s/l/step_00000020 && echo step_00000010 > %s/l/latest && "
+             "printf '{\"step\": 21, \"lo' >> %s/l/log.jsonl", g_tmp, g_tmp, g_tmp);
+    ck_assert_int_eq(system(cmd), 0);
+    int rc = run(&out, "./train --resume %s/l --steps 20", g_tmp);
+    ck_assert_msg(rc == 0 && strstr(out, "removed 12 lines logged after the checkpoint's step 10"), "%s", out);
+    free(out);
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/l", g_tmp);
+    bool repeats;
+    ck_assert_int_eq(count_step_lines(dir, &repeats), 20);
+    ck_assert_msg(!repeats, "log.jsonl holds a step twice after the resume");
+    run_ok("grep -c val_loss %s/l/log.jsonl | grep -qx 2", g_tmp);   // evaluations at steps 10 and 20, once each
+}
+END_TEST
+
+// A fresh run into a used run_dir is refused with the ways on; --overwrite clears the old run.
+START_TEST(test_run_dir_reuse) {
+    char *out;
+    run_ok("./train --config tiny_transformer.json --run_dir %s/u --steps 6 --save_every 3", g_tmp);
+    int rc = run(&out, "./train --config tiny_transformer.json --run_dir %s/u --steps 4", g_tmp);
+    ck_assert_msg(rc != 0 && strstr(out, "/u already holds a run") && strstr(out, "--resume") &&
+                  strstr(out, "--overwrite"), "%s", out);
+    free(out);
+    // leftovers of a killed save or deletion are removed when a run starts
+    run_ok("mkdir -p %s/u/.del_step_00000003 %s/u/.tmp_step_00000009 && touch %s/u/.del_step_00000003/config.json "
+           "%s/u/notes.txt", g_tmp, g_tmp, g_tmp, g_tmp);
+    rc = run(&out, "./train --config tiny_transformer.json --run_dir %s/u --steps 4 --overwrite", g_tmp);
+    ck_assert_msg(rc == 0 && strstr(out, "deleted the previous run"), "%s", out);
+    free(out);
+    run_ok("ls -a %s/u | tr '\\n' ' ' | grep -qx '. .. latest log.jsonl notes.txt step_00000004 '", g_tmp);
+    // --resume with --steps at or below the checkpoint's step says so
+    rc = run(&out, "./train --resume %s/u --steps 2", g_tmp);
+    ck_assert_msg(rc != 0 && strstr(out, "already past --steps 2"), "%s", out);
+    free(out);
+    rc = run(&out, "./train --resume %s/u --steps 4", g_tmp);
+    ck_assert_msg(rc == 0 && strstr(out, "the run is complete") && !strstr(out, "nan"), "%s", out);
+    free(out);
+}
+END_TEST
+
+// state.json is validated field by field before use (the manifest is removed so its CRC lets edits through).
+START_TEST(test_bad_state_json) {
+    run_ok("./train --config tiny_transformer.json --run_dir %s/s --steps 4 --save_every 0", g_tmp);
+    static const struct { const char *field, *value, *must; } cases[] = {
+        {"step", "\"abc\"", "field 'step' must be a non-negative integer"},
+        {"step", "-3", "field 'step' is -3, but it cannot be negative"},
+        {"step", "1e30", "field 'step' must be a non-negative integer"},
+        {"step", "2", "field 'step' = 2, but the checkpoint is of step 4"},
+        {"tokens_seen", "0", "field 'tokens_seen' = 0 does not fit 'step' = 4"},
+        {"data_cursor", "\"99999999\"", "field 'data_cursor' = 99999999 is past"},
+        {"elapsed_seconds", "\"x\"", "field 'elapsed_seconds' must be a finite number"},
+        {"consecutive_bad", "3", "field 'consecutive_bad' = 3 exceeds 'bad_steps_total'"},
+    };
+    run_ok("cd %s/s/step_00000004 && rm manifest.json && cp state.json state.orig", g_tmp);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *out;
+        run_ok("cd %s/s/step_00000004 && sed 's/\"%s\": [^,]*,/\"%s\": %s,/' state.orig > state.json && "
+               "grep -q '\"%s\": %s,' state.json", g_tmp, cases[i].field, cases[i].field, cases[i].value,
+               cases[i].field, cases[i].value);
+        int rc = run(&out, "./train --resume %s/s --steps 8", g_tmp);
+        printf("state.json %s = %s: %s", cases[i].field, cases[i].value, out);
+        ck_assert_msg(rc != 0 && strstr(out, cases[i].must) && strstr(out, "state.json"), "%s", out);
+        free(out);
+    }
+}
+END_TEST
+
+// Files a shard glob or --config may name by mistake: each gets a message naming it, none hangs.
+START_TEST(test_special_files) {
+    char *out;
+    run_ok("mkfifo %s/fifo_0.bin && mkdir %s/dir_0.bin %s/cfgdir && ln -s %s/loop.json %s/loop.json", g_tmp, g_tmp,
+           g_tmp, g_tmp, g_tmp);
+    int rc = run(&out, "timeout 60 ./train --config tiny_transformer.json --run_dir %s/r --train_data '%s/fifo_*.bin'",
+                 g_tmp, g_tmp);
+    ck_assert_msg(rc == 1 && strstr(out, "fifo_0.bin is a FIFO (named pipe), not a regular file"), "%s", out);
+    free(out);
+    rc = run(&out, "./train --config tiny_transformer.json --run_dir %s/r --val_data '%s/dir_*.bin'", g_tmp, g_tmp);
+    ck_assert_msg(rc == 1 && strstr(out, "dir_0.bin is a directory, not a regular file"), "%s", out);
+    free(out);
+    rc = run(&out, "./train --config %s/cfgdir", g_tmp);
+    ck_assert_msg(rc == 1 && strstr(out, "cfgdir is a directory, not a config file"), "%s", out);
+    free(out);
+    rc = run(&out, "./train --config %s/loop.json", g_tmp);
+    ck_assert_msg(rc == 1 && strstr(out, "loop.json cannot be opened") && strstr(out, "symbolic links"), "%s", out);
+    free(out);
+    // options: a typo is an unknown option with the nearest one suggested; --key=value works
+    rc = run(&out, "./train --hlep");
+    ck_assert_msg(rc == 1 && strstr(out, "unknown option '--hlep' (did you mean '--help'?)"), "%s", out);
+    free(out);
+    rc = run(&out, "./train --config tiny_transformer.json --stesp 3");
+    ck_assert_msg(rc == 1 && strstr(out, "(did you mean '--steps'?)"), "%s", out);
+    free(out);
+    rc = run(&out, "./train --config=tiny_transformer.json --run_dir=%s/kv --steps=2 --warmup_steps=1 --eval_every=0",
+             g_tmp);
+    ck_assert_msg(rc == 0 && strstr(out, "done: 2 steps"), "%s", out);
+    free(out);
+}
+END_TEST
+
+// A short smoke run on a config whose warmup is longer than the run; the progress line and log records.
+START_TEST(test_smoke_run_and_progress) {
+    char *out;
+    int rc = run(&out, "./train --config tiny_transformer.json --run_dir %s/p --steps 3 --warmup_steps 40 "
+                 "--log_every 1", g_tmp);
+    ck_assert_msg(rc == 0 && strstr(out, "warming up over all 3 steps") && strstr(out, "elapsed ") &&
+                  strstr(out, "| mem ") && strstr(out, "peak memory"), "%s", out);
+    // byte-level samples are escaped: no control character reaches the terminal
+    const char *sample = strstr(out, "sample: ");
+    ck_assert(sample != NULL);
+    for (const char *c = sample; *c && *c != '\n'; c++)
+        ck_assert_msg((unsigned char)*c >= 0x20 && *c != 0x7f, "raw control byte 0x%02x in the sample", *c);
+    free(out);
+    run_ok("grep -c '\"tokens\": [0-9]*, \"time\": [0-9.]*}' %s/p/log.jsonl | grep -qx 3", g_tmp);
+    // a skipped (non-finite) step is logged with null, which JSON readers accept
+    run(&out, "./train --config tiny_transformer.json --run_dir %s/n --lr 1e30 --grad_clip 0 --warmup_steps 1 "
+        "--max_bad_steps 1", g_tmp);
+    free(out);
+    run_ok("grep -q '\"skipped\": true, \"loss\": [0-9.]*, \"grad_norm\": null' %s/n/log.jsonl && "
+           "! grep -q nan %s/n/log.jsonl", g_tmp, g_tmp);
+}
+END_TEST
+
+// Model keys on the command line: a new run gets the model they describe (derived sizes follow); a resume
+// refuses those that change a tensor's shape. Sizes that cannot fit are refused before any allocation,
+// naming the setting and the bytes.
+START_TEST(test_model_overrides_and_sizes) {
+    char *out;
+    int rc = run(&out, "./train --config tiny_transformer.json --run_dir %s/o --hidden_size 64 --num_hidden_layers 1 "
+                 "--steps 2 --eval_every 0", g_tmp);
+    // d = 64, one layer, V = 257, MLP width 256 (derived from d): 2*257*64 + 4*64*64 + 3*64*256 + 3*64 = 98496
+    ck_assert_msg(rc == 0 && strstr(out, "0.10M params | d=64 L=1"), "%s", out);
+    free(out);
+    run_ok("grep -q '\"hidden_size\":[[:space:]]*64,' %s/o/step_00000002/config.json", g_tmp);
+    rc = run(&out, "./train --resume %s/o --hidden_size 32 --steps 4", g_tmp);
+    ck_assert_msg(rc != 0 && strstr(out, "change model.hidden_size") && strstr(out, "model.embeddings.weight"), "%s", out);
+    free(out);
+    rc = run(&out, "./train --resume %s/o --norm_eps 1e-5 --steps 3", g_tmp);   // no shape changes: fine
+    ck_assert_msg(rc == 0 && strstr(out, "done: 3 steps"), "%s", out);
+    free(out);
+    rc = run(&out, "./train --config tiny_mamba2.json --run_dir %s/o2 --num_kv_heads 1", g_tmp);
+    ck_assert_msg(rc != 0 && strstr(out, "--num_kv_heads") && strstr(out, "does not apply to model_type 'mamba2'"),
+                  "%s", out);
+    free(out);
+    static const struct { const char *flags, *must1, *must2; } sizes[] = {
+        {"--vocab_size 2147483647", "the model is too large", "vocab_size 2147483647"},
+        {"--hidden_size 65536", "the model is too large", "hidden_size 65536"},
+        {"--batch_size 2147483647", "the batch is too large", "batch_size 2147483647"},
+        {"--hidden_size 1000000000", "hidden_size (1000000000) x model.hidden_ratio", "lower hidden_size"},
+    };
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        rc = run(&out, "./train --config tiny_transformer.json --run_dir %s/big %s", g_tmp, sizes[i].flags);
+        ck_assert_msg(rc == 1 && strstr(out, sizes[i].must1) && strstr(out, sizes[i].must2) &&
+                      (i == 3 || strstr(out, " GB")), "%s: %s", sizes[i].flags, out);
+        free(out);
+    }
+    // the paper's recipe, scaled down by flags only
+    rc = run(&out, "./train --config configs/flame/train_hattention_mid.json --run_dir %s/paper --hidden_size 64 "
+             "--num_heads 2 --num_hidden_layers 1 --seq_len 64 --grad_accum 1 --steps 2 --eval_batches 1", g_tmp);
+    ck_assert_msg(rc == 0 && strstr(out, "loglinear_mamba2") && strstr(out, "warming up over all 2 steps") &&
+                  strstr(out, "done: 2 steps"), "%s", out);
+    free(out);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("train");
     TCase *tc = tcase_create("train");
@@ -285,6 +543,13 @@ int main(void) {
     tcase_add_test(tc, test_dump_grads);
     tcase_add_test(tc, test_user_errors);
     tcase_add_test(tc, test_checkpoint_errors);
+    tcase_add_test(tc, test_signal_saves_checkpoint);
+    tcase_add_test(tc, test_resume_truncates_log);
+    tcase_add_test(tc, test_run_dir_reuse);
+    tcase_add_test(tc, test_bad_state_json);
+    tcase_add_test(tc, test_special_files);
+    tcase_add_test(tc, test_smoke_run_and_progress);
+    tcase_add_test(tc, test_model_overrides_and_sizes);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli_util.h"
+#include "testrun.h"
 #include "testutil.h"
 
 static char g_tmp[256];

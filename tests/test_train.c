@@ -7,7 +7,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cli_util.h"
 #include "safetensors.h"
 #include "testrun.h"
 #include "testutil.h"

@@ -1,5 +1,5 @@
-// testrun.h — helpers of the end-to-end tests that run the programs (./train, mpirun ./train): run a shell
-// command and capture its output, compare files, read a run's log.
+// testrun.h — helpers of the end-to-end tests that run the programs (./train, ./generate, ./evaluate,
+// mpirun, scripts): run a shell command and capture its output, compare files, read a run's log.
 #ifndef LL_TESTRUN_H
 #define LL_TESTRUN_H
 

@@ -48,7 +48,7 @@ build/rel/dist.o build/asan/dist.o: build/mpi.setting
 # libFuzzer harnesses (clang): the parsers of every file a user hands the trainer, with ASan + UBSan.
 FUZZ_CC      ?= clang
 FUZZ_CFLAGS   = $(BASE_CFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
-FUZZ_LIB     := common config json_strict levels safetensors data rng tokenizer checkpoint train_state
+FUZZ_LIB     := common config json_strict levels safetensors data mqar rng tokenizer checkpoint train_state
 FUZZ_OBJ     := $(patsubst %,build/fuzz/%.o,$(FUZZ_LIB))
 FUZZERS      := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SECONDS ?= 180

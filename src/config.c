@@ -598,7 +598,7 @@ bool model_config_from_json(ModelConfig *m, const char *json_text, const char *o
 // ---------------------------------------------------------------------------------------------------
 // Train keys
 
-typedef enum { TK_INT, TK_FLOAT, TK_STR, TK_U64, TK_DECAY } TrainKeyKind;
+typedef enum { TK_INT, TK_FLOAT, TK_STR, TK_U64, TK_DECAY, TK_BOOL } TrainKeyKind;
 #define TOFF(f) offsetof(TrainConfig, f)
 static const struct {
     const char *name;
@@ -632,14 +632,15 @@ static const struct {
     {"log_every", TK_INT, TOFF(log_every)},
     {"max_bad_steps", TK_INT, TOFF(max_bad_steps)},
     {"threads", TK_INT, TOFF(threads)},
+    {"recompute", TK_BOOL, TOFF(recompute)},
 };
 static const size_t N_TRAIN_KEYS = sizeof TRAIN_KEYS / sizeof TRAIN_KEYS[0];
 static const char *const TRAIN_KEY_NAMES[] = {
     "train_data", "val_data", "tokenizer", "run_dir", "batch_size", "seq_len", "grad_accum", "steps", "lr",
     "min_lr_ratio", "warmup_steps", "beta1", "beta2", "eps", "weight_decay", "decay", "grad_clip", "seed",
     "eval_every", "eval_batches", "sample_every", "sample_tokens", "save_every", "keep_last", "log_every",
-    "max_bad_steps", "threads"};
-_Static_assert(sizeof TRAIN_KEY_NAMES / sizeof TRAIN_KEY_NAMES[0] == 27, "keep TRAIN_KEY_NAMES in sync with TRAIN_KEYS");
+    "max_bad_steps", "threads", "recompute"};
+_Static_assert(sizeof TRAIN_KEY_NAMES / sizeof TRAIN_KEY_NAMES[0] == 28, "keep TRAIN_KEY_NAMES in sync with TRAIN_KEYS");
 
 static const char *const DECAY_NAMES[] = {"matrices", "all", "none"};
 
@@ -654,6 +655,7 @@ static bool train_set(TrainConfig *t, int ki, const JsonRaw *v, const char *wher
     switch (TRAIN_KEYS[ki].kind) {
         case TK_INT: return json_read_int(v, where, (int *)field, err);
         case TK_FLOAT: return json_read_float(v, where, (float *)field, err);
+        case TK_BOOL: return json_read_bool(v, where, (bool *)field, err);
         case TK_U64: {
             uint64_t x;
             if (!v->num || !json_text_to_u64(v->num, v->num_len, &x))
@@ -728,7 +730,9 @@ bool config_override(Config *cfg, const char *kv, Err *err) {
     v.num = eq + 1;
     v.num_len = strlen(eq + 1);
     v.str = eq + 1;
-    v.boolean = -1;
+    // A boolean key takes true/false or 1/0 on the command line.
+    const char *val = eq + 1;
+    v.boolean = strcmp(val, "true") == 0 || strcmp(val, "1") == 0 ? 1 : strcmp(val, "false") == 0 || strcmp(val, "0") == 0 ? 0 : -1;
     snprintf(v.repr, sizeof v.repr, "'%.80s'", eq + 1);
     char where[512];
     snprintf(where, sizeof where, "override '%.120s': %s", kv, k);
@@ -1001,6 +1005,7 @@ char *config_to_json(const Config *cfg) {
         switch (TRAIN_KEYS[i].kind) {
             case TK_INT: add_int(t, k, *(const int *)field); break;
             case TK_FLOAT: add_float(t, k, *(const float *)field); break;
+            case TK_BOOL: cJSON_AddBoolToObject(t, k, *(const bool *)field); break;
             case TK_STR: cJSON_AddStringToObject(t, k, field); break;
             case TK_U64: {
                 char buf[24];
@@ -1067,6 +1072,7 @@ const char *train_config_first_difference(const TrainConfig *a, const TrainConfi
         switch (TRAIN_KEYS[i].kind) {
             case TK_INT: same = *(const int *)fa == *(const int *)fb; break;
             case TK_FLOAT: same = !float_differs(*(const float *)fa, *(const float *)fb); break;
+            case TK_BOOL: same = *(const bool *)fa == *(const bool *)fb; break;
             case TK_STR: same = strncmp(fa, fb, sizeof a->train_data) == 0; break;
             case TK_U64: same = *(const uint64_t *)fa == *(const uint64_t *)fb; break;
             case TK_DECAY: same = *(const DecayMode *)fa == *(const DecayMode *)fb; break;

@@ -101,6 +101,7 @@ typedef struct {
     int log_every;             // steps between progress lines
     int max_bad_steps;         // consecutive NaN/inf steps tolerated before the run stops with an error
     int threads;               // OpenMP threads (0 = all cores)
+    bool recompute;            // activation recomputation: keep block inputs, rebuild the rest in the backward
 } TrainConfig;
 
 typedef struct {

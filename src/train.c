@@ -364,7 +364,7 @@ static void setup_model_and_data(Trainer *t) {
     const ModelConfig *mc = &t->cfg.model;
     const int B = tc->batch_size, T = tc->seq_len;
     Err err;
-    t->model = model_create(mc, B, T, &err);
+    t->model = model_create_recompute(mc, B, T, tc->recompute, &err);
     if (!t->model) die("%s: %s", t->config_origin, err.msg);
     const size_t numel = model_num_params(t->model);
     t->refs = tensor_refs(t->model);
@@ -470,6 +470,14 @@ static void eval_only(Trainer *t, const Args *args) {
 // ---------------------------------------------------------------------------------------------------
 // Logging
 
+// "12.3 MiB" / "4.56 GiB" into buf (24 bytes).
+static const char *fmt_bytes(char *buf, double bytes) {
+    const double MIB = 1024.0 * 1024.0;
+    if (bytes < 1024.0 * MIB) snprintf(buf, 24, "%.1f MiB", bytes / MIB);
+    else snprintf(buf, 24, "%.2f GiB", bytes / (1024.0 * MIB));
+    return buf;
+}
+
 // The run's description: model, batch, schedule, threads, data, memory, run directory.
 static void print_banner(const Trainer *t) {
     const TrainConfig *tc = &t->cfg.train;
@@ -485,10 +493,17 @@ static void print_banner(const Trainer *t) {
     printf("batch %d x seq %d x accum %d = %d tokens/step | %d steps | lr %.2e warmup %d | threads %d | BLAS core %s (%s)\n",
            B, T, tc->grad_accum, B * T * tc->grad_accum, tc->steps, tc->lr, tc->warmup_steps, threads_count(),
            blas_core_name(), blas_core_source());
-    printf("train %lld tokens (%lld windows), val %lld tokens | activations %.1f MB | run dir %s%s\n",
+    printf("train %lld tokens (%lld windows), val %lld tokens | run dir %s%s\n",
            (long long)dataloader_total_tokens(t->train), (long long)dataloader_num_windows(t->train),
-           (long long)dataloader_total_tokens(t->val), (double)model_activation_bytes(t->model) / 1e6, tc->run_dir,
-           t->ckpt_dir[0] ? " (resumed)" : "");
+           (long long)dataloader_total_tokens(t->val), tc->run_dir, t->ckpt_dir[0] ? " (resumed)" : "");
+    // What the run allocates (the data shards are memory-mapped on top): flat buffers of numel floats for
+    // the weights, the gradients and each AdamW moment, one byte per weight of decay mask, the arena.
+    const double weights = (double)model_num_params(t->model) * sizeof(float);
+    const double acts = (double)model_activation_bytes(t->model);
+    char b[6][24];
+    printf("memory: params %s + grads %s + AdamW moments %s + decay mask %s + activations %s (recompute %s) = %s\n",
+           fmt_bytes(b[0], weights), fmt_bytes(b[1], weights), fmt_bytes(b[2], 2 * weights), fmt_bytes(b[3], weights / 4),
+           fmt_bytes(b[4], acts), tc->recompute ? "on" : "off", fmt_bytes(b[5], 4.25 * weights + acts));
     if (t->ckpt_dir[0]) printf("resumed from %s at step %lld\n", t->ckpt_dir, (long long)t->st.step);
 }
 

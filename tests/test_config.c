@@ -452,6 +452,9 @@ START_TEST(test_overrides) {
     ck_assert_str_eq(cfg.train.train_data, "a/b_*.bin");
     ck_assert(config_override(&cfg, "run_dir=", &err) && cfg.train.run_dir[0] == '\0');
     ck_assert(config_override(&cfg, "grad_clip=-1", &err) && cfg.train.grad_clip == -1.0f);
+    ck_assert(config_override(&cfg, "recompute=1", &err) && cfg.train.recompute);
+    ck_assert(config_override(&cfg, "recompute=false", &err) && !cfg.train.recompute);
+    ck_assert(config_override(&cfg, "recompute=true", &err) && cfg.train.recompute);
     ck_assert_msg(config_validate(&cfg, "tiny", &err), "%s", err.msg);
 
     Config before = cfg;
@@ -468,6 +471,7 @@ START_TEST(test_overrides) {
         {"lr=inf", "lr", "finite"},
         {"lr=1e-3x", "lr", "number"},
         {"decay=some", "decay", "matrices"},
+        {"recompute=yes", "recompute", "true or false"},
     };
     for (size_t i = 0; i < sizeof E / sizeof E[0]; i++) {
         ck_assert_msg(!config_override(&cfg, E[i].arg, &err), "override '%s' accepted", E[i].arg);
@@ -544,6 +548,7 @@ START_TEST(test_round_trips) {
             cfg.train.lr = 3e-4f;
             cfg.train.decay = DECAY_NONE;
             cfg.train.grad_clip = 0.5f;
+            cfg.train.recompute = true;
             cfg.train.min_lr_ratio = 0.0f;
             cfg.train.seq_len = 64;  // <= every case's max_position_embeddings
             snprintf(cfg.train.run_dir, sizeof cfg.train.run_dir, "runs/x \"quoted\" \\ dir");

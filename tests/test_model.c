@@ -440,6 +440,47 @@ START_TEST(test_init_rules_gdn) {
 }
 END_TEST
 
+// Activation recomputation changes where the activations live, never a bit of the result: losses and
+// every gradient byte equal to the stored-activation model's, for each type, over two accumulated
+// micro-batches (the second shorter than the arena), with 3 layers (a first, a middle and a last block).
+START_TEST(test_recompute_bit_identical) {
+    for (size_t ti = 0; ti < sizeof TYPES / sizeof TYPES[0]; ti++) {
+        ModelConfig c = tiny(TYPES[ti]);
+        c.num_layers = 3;
+        const int B = 2, T = 11;
+        Err err;
+        Model *plain = model_create(&c, B, T, &err), *rec = model_create_recompute(&c, B, T, true, &err);
+        ck_assert_msg(plain && rec, "%s", err.msg);
+        ck_assert(!model_recomputes(plain) && model_recomputes(rec));
+        ck_assert_msg(model_activation_bytes(rec) < model_activation_bytes(plain), "%s: recompute arena %zu >= %zu",
+                      model_type_name(c.type), model_activation_bytes(rec), model_activation_bytes(plain));
+        model_init(plain, 7);
+        model_init(rec, 7);
+        model_zero_grad(plain);
+        model_zero_grad(rec);
+        uint64_t s = 5;
+        int32_t in[2 * 11], tg[2 * 11];
+        const int shapes[2][2] = {{B, T}, {1, 7}};
+        for (int k = 0; k < 2; k++) {
+            const int b = shapes[k][0], t = shapes[k][1];
+            random_tokens(in, b * t, c.vocab_size, &s);
+            random_tokens(tg, b * t, c.vocab_size, &s);
+            int64_t n1 = 0, n2 = 0;
+            const double l1 = model_forward_backward(plain, in, tg, b, t, 0.01f, &n1);
+            const double l2 = model_forward_backward(rec, in, tg, b, t, 0.01f, &n2);
+            ck_assert_msg(memcmp(&l1, &l2, sizeof l1) == 0 && n1 == n2, "%s: loss %.17g vs %.17g",
+                          model_type_name(c.type), l1, l2);
+            ck_assert_msg(memcmp(model_grads(plain), model_grads(rec), model_num_params(plain) * sizeof(float)) == 0,
+                          "%s: gradients differ with recomputation (micro-batch %d)", model_type_name(c.type), k);
+        }
+        printf("  %s: recompute bit-identical, arena %zu -> %zu bytes\n", model_type_name(c.type),
+               model_activation_bytes(plain), model_activation_bytes(rec));
+        model_free(plain);
+        model_free(rec);
+    }
+}
+END_TEST
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);  // keep the measured errors even when a forked test fails
     Suite *s = suite_create("model");
@@ -461,6 +502,7 @@ int main(void) {
     tcase_add_test(tc, test_equal_lambda_reduces_to_gated_deltanet);
     tcase_add_test(tc, test_tensor_names_gdn);
     tcase_add_test(tc, test_init_rules_gdn);
+    tcase_add_test(tc, test_recompute_bit_identical);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

@@ -633,14 +633,15 @@ static const struct {
     {"max_bad_steps", TK_INT, TOFF(max_bad_steps)},
     {"threads", TK_INT, TOFF(threads)},
     {"recompute", TK_BOOL, TOFF(recompute)},
+    {"peak_gflops", TK_FLOAT, TOFF(peak_gflops)},
 };
 static const size_t N_TRAIN_KEYS = sizeof TRAIN_KEYS / sizeof TRAIN_KEYS[0];
 static const char *const TRAIN_KEY_NAMES[] = {
     "train_data", "val_data", "tokenizer", "run_dir", "batch_size", "seq_len", "grad_accum", "steps", "lr",
     "min_lr_ratio", "warmup_steps", "beta1", "beta2", "eps", "weight_decay", "decay", "grad_clip", "seed",
     "eval_every", "eval_batches", "sample_every", "sample_tokens", "save_every", "keep_last", "log_every",
-    "max_bad_steps", "threads", "recompute"};
-_Static_assert(sizeof TRAIN_KEY_NAMES / sizeof TRAIN_KEY_NAMES[0] == 28, "keep TRAIN_KEY_NAMES in sync with TRAIN_KEYS");
+    "max_bad_steps", "threads", "recompute", "peak_gflops"};
+_Static_assert(sizeof TRAIN_KEY_NAMES / sizeof TRAIN_KEY_NAMES[0] == 29, "keep TRAIN_KEY_NAMES in sync with TRAIN_KEYS");
 
 static const char *const DECAY_NAMES[] = {"matrices", "all", "none"};
 
@@ -772,6 +773,7 @@ static bool train_check(const TrainConfig *t, const char *o, Err *err) {
     NEED(t->log_every > 0, "log_every", "must be a positive integer, got %d", t->log_every);
     NEED(t->max_bad_steps >= 0, "max_bad_steps", "must be >= 0, got %d", t->max_bad_steps);
     NEED(t->threads >= 0, "threads", "must be >= 0 (0 = all cores), got %d", t->threads);
+    NEED(t->peak_gflops >= 0, "peak_gflops", "must be >= 0 (0 = measure with an sgemm probe), got %g", (double)t->peak_gflops);
     return true;
 #undef NEED
 }

@@ -102,6 +102,7 @@ typedef struct {
     int max_bad_steps;         // consecutive NaN/inf steps tolerated before the run stops with an error
     int threads;               // OpenMP threads (0 = all cores)
     bool recompute;            // activation recomputation: keep block inputs, rebuild the rest in the backward
+    float peak_gflops;         // fp32 peak for MFU; 0 = the cached sgemm probe (peak.h)
 } TrainConfig;
 
 typedef struct {

@@ -22,12 +22,10 @@
 #include "data.h"
 #include "model.h"
 #include "optimizer.h"
+#include "peak.h"
 #include "rng.h"
 #include "safetensors.h"
 #include "tokenizer.h"
-
-// Practical fp32 peak of this machine kind (2 vCPUs, AVX-512, sgemm ~150 GFLOP/s): the MFU denominator.
-static const double PEAK_GFLOPS = 150.0;
 
 typedef struct {
     const char *config_path;
@@ -520,7 +518,8 @@ static void open_log(Trainer *t) {
 
 // Throughput and loss statistics of the loop, for the per-step lines and the final summary.
 typedef struct {
-    double flops_tok;          // model FLOPs per token of one training step
+    double flops_tok;          // model FLOPs per token of one training step (model_flops_per_token)
+    Peak peak;                 // the MFU denominator (peak.h)
     double last_val, first_loss, last_loss, ema_tps;
 } LoopStats;
 
@@ -549,11 +548,11 @@ static void log_step(Trainer *t, LoopStats *ls, double loss, double lr, double n
     const double eta = (double)(tc->steps - t->st.step) * (double)tokens / ls->ema_tps;
     if (tc->log_every > 0 && (t->st.step % tc->log_every == 0 || t->st.step == tc->steps || t->st.step == 1))
         printf("step %5lld/%d | loss %.4f | lr %.2e | grad norm %.3f | %6.0f tok/s | %5.1f GFLOP/s | MFU %4.1f%% | ETA %s%.0f s\n",
-               (long long)t->st.step, tc->steps, loss, lr, norm, tps, gflops, 100.0 * gflops / PEAK_GFLOPS,
+               (long long)t->st.step, tc->steps, loss, lr, norm, tps, gflops, 100.0 * gflops / ls->peak.gflops,
                eta > 3600 ? ">" : "", eta > 3600 ? 3600.0 : eta);
     fprintf(t->log, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, \"tokens_per_s\": %.1f, "
                     "\"gflops\": %.2f, \"mfu\": %.4f, \"ms\": %.1f}\n",
-            (long long)t->st.step, loss, lr, norm, tps, gflops, gflops / PEAK_GFLOPS, dt * 1e3);
+            (long long)t->st.step, loss, lr, norm, tps, gflops, gflops / ls->peak.gflops, dt * 1e3);
 }
 
 static void print_summary(const Trainer *t, const LoopStats *ls) {
@@ -639,8 +638,10 @@ int main(int argc, char **argv) {
         return 0;
     }
     LoopStats ls = {.flops_tok = model_flops_per_token(t.model, t.cfg.train.seq_len), .last_val = NAN,
-                    .first_loss = NAN, .last_loss = NAN};
+                    .first_loss = NAN, .last_loss = NAN,
+                    .peak = peak_resolve(t.cfg.train.peak_gflops, "train.peak_gflops")};
     print_banner(&t);
+    printf("MFU against %.1f GFLOP/s: %s\n", ls.peak.gflops, ls.peak.source);
     open_log(&t);
     train_loop(&t, &args, &ls);
     print_summary(&t, &ls);

@@ -1,10 +1,12 @@
 // bench_model.c — `make bench`: training-step speed of whole models (forward + backward + AdamW).
 //
 // 1. The stated Transformer config: d=512, 8 layers, 8 heads, T=1024, B=4, GPT-2 vocabulary (50257):
-//    ms/step, tokens/s, achieved GFLOP/s and MFU against the machine's ~150 GFLOP/s fp32 limit.
+//    ms/step, tokens/s, achieved GFLOP/s and MFU against the machine's fp32 sgemm peak (peak.h: the cached
+//    probe, or `bench_model --peak_gflops X`).
 // 2. Transformer, Mamba-2 and log-linear Mamba-2 at one size (d=256, 4 layers, 8 heads of 64 for the Mamba
 //    models, N=64, vocabulary 4096 so the LM head does not hide the mixers) at T = 1024 ... 8192, B=1.
-// FLOPs are the model's useful FLOPs (model_flops_per_token); recomputation is not counted.
+// FLOPs are the model's useful FLOPs (model_flops_per_token, the same count as train's progress line);
+// recomputation is not counted.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,9 +16,8 @@
 #include "levels.h"
 #include "model.h"
 #include "optimizer.h"
+#include "peak.h"
 #include "rng.h"
-
-static const double PEAK_GFLOPS = 150.0;
 
 typedef struct {
     double ms, tok_s, gflops;
@@ -93,10 +94,13 @@ static ModelConfig small_config(ModelType t, int d, int L, int V, int max_len) {
 }
 
 int main(int argc, char **argv) {
-    (void)argc;
     blas_setup(argv);
-    printf("loglinear.c benchmark | %d threads | BLAS core %s (%s) | MFU against %.0f GFLOP/s\n\n", threads_count(),
-           blas_core_name(), blas_core_source(), PEAK_GFLOPS);
+    double given = 0;
+    if (argc == 3 && strcmp(argv[1], "--peak_gflops") == 0) given = atof(argv[2]);
+    else if (argc != 1) die("usage: %s [--peak_gflops GFLOPS]", argv[0]);
+    const Peak peak = peak_resolve(given, "--peak_gflops");
+    printf("loglinear.c benchmark | %d threads | BLAS core %s (%s) | MFU against %.1f GFLOP/s (%s)\n\n",
+           threads_count(), blas_core_name(), blas_core_source(), peak.gflops, peak.source);
 
     // 1. The stated Transformer.
     {
@@ -107,7 +111,7 @@ int main(int argc, char **argv) {
         const int B = 4, T = 1024;
         StepTiming s = time_steps(&c, B, T, 3);
         printf("Transformer d=512 L=8 H=8 I=%d V=50257, B=%d T=%d: %.0f ms/step | %.0f tokens/s | %.1f GFLOP/s | MFU %.1f%%\n\n",
-               c.intermediate_size, B, T, s.ms, s.tok_s, s.gflops, 100 * s.gflops / PEAK_GFLOPS);
+               c.intermediate_size, B, T, s.ms, s.tok_s, s.gflops, 100 * s.gflops / peak.gflops);
     }
 
     // 2. Scaling with T.

@@ -64,7 +64,7 @@ typedef struct {
     int d_inner;               // derived (Mamba-2 family; 0 otherwise)
     int conv_kernel;           // K (Mamba-2 "conv_kernel", GDN "conv_size")
     bool use_conv_bias;        // Mamba-2: true
-    int chunk_size;            // scan chunk; Mamba-2 default 256, log-linear and GDN default 64; power of two
+    int chunk_size;            // scan chunk (a kernel decomposition: same output up to rounding); default 64; power of two
     float time_step_min, time_step_max, time_step_floor;  // dt_bias init (GDN: fixed 1e-3/0.1/1e-4, no keys)
     bool rescale_prenorm_residual;  // out_proj/down_proj init rescale (Mamba family, GDN; Transformer: false)
     int num_levels;            // Λ for log-linear models: bit_length(max_seq_len-1)+1 (15 for 16384); 0 otherwise

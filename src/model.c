@@ -131,17 +131,19 @@ static void build_arena(Model *m, Arena *a) {
     m->rstdf = arena_take(a, N);
     m->dres = arena_take(a, N * d);
     m->dh = arena_take(a, N * d);
-    // Backward scratch of the mixers: each layer's views start at the same place (one layer at a time
-    // runs its backward); the region is as long as the longest layout.
-    const size_t mix_base = a->used;
-    size_t mix_end = mix_base;
+    // Backward scratch of the mixers and of the MLP: every layout starts at the same place (one layer at a
+    // time runs its backward, and its MLP backward ends before its mixer backward starts); the region is
+    // as long as the longest layout.
+    const size_t scratch_base = a->used;
+    Arena sub = {.base = a->base, .used = scratch_base};
+    mlp_scratch_carve(&m->mlp_scratch, &sub, c, m->B, m->T);
+    size_t scratch_end = sub.used;
     for (int l = 0; l < c->num_layers; l++) {
-        Arena sub = {.base = a->base, .used = mix_base};
+        sub.used = scratch_base;
         m->family[l]->scratch_carve(&m->acts[l].mix_scratch, &sub, c, m->B, m->T);
-        mix_end = LL_MAX(mix_end, sub.used);
+        scratch_end = LL_MAX(scratch_end, sub.used);
     }
-    a->used = mix_end;
-    mlp_scratch_carve(&m->mlp_scratch, a, c, m->B, m->T);
+    a->used = scratch_end;
     // Kernel scratch (attention, scans, LM head), shared: the most any user needs.
     size_t ks = lm_head_scratch_floats(LM_HEAD_CHUNK_ROWS, c->vocab_size);
     for (int l = 0; l < c->num_layers; l++) {

@@ -128,7 +128,7 @@ START_TEST(test_helpers_and_defaults) {
     model_config_defaults(&m, MODEL_MAMBA2);
     ck_assert_int_eq(m.num_layers, 48); ck_assert_int_eq(m.num_heads, 64); ck_assert_int_eq(m.head_dim, 64);
     ck_assert_int_eq(m.state_size, 128); ck_assert_int_eq(m.n_groups, 1); ck_assert_int_eq(m.d_inner, 4096);
-    ck_assert_int_eq(m.conv_kernel, 4); ck_assert_int_eq(m.chunk_size, 256); ck_assert_int_eq(m.num_levels, 0);
+    ck_assert_int_eq(m.conv_kernel, 4); ck_assert_int_eq(m.chunk_size, 64); ck_assert_int_eq(m.num_levels, 0);
     ck_assert(m.norm_eps == 1e-5f && m.initializer_range == 0.1f && m.use_conv_bias && m.rescale_prenorm_residual);
     ck_assert(m.time_step_min == 1e-3f && m.time_step_max == 0.1f && m.time_step_floor == 1e-4f);
     model_config_defaults(&m, MODEL_LOGLINEAR_MAMBA2);
@@ -196,7 +196,7 @@ START_TEST(test_shipped_configs_load) {
     ck_assert(cfg.model.type == MODEL_MAMBA2);
     ck_assert_int_eq(cfg.model.d_inner, 512); ck_assert_int_eq(cfg.model.num_heads, 8);
     ck_assert_int_eq(cfg.model.head_dim, 64); ck_assert_int_eq(cfg.model.state_size, 64);
-    ck_assert_int_eq(cfg.model.chunk_size, 256); ck_assert_int_eq(cfg.model.intermediate_size, 768);
+    ck_assert_int_eq(cfg.model.chunk_size, 64); ck_assert_int_eq(cfg.model.intermediate_size, 768);
     cfg = load_ok("configs/loglinear_mamba2.json");
     ck_assert(cfg.model.type == MODEL_LOGLINEAR_MAMBA2);
     ck_assert_int_eq(cfg.model.chunk_size, 64); ck_assert_int_eq(cfg.model.num_levels, 15);  // the paper's 15, for PyTorch compatibility
@@ -253,7 +253,7 @@ START_TEST(test_paper_configs) {
     ck_assert_int_eq(c.model.max_seq_len, 16384); ck_assert(c.model.norm_eps == 1e-6f);
     c = load_ok("configs/flame/mamba2_mid.json");
     ck_assert_int_eq(c.model.d_inner, 3072); ck_assert_int_eq(c.model.head_dim, 64); ck_assert_int_eq(c.model.num_heads, 48);
-    ck_assert_int_eq(c.model.state_size, 128); ck_assert_int_eq(c.model.n_groups, 1); ck_assert_int_eq(c.model.chunk_size, 256);
+    ck_assert_int_eq(c.model.state_size, 128); ck_assert_int_eq(c.model.n_groups, 1); ck_assert_int_eq(c.model.chunk_size, 64);
     ck_assert(c.model.norm_eps == 1e-5f && c.model.use_conv_bias && c.model.conv_kernel == 4);
     c = load_ok("configs/flame/hattention_mid.json");
     ck_assert_int_eq(c.model.d_inner, 3072); ck_assert_int_eq(c.model.num_levels, 15); ck_assert_int_eq(c.model.chunk_size, 64);

@@ -481,6 +481,50 @@ START_TEST(test_recompute_bit_identical) {
 }
 END_TEST
 
+// chunk_size only decomposes the scans: every chunked type gives the same loss and gradients, up to
+// rounding, at chunks 4, 8, 16 and 64 (one chunk for the whole T = 40).
+START_TEST(test_chunk_size_is_a_decomposition) {
+    const ModelType chunked[] = {MODEL_MAMBA2, MODEL_LOGLINEAR_MAMBA2, MODEL_GATED_DELTANET,
+                                 MODEL_LOGLINEAR_GATED_DELTANET};
+    const int chunks[] = {64, 4, 8, 16}, T = 40;
+    for (size_t ti = 0; ti < sizeof chunked / sizeof chunked[0]; ti++) {
+        uint64_t s = 11;
+        int32_t in[40], tg[40];
+        random_tokens(in, T, 23, &s);
+        random_tokens(tg, T, 23, &s);
+        float *ref = NULL;
+        double ref_loss = 0;
+        size_t n = 0;
+        for (size_t ci = 0; ci < sizeof chunks / sizeof chunks[0]; ci++) {
+            ModelConfig c = tiny(chunked[ti]);
+            c.initializer_range = 0.1f;
+            c.chunk_size = chunks[ci];
+            Err err;
+            Model *m = model_create(&c, 1, T, &err);
+            ck_assert_msg(m != NULL, "%s", err.msg);
+            model_init(m, 3);
+            model_zero_grad(m);
+            int64_t count = 0;
+            const double loss = model_forward_backward(m, in, tg, 1, T, 1.0f / T, &count) / (double)count;
+            n = model_num_params(m);
+            if (ci == 0) {
+                ref = xmalloc(n * sizeof(float));
+                memcpy(ref, model_grads(m), n * sizeof(float));
+                ref_loss = loss;
+            } else {
+                const double gerr = tu_rel_error(model_grads(m), ref, n), lerr = fabs(loss - ref_loss) / ref_loss;
+                printf("  %s chunk %d vs %d: loss rel diff %.2e, gradient rel err %.2e\n", model_type_name(c.type),
+                       chunks[ci], chunks[0], lerr, gerr);
+                ck_assert_msg(lerr < 1e-7 && gerr < 1e-5, "%s: chunk %d changes the result (loss %.2e, grads %.2e)",
+                              model_type_name(c.type), chunks[ci], lerr, gerr);
+            }
+            model_free(m);
+        }
+        free(ref);
+    }
+}
+END_TEST
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);  // keep the measured errors even when a forked test fails
     Suite *s = suite_create("model");
@@ -503,6 +547,7 @@ int main(void) {
     tcase_add_test(tc, test_tensor_names_gdn);
     tcase_add_test(tc, test_init_rules_gdn);
     tcase_add_test(tc, test_recompute_bit_identical);
+    tcase_add_test(tc, test_chunk_size_is_a_decomposition);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

@@ -55,8 +55,9 @@ build/rel/bench_%: tests/bench_%.c $(REL_OBJ) | build/rel
 test: $(TESTS) train tokenize
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 ./tests/run_tests.sh $(TESTS)
 
+# Every benchmark at 1, 2 and all cores, then the thread scaling (BENCH_THREADS="1 8 16" for others).
 bench: $(BENCHES)
-	@for b in $(BENCHES); do ./$$b || exit 1; done
+	@./scripts/bench.sh $(BENCHES)
 
 # Builds the test and benchmark binaries without running them (used by scripts/compile_commands.sh).
 build-tests-and-benches: $(TESTS) $(BENCHES)

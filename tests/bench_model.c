@@ -96,8 +96,12 @@ static ModelConfig small_config(ModelType t, int d, int L, int V, int max_len) {
 int main(int argc, char **argv) {
     blas_setup(argv);
     double given = 0;
-    if (argc == 3 && strcmp(argv[1], "--peak_gflops") == 0) given = atof(argv[2]);
-    else if (argc != 1) die("usage: %s [--peak_gflops GFLOPS]", argv[0]);
+    bool transformer_only = false;   // the step the PyTorch peer also times (scripts/bench_side_by_side.sh)
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--peak_gflops") == 0 && i + 1 < argc) given = atof(argv[++i]);
+        else if (strcmp(argv[i], "--transformer-only") == 0) transformer_only = true;
+        else die("usage: %s [--peak_gflops GFLOPS] [--transformer-only]", argv[0]);
+    }
     const Peak peak = peak_resolve(given, "--peak_gflops");
     printf("loglinear.c benchmark | %d threads | BLAS core %s (%s) | MFU against %.1f GFLOP/s (%s)\n\n",
            threads_count(), blas_core_name(), blas_core_source(), peak.gflops, peak.source);
@@ -113,6 +117,8 @@ int main(int argc, char **argv) {
         printf("Transformer d=512 L=8 H=8 I=%d V=50257, B=%d T=%d: %.0f ms/step | %.0f tokens/s | %.1f GFLOP/s | MFU %.1f%%\n\n",
                c.intermediate_size, B, T, s.ms, s.tok_s, s.gflops, 100 * s.gflops / peak.gflops);
     }
+
+    if (transformer_only) return 0;
 
     // 2. Scaling with T.
     const int Ts[] = {1024, 2048, 4096, 8192};

@@ -14,14 +14,15 @@ for n in $threads; do
     echo "=== $n thread(s) ==="
     : > "$tmp/out.$n"
     for b in "$@"; do
-        OMP_NUM_THREADS=$n "./$b" | tee -a "$tmp/out.$n"
+        { OMP_NUM_THREADS=$n "./$b" && echo 0 > "$tmp/rc" || echo $? > "$tmp/rc"; } | tee -a "$tmp/out.$n"
+        [ "$(cat "$tmp/rc")" = 0 ] || { echo "error: $b failed at $n threads" >&2; exit 1; }
         echo
     done
     awk -f scripts/bench_parse.awk "$tmp/out.$n" > "$tmp/ms.$n"
 done
 
 echo "=== thread scaling: ms (forward + backward for the mixers, a training step for the models) ==="
-# shellcheck disable=SC2086
+# shellcheck disable=SC2046
 awk -v threads="$threads" '
     BEGIN { nt = split(threads, th, " ") }
     { key = $1; n = FILENAME; sub(/.*\./, "", n); ms[key, n] = $2; if (!(key in seen)) { seen[key] = 1; order[++nk] = key } }

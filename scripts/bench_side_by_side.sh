@@ -40,8 +40,12 @@ trap 'rm -rf "$tmp"' EXIT
 Ts="1024 2048 4096 8192"
 for n in $threads; do
     echo "=== $n thread(s): loglinear.c ==="
-    OMP_NUM_THREADS=$n ./build/rel/bench_scan | tee "$tmp/ours.$n"
-    OMP_NUM_THREADS=$n ./build/rel/bench_model --transformer-only | tee -a "$tmp/ours.$n"
+    : > "$tmp/ours.$n"
+    for b in "build/rel/bench_scan" "build/rel/bench_model --transformer-only"; do
+        # shellcheck disable=SC2086
+        { OMP_NUM_THREADS=$n ./$b && echo 0 > "$tmp/rc" || echo $? > "$tmp/rc"; } | tee -a "$tmp/ours.$n"
+        [ "$(cat "$tmp/rc")" = 0 ] || { echo "error: ./$b failed at $n threads" >&2; exit 1; }
+    done
     awk -f scripts/bench_parse.awk "$tmp/ours.$n" > "$tmp/ms.$n"
     : > "$tmp/peer.$n"
     if [ $have_torch = 1 ]; then

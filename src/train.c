@@ -52,6 +52,8 @@ static void usage(FILE *f) {
             "or one of the paper's HF-style model configs (train defaults then apply).\n"
             "--KEY VALUE overrides any field of the train section, e.g. --steps 200 --lr 3e-4 --batch_size 4\n"
             "  --seq_len 512 --grad_accum 2 --seed 7 --threads 2 --run_dir runs/x --eval_every 50 ...\n"
+            "  --recompute 1 keeps only each block's input and recomputes the rest in the backward (less memory,\n"
+            "  same results); --peak_gflops X sets the MFU peak (default: a cached sgemm probe).\n"
             "--resume continues from the latest checkpoint in RUN_DIR (or from CHECKPOINT_DIR) exactly as if\n"
             "  the run had not stopped; overrides (e.g. a larger --steps) apply on top of the saved config.\n"
             "--eval prints the validation loss over eval_batches batches sampled from the whole validation set\n"

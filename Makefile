@@ -89,8 +89,9 @@ test: $(TESTS) $(PROGRAMS) tokenize $(FUZZERS)
 fuzz: $(FUZZERS)
 	./tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZERS)
 
+# Every benchmark at 1, 2 and all cores, then the thread scaling (BENCH_THREADS="1 8 16" for others).
 bench: $(BENCHES)
-	@for b in $(BENCHES); do ./$$b || exit 1; done
+	@./scripts/bench.sh $(BENCHES)
 
 # Builds the test and benchmark binaries without running them (used by scripts/compile_commands.sh).
 build-tests-and-benches: $(TESTS) $(BENCHES)

@@ -39,7 +39,7 @@ void mlp_forward(float *out,                 // (N, d)
     linear_forward(s->gate, x, w->gate_proj, NULL, N, d, I);
     linear_forward(s->up, x, w->up_proj, NULL, N, d, I);
     swiglu_forward(s->act, s->gate, s->up, N * I);
-    linear_forward(out, s->act, w->down_proj, NULL, N, I, d);
+    if (out) linear_forward(out, s->act, w->down_proj, NULL, N, I, d);
 }
 
 void mlp_backward(float *dx,                 // (N, d) +=

@@ -24,7 +24,7 @@ typedef struct {
 void mlp_add_tensors(ParamTable *tb, const ModelConfig *c, const char *layer_prefix, MlpWeights *w);
 void mlp_saved_carve(MlpSaved *s, Arena *a, const ModelConfig *c, int B, int T);
 void mlp_scratch_carve(MlpScratch *s, Arena *a, const ModelConfig *c, int B, int T);
-// out (N, d) from the normed block input x (N, d).
+// out (N, d) from the normed block input x (N, d); out == NULL computes only the saved tensors s.
 void mlp_forward(float *out, MlpSaved *s, const float *x, const MlpWeights *w, const ModelConfig *c, int64_t N);
 // Accumulates dx (N, d) and the weight gradients gw from dout (N, d).
 void mlp_backward(float *dx, MlpWeights *gw, const float *dout, const float *x, const MlpSaved *s,

@@ -66,7 +66,7 @@ typedef struct {
     int d_inner;               // derived (Mamba-2 family; 0 otherwise)
     int conv_kernel;           // K (Mamba-2 "conv_kernel", GDN "conv_size")
     bool use_conv_bias;        // Mamba-2: true
-    int chunk_size;            // scan chunk; Mamba-2 default 256, log-linear and GDN default 64; power of two
+    int chunk_size;            // scan chunk (a kernel decomposition: same output up to rounding); default 64; power of two
     float time_step_min, time_step_max, time_step_floor;  // dt_bias init (GDN: fixed 1e-3/0.1/1e-4, no keys)
     float time_step_limit[2];  // Mamba-2 family: dt clamped to [lo, hi]; (0, inf) = no clamp (the default)
     bool use_bias;             // Mamba-2 family: in_proj.bias and out_proj.bias
@@ -106,6 +106,8 @@ typedef struct {
     int max_bad_steps;         // consecutive NaN/inf steps tolerated before the run stops with an error
     int threads;               // OpenMP threads (0 = all cores)
     float target_accuracy;     // stop once the validation accuracy (answer positions) reaches it; 0 = off
+    bool recompute;            // activation recomputation: keep block inputs, rebuild the rest in the backward
+    float peak_gflops;         // fp32 peak for MFU; 0 = the cached sgemm probe (peak.h)
 } TrainConfig;
 
 typedef struct {

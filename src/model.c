@@ -29,6 +29,7 @@ typedef struct {
 struct Model {
     ModelConfig cfg;
     int B, T;                 // the arena holds batches up to B*T tokens
+    bool recompute;           // acts[l] except res_in share one region; the backward recomputes each block
     ParamInfo *table;
     int ntensors;
     size_t numel;
@@ -98,36 +99,58 @@ static void build_layout(ParamTable *tb, const ModelConfig *c, Weights *w, size_
 // ---------------------------------------------------------------------------------------------------
 // Activation arena.
 
+// Everything a block's backward reads except its input res_in: the norms' outputs, the mixer's and the
+// MLP's saved tensors, the residual between them.
+static void carve_block(LayerActs *la, Arena *a, const MixerFamily *f, const ModelConfig *c, int B, int T) {
+    const size_t N = (size_t)B * T, d = c->hidden_size;
+    la->h1 = arena_take(a, N * d);
+    la->rstd1 = arena_take(a, N);
+    f->saved_carve(&la->mix, a, c, B, T);
+    la->res_mid = arena_take(a, N * d);
+    la->h2 = arena_take(a, N * d);
+    la->rstd2 = arena_take(a, N);
+    mlp_saved_carve(&la->mlp, a, c, B, T);
+}
+
 static void build_arena(Model *m, Arena *a) {
     const ModelConfig *c = &m->cfg;
     const size_t N = (size_t)m->B * m->T, d = c->hidden_size;
-    for (int l = 0; l < c->num_layers; l++) {
-        LayerActs *la = &m->acts[l];
-        la->res_in = arena_take(a, N * d);
-        la->h1 = arena_take(a, N * d);
-        la->rstd1 = arena_take(a, N);
-        m->family[l]->saved_carve(&la->mix, a, c, m->B, m->T);
-        la->res_mid = arena_take(a, N * d);
-        la->h2 = arena_take(a, N * d);
-        la->rstd2 = arena_take(a, N);
-        mlp_saved_carve(&la->mlp, a, c, m->B, m->T);
+    if (!m->recompute) {
+        for (int l = 0; l < c->num_layers; l++) {
+            m->acts[l].res_in = arena_take(a, N * d);
+            carve_block(&m->acts[l], a, m->family[l], c, m->B, m->T);
+        }
+    } else {
+        // Recomputation: every block's input stays (L·N·d floats); the rest of every block's activations
+        // starts at the same place and is rebuilt from res_in by the backward, one block at a time.
+        for (int l = 0; l < c->num_layers; l++) m->acts[l].res_in = arena_take(a, N * d);
+        const size_t block_base = a->used;
+        size_t block_end = block_base;
+        for (int l = 0; l < c->num_layers; l++) {
+            Arena sub = {.base = a->base, .used = block_base};
+            carve_block(&m->acts[l], &sub, m->family[l], c, m->B, m->T);
+            block_end = LL_MAX(block_end, sub.used);
+        }
+        a->used = block_end;
     }
     m->res_final = arena_take(a, N * d);
     m->hf = arena_take(a, N * d);
     m->rstdf = arena_take(a, N);
     m->dres = arena_take(a, N * d);
     m->dh = arena_take(a, N * d);
-    // Backward scratch of the mixers: each layer's views start at the same place (one layer at a time
-    // runs its backward); the region is as long as the longest layout.
-    const size_t mix_base = a->used;
-    size_t mix_end = mix_base;
+    // Backward scratch of the mixers and of the MLP: every layout starts at the same place (one layer at a
+    // time runs its backward, and its MLP backward ends before its mixer backward starts); the region is
+    // as long as the longest layout.
+    const size_t scratch_base = a->used;
+    Arena sub = {.base = a->base, .used = scratch_base};
+    mlp_scratch_carve(&m->mlp_scratch, &sub, c, m->B, m->T);
+    size_t scratch_end = sub.used;
     for (int l = 0; l < c->num_layers; l++) {
-        Arena sub = {.base = a->base, .used = mix_base};
+        sub.used = scratch_base;
         m->family[l]->scratch_carve(&m->acts[l].mix_scratch, &sub, c, m->B, m->T);
-        mix_end = LL_MAX(mix_end, sub.used);
+        scratch_end = LL_MAX(scratch_end, sub.used);
     }
-    a->used = mix_end;
-    mlp_scratch_carve(&m->mlp_scratch, a, c, m->B, m->T);
+    a->used = scratch_end;
     // Kernel scratch (attention, scans, LM head), shared: the most any user needs.
     size_t ks = lm_head_scratch_floats(LM_HEAD_CHUNK_ROWS, c->vocab_size);
     for (int l = 0; l < c->num_layers; l++) {
@@ -138,6 +161,10 @@ static void build_arena(Model *m, Arena *a) {
 }
 
 Model *model_create(const ModelConfig *cfg, int B, int T, Err *err) {
+    return model_create_recompute(cfg, B, T, false, err);
+}
+
+Model *model_create_recompute(const ModelConfig *cfg, int B, int T, bool recompute, Err *err) {
     if (!families_implemented(cfg)) {
         err_set(err, "internal: model_type %d has no mixer family", (int)cfg->type);
         return NULL;
@@ -150,6 +177,7 @@ Model *model_create(const ModelConfig *cfg, int B, int T, Err *err) {
     m->cfg = *cfg;
     m->B = B;
     m->T = T;
+    m->recompute = recompute;
     m->family = xcalloc((size_t)LL_MAX(cfg->num_layers, 1), sizeof *m->family);
     for (int l = 0; l < cfg->num_layers; l++) m->family[l] = mixer_family(cfg, l);
     m->w.layers = xcalloc((size_t)cfg->num_layers, sizeof(BlockWeights));
@@ -179,11 +207,12 @@ Model *model_create(const ModelConfig *cfg, int B, int T, Err *err) {
     return m;
 }
 
-void model_memory_floats(const ModelConfig *cfg, int B, int T, size_t *param_floats, size_t *activation_floats) {
+void model_memory_floats(const ModelConfig *cfg, int B, int T, bool recompute, size_t *param_floats,
+                         size_t *activation_floats) {
     *param_floats = *activation_floats = 0;
     if (!families_implemented(cfg) || B <= 0 || T <= 0) return;
     // The sizing passes of model_create on a model that owns nothing but its small per-layer arrays.
-    Model m = {.cfg = *cfg, .B = B, .T = T};
+    Model m = {.cfg = *cfg, .B = B, .T = T, .recompute = recompute};
     m.family = xcalloc((size_t)LL_MAX(cfg->num_layers, 1), sizeof *m.family);
     for (int l = 0; l < cfg->num_layers; l++) m.family[l] = mixer_family(cfg, l);
     m.w.layers = xcalloc((size_t)LL_MAX(cfg->num_layers, 1), sizeof(BlockWeights));
@@ -246,6 +275,7 @@ static void grad_ready(Model *m, size_t lo, size_t hi) {
     if (m->grad_ready) m->grad_ready(m->grad_ready_ctx, lo, hi - lo);
 }
 
+bool model_recomputes(const Model *m) { return m->recompute; }
 void model_zero_grad(Model *m) { memset(m->grads, 0, m->numel * sizeof(float)); }
 
 // ---------------------------------------------------------------------------------------------------
@@ -281,6 +311,25 @@ void model_init(Model *m, uint64_t seed) {
 // ---------------------------------------------------------------------------------------------------
 // Forward / backward.
 
+// Block l's forward from its input acts[l].res_in: x = r + Mixer(Norm(r)); y = x + MLP(Norm(x)) into `next`
+// (N, d), or, with next == NULL (recomputation in the backward), only the activations the backward reads.
+static void block_forward(Model *m, int l, float *next, int B, int T) {
+    const ModelConfig *c = &m->cfg;
+    const int d = c->hidden_size;
+    const int64_t N = (int64_t)B * T;
+    LayerActs *a = &m->acts[l];
+    const BlockWeights *w = &m->w.layers[l];
+    rmsnorm_forward(a->h1, a->rstd1, a->res_in, w->mixer_norm, N, d, c->norm_eps);
+    m->family[l]->forward(a->res_mid, &a->mix, a->h1, &w->mix, c, B, T, m->kscratch);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N * d; i++) a->res_mid[i] += a->res_in[i];
+    rmsnorm_forward(a->h2, a->rstd2, a->res_mid, w->mlp_norm, N, d, c->norm_eps);
+    mlp_forward(next, &a->mlp, a->h2, &w->mlp, c, N);
+    if (!next) return;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N * d; i++) next[i] += a->res_mid[i];
+}
+
 // Runs the network on (B, T) tokens up to the final norm (m->hf).
 static void forward_body(Model *m, const int32_t *inputs, int B, int T) {
     const ModelConfig *c = &m->cfg;
@@ -289,20 +338,7 @@ static void forward_body(Model *m, const int32_t *inputs, int B, int T) {
     memcpy(m->tokens, inputs, (size_t)N * sizeof(int32_t));
     float *res = L > 0 ? m->acts[0].res_in : m->res_final;
     embedding_forward(res, inputs, m->w.embed, N, d);
-    for (int l = 0; l < L; l++) {
-        LayerActs *a = &m->acts[l];
-        const BlockWeights *w = &m->w.layers[l];
-        float *next = l + 1 < L ? m->acts[l + 1].res_in : m->res_final;
-        // x = r + Mixer(Norm(r)); y = x + MLP(Norm(x)), outputs written then residual added.
-        rmsnorm_forward(a->h1, a->rstd1, a->res_in, w->mixer_norm, N, d, c->norm_eps);
-        m->family[l]->forward(a->res_mid, &a->mix, a->h1, &w->mix, c, B, T, m->kscratch);
-#pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < N * d; i++) a->res_mid[i] += a->res_in[i];
-        rmsnorm_forward(a->h2, a->rstd2, a->res_mid, w->mlp_norm, N, d, c->norm_eps);
-        mlp_forward(next, &a->mlp, a->h2, &w->mlp, c, N);
-#pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < N * d; i++) next[i] += a->res_mid[i];
-    }
+    for (int l = 0; l < L; l++) block_forward(m, l, l + 1 < L ? m->acts[l + 1].res_in : m->res_final, B, T);
     rmsnorm_forward(m->hf, m->rstdf, m->res_final, m->w.final_norm, N, d, c->norm_eps);
 }
 
@@ -355,6 +391,9 @@ double model_forward_backward(Model *m, const int32_t *inputs, const int32_t *ta
         LayerActs *a = &m->acts[l];
         const BlockWeights *w = &m->w.layers[l];
         BlockWeights *gw = &m->gw.layers[l];
+        // Recomputation: the shared region still holds the last block's activations from the forward;
+        // every other block's are rebuilt from its input, by the same code, so they are the same bytes.
+        if (m->recompute && l < L - 1) block_forward(m, l, NULL, B, T);
         // y = x + MLP(Norm(x)): dres already is d(y) = d(x) through the skip; add the MLP path.
         memset(m->dh, 0, (size_t)N * d * sizeof(float));
         mlp_backward(m->dh, &gw->mlp, m->dres, a->h2, &a->mlp, &w->mlp, c, N, &m->mlp_scratch);

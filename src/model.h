@@ -24,11 +24,16 @@ typedef struct Model Model;
 // Builds the parameter table and allocates params + grads; activations for batches up to (B, T).
 // Returns NULL with a message if the sizes are impossible.
 Model *model_create(const ModelConfig *cfg, int B, int T, Err *err);
+// The same with activation recomputation when `recompute`: the arena keeps every block's input (N, d) and
+// ONE block's activations, which the backward rebuilds block by block from the input (the forward once
+// more, less the MLP's down projection). Losses and gradients are bit-identical to model_create's.
+Model *model_create_recompute(const ModelConfig *cfg, int B, int T, bool recompute, Err *err);
 void model_free(Model *m);
 
 // What model_create(cfg, B, T) would allocate, in floats, without allocating it: the flat parameters
 // (the gradients are as many again) and the activation arena.
-void model_memory_floats(const ModelConfig *cfg, int B, int T, size_t *param_floats, size_t *activation_floats);
+void model_memory_floats(const ModelConfig *cfg, int B, int T, bool recompute, size_t *param_floats,
+                         size_t *activation_floats);
 
 // The tensor table of a config without allocating the model (e.g. to count the paper's 800M models).
 // Returns a malloc'd array of *n entries (tied embeddings: lm_head.weight aliases the embedding), or NULL
@@ -43,7 +48,8 @@ float *model_params(Model *m);                     // flat (numel)
 float *model_grads(Model *m);                      // flat (numel)
 const Weights *model_weights(const Model *m);
 const Weights *model_grad_weights(const Model *m);
-size_t model_activation_bytes(const Model *m);
+size_t model_activation_bytes(const Model *m);    // the whole activation arena (saved + scratch)
+bool model_recomputes(const Model *m);
 
 // The paper's initialisation (doc/architectures.md §2.3, §3.2, §5.2), drawn from a seeded RNG.
 void model_init(Model *m, uint64_t seed);

@@ -28,15 +28,13 @@
 #include "model.h"
 #include "model_io.h"
 #include "optimizer.h"
+#include "peak.h"
 #include "rng.h"
 #include "run_dir.h"
 #include "safetensors.h"
 #include "signals.h"
 #include "tokenizer.h"
 #include "train_state.h"
-
-// Practical fp32 peak of this machine kind (2 vCPUs, AVX-512, sgemm ~150 GFLOP/s): the MFU denominator.
-static const double PEAK_GFLOPS = 150.0;
 
 typedef struct {
     const char *config_path;
@@ -65,6 +63,8 @@ static void usage(FILE *f) {
             "or one of the paper's HF-style model configs (train defaults then apply).\n"
             "--KEY VALUE (or --KEY=VALUE) overrides any field of the train section, e.g. --steps 200 --lr 3e-4 --batch_size 4\n"
             "  --seq_len 512 --grad_accum 2 --seed 7 --threads 2 --run_dir runs/x --eval_every 50 ...\n"
+            "  --recompute 1 keeps only each block's input and recomputes the rest in the backward (less memory,\n"
+            "  same results); --peak_gflops X sets the MFU peak (default: a cached sgemm probe).\n"
             "--resume continues from the latest checkpoint in RUN_DIR (or from CHECKPOINT_DIR) exactly as if\n"
             "  the run had not stopped; overrides (e.g. a larger --steps) apply on top of the saved config.\n"
             "Ctrl-C or SIGTERM: the current step is finished, a checkpoint saved and the resume command printed\n"
@@ -411,7 +411,7 @@ static void check_memory(const Trainer *t) {
     const TrainConfig *tc = &t->cfg.train;
     const ModelConfig *mc = &t->cfg.model;
     size_t pf, af;
-    model_memory_floats(mc, tc->batch_size, tc->seq_len, &pf, &af);
+    model_memory_floats(mc, tc->batch_size, tc->seq_len, tc->recompute, &pf, &af);
     // weights, gradients, two AdamW moments (floats) and the weight-decay mask (bytes)
     const double model_bytes = 17.0 * (double)pf, act_bytes = 4.0 * (double)af;
     const double phys = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
@@ -434,7 +434,7 @@ static void setup_model_and_data(Trainer *t) {
     const int B = tc->batch_size, T = tc->seq_len;
     Err err;
     check_memory(t);
-    t->model = model_create(mc, B, T, &err);
+    t->model = model_create_recompute(mc, B, T, tc->recompute, &err);
     if (!t->model) die("%s: %s", t->config_origin, err.msg);
     const size_t numel = model_num_params(t->model);
     t->refs = model_tensor_refs(t->model);
@@ -546,6 +546,14 @@ static void eval_only(Trainer *t, const Args *args) {
 // ---------------------------------------------------------------------------------------------------
 // Logging
 
+// "12.3 MiB" / "4.56 GiB" into buf (24 bytes).
+static const char *fmt_bytes(char *buf, double bytes) {
+    const double MIB = 1024.0 * 1024.0;
+    if (bytes < 1024.0 * MIB) snprintf(buf, 24, "%.1f MiB", bytes / MIB);
+    else snprintf(buf, 24, "%.2f GiB", bytes / (1024.0 * MIB));
+    return buf;
+}
+
 // The run's description: model, batch, schedule, threads, data, memory, run directory.
 static void print_banner(const Trainer *t) {
     const TrainConfig *tc = &t->cfg.train;
@@ -563,10 +571,17 @@ static void print_banner(const Trainer *t) {
     printf("batch %d x seq %d x accum %d%s = %lld tokens/step | %d steps | lr %.2e warmup %d | threads %d | BLAS core %s (%s)\n",
            B, T, tc->grad_accum, ranks, (long long)B * T * tc->grad_accum * dist_size(), tc->steps, tc->lr, tc->warmup_steps, threads_count(),
            blas_core_name(), blas_core_source());
-    printf("train %lld tokens (%lld windows), val %lld tokens | activations %.1f MB | run dir %s%s\n",
+    printf("train %lld tokens (%lld windows), val %lld tokens | run dir %s%s\n",
            (long long)dataloader_total_tokens(t->train), (long long)dataloader_num_windows(t->train),
-           (long long)dataloader_total_tokens(t->val), (double)model_activation_bytes(t->model) / 1e6, tc->run_dir,
-           t->ckpt_dir[0] ? " (resumed)" : "");
+           (long long)dataloader_total_tokens(t->val), tc->run_dir, t->ckpt_dir[0] ? " (resumed)" : "");
+    // What the run allocates (the data shards are memory-mapped on top): flat buffers of numel floats for
+    // the weights, the gradients and each AdamW moment, one byte per weight of decay mask, the arena.
+    const double weights = (double)model_num_params(t->model) * sizeof(float);
+    const double acts = (double)model_activation_bytes(t->model);
+    char b[6][24];
+    printf("memory: params %s + grads %s + AdamW moments %s + decay mask %s + activations %s (recompute %s) = %s\n",
+           fmt_bytes(b[0], weights), fmt_bytes(b[1], weights), fmt_bytes(b[2], 2 * weights), fmt_bytes(b[3], weights / 4),
+           fmt_bytes(b[4], acts), tc->recompute ? "on" : "off", fmt_bytes(b[5], 4.25 * weights + acts));
     if (t->ckpt_dir[0]) printf("resumed from %s at step %lld\n", t->ckpt_dir, (long long)t->st.step);
 }
 
@@ -593,7 +608,8 @@ static void open_log(Trainer *t) {
 
 // Throughput and loss statistics of the loop, for the per-step lines and the final summary.
 typedef struct {
-    double flops_tok;          // model FLOPs per token of one training step
+    double flops_tok;          // model FLOPs per token of one training step (model_flops_per_token)
+    Peak peak;                 // the MFU denominator (peak.h)
     double last_val, first_loss, last_loss, ema_tps;
     double window_tokens, window_seconds;  // since the last progress line: its tokens/s
 } LoopStats;
@@ -662,14 +678,14 @@ static void log_step(Trainer *t, LoopStats *ls, double loss, double lr, double n
         char el[32], et[32];
         printf("step %5lld/%d | loss %.4f | lr %.2e | grad norm %.3f | %6.0f tok/s | %5.1f GFLOP/s | MFU %4.1f%% | "
                "elapsed %s | ETA %s | mem %.0f MB\n",
-               (long long)t->st.step, tc->steps, loss, lr, norm, wtps, wgflops, 100.0 * wgflops / PEAK_GFLOPS,
+               (long long)t->st.step, tc->steps, loss, lr, norm, wtps, wgflops, 100.0 * wgflops / ls->peak.gflops,
                format_duration(el, sizeof el, t->st.elapsed), format_duration(et, sizeof et, eta),
                peak_rss_bytes() / 1e6);
         ls->window_tokens = ls->window_seconds = 0;
     }
     fprintf(t->log, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, \"tokens_per_s\": %.1f, "
                     "\"gflops\": %.2f, \"mfu\": %.4f, \"ms\": %.1f, \"tokens\": %lld, \"time\": %.3f}\n",
-            (long long)t->st.step, loss, lr, norm, tps, gflops, gflops / PEAK_GFLOPS, dt * 1e3,
+            (long long)t->st.step, loss, lr, norm, tps, gflops, gflops / ls->peak.gflops, dt * 1e3,
             (long long)t->st.tokens_seen, unix_time());
 }
 
@@ -816,9 +832,11 @@ int main(int argc, char **argv) {
         return 0;
     }
     LoopStats ls = {.flops_tok = model_flops_per_token(t.model, t.cfg.train.seq_len), .last_val = NAN,
-                    .first_loss = NAN, .last_loss = NAN};
+                    .first_loss = NAN, .last_loss = NAN,
+                    .peak = peak_resolve(t.cfg.train.peak_gflops, "train.peak_gflops")};
     if (t.ckpt_dir[0]) check_steps_left(&t);
     print_banner(&t);
+    printf("MFU against %.1f GFLOP/s: %s\n", ls.peak.gflops, ls.peak.source);
     open_log(&t);
     signals_install();
     const int sig = train_loop(&t, &args, &ls);

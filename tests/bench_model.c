@@ -1,10 +1,12 @@
 // bench_model.c — `make bench`: training-step speed of whole models (forward + backward + AdamW).
 //
 // 1. The stated Transformer config: d=512, 8 layers, 8 heads, T=1024, B=4, GPT-2 vocabulary (50257):
-//    ms/step, tokens/s, achieved GFLOP/s and MFU against the machine's ~150 GFLOP/s fp32 limit.
+//    ms/step, tokens/s, achieved GFLOP/s and MFU against the machine's fp32 sgemm peak (peak.h: the cached
+//    probe, or `bench_model --peak_gflops X`).
 // 2. Transformer, Mamba-2 and log-linear Mamba-2 at one size (d=256, 4 layers, 8 heads of 64 for the Mamba
 //    models, N=64, vocabulary 4096 so the LM head does not hide the mixers) at T = 1024 ... 8192, B=1.
-// FLOPs are the model's useful FLOPs (model_flops_per_token); recomputation is not counted.
+// FLOPs are the model's useful FLOPs (model_flops_per_token, the same count as train's progress line);
+// recomputation is not counted.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,9 +16,8 @@
 #include "levels.h"
 #include "model.h"
 #include "optimizer.h"
+#include "peak.h"
 #include "rng.h"
-
-static const double PEAK_GFLOPS = 150.0;
 
 typedef struct {
     double ms, tok_s, gflops;
@@ -86,17 +87,24 @@ static ModelConfig small_config(ModelType t, int d, int L, int V, int max_len) {
         c.num_heads = c.d_inner / 64;
         c.state_size = 64;
         c.n_groups = 1;
-        c.chunk_size = t == MODEL_LOGLINEAR_MAMBA2 ? 64 : 256;
+        c.chunk_size = 64;   // the default (config.c)
         c.num_levels = model_type_is_loglinear(t) ? levels_needed(max_len) : 0;
     }
     return c;
 }
 
 int main(int argc, char **argv) {
-    (void)argc;
     blas_setup(argv);
-    printf("loglinear.c benchmark | %d threads | BLAS core %s (%s) | MFU against %.0f GFLOP/s\n\n", threads_count(),
-           blas_core_name(), blas_core_source(), PEAK_GFLOPS);
+    double given = 0;
+    bool transformer_only = false;   // the step the PyTorch peer also times (scripts/bench_side_by_side.sh)
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--peak_gflops") == 0 && i + 1 < argc) given = atof(argv[++i]);
+        else if (strcmp(argv[i], "--transformer-only") == 0) transformer_only = true;
+        else die("usage: %s [--peak_gflops GFLOPS] [--transformer-only]", argv[0]);
+    }
+    const Peak peak = peak_resolve(given, "--peak_gflops");
+    printf("loglinear.c benchmark | %d threads | BLAS core %s (%s) | MFU against %.1f GFLOP/s (%s)\n\n",
+           threads_count(), blas_core_name(), blas_core_source(), peak.gflops, peak.source);
 
     // 1. The stated Transformer.
     {
@@ -107,14 +115,16 @@ int main(int argc, char **argv) {
         const int B = 4, T = 1024;
         StepTiming s = time_steps(&c, B, T, 3);
         printf("Transformer d=512 L=8 H=8 I=%d V=50257, B=%d T=%d: %.0f ms/step | %.0f tokens/s | %.1f GFLOP/s | MFU %.1f%%\n\n",
-               c.intermediate_size, B, T, s.ms, s.tok_s, s.gflops, 100 * s.gflops / PEAK_GFLOPS);
+               c.intermediate_size, B, T, s.ms, s.tok_s, s.gflops, 100 * s.gflops / peak.gflops);
     }
+
+    if (transformer_only) return 0;
 
     // 2. Scaling with T.
     const int Ts[] = {1024, 2048, 4096, 8192};
     const ModelType types[] = {MODEL_TRANSFORMER, MODEL_MAMBA2, MODEL_LOGLINEAR_MAMBA2, MODEL_GATED_DELTANET,
                                MODEL_LOGLINEAR_GATED_DELTANET};
-    printf("d=256 L=4 V=4096 B=1 (Mamba: H=8 P=64 N=64, chunk 256 / log-linear 64; Transformer: H=4 hd=64; GDN: H=4 "
+    printf("d=256 L=4 V=4096 B=1 (Mamba: H=8 P=64 N=64, chunk 64; Transformer: H=4 hd=64; GDN: H=4 "
            "dk=64 dv=128, chunk 64)\n");
     printf("%-18s", "ms/step (tok/s)");
     for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++) printf(" | %19s%-5d", "T=", Ts[i]);

@@ -129,7 +129,7 @@ START_TEST(test_helpers_and_defaults) {
     model_config_defaults(&m, MODEL_MAMBA2);
     ck_assert_int_eq(m.num_layers, 48); ck_assert_int_eq(m.num_heads, 64); ck_assert_int_eq(m.head_dim, 64);
     ck_assert_int_eq(m.state_size, 128); ck_assert_int_eq(m.n_groups, 1); ck_assert_int_eq(m.d_inner, 4096);
-    ck_assert_int_eq(m.conv_kernel, 4); ck_assert_int_eq(m.chunk_size, 256); ck_assert_int_eq(m.num_levels, 0);
+    ck_assert_int_eq(m.conv_kernel, 4); ck_assert_int_eq(m.chunk_size, 64); ck_assert_int_eq(m.num_levels, 0);
     ck_assert(m.norm_eps == 1e-5f && m.initializer_range == 0.1f && m.use_conv_bias && m.rescale_prenorm_residual);
     ck_assert(m.time_step_min == 1e-3f && m.time_step_max == 0.1f && m.time_step_floor == 1e-4f);
     model_config_defaults(&m, MODEL_LOGLINEAR_MAMBA2);
@@ -197,7 +197,7 @@ START_TEST(test_shipped_configs_load) {
     ck_assert(cfg.model.type == MODEL_MAMBA2);
     ck_assert_int_eq(cfg.model.d_inner, 512); ck_assert_int_eq(cfg.model.num_heads, 8);
     ck_assert_int_eq(cfg.model.head_dim, 64); ck_assert_int_eq(cfg.model.state_size, 64);
-    ck_assert_int_eq(cfg.model.chunk_size, 256); ck_assert_int_eq(cfg.model.intermediate_size, 768);
+    ck_assert_int_eq(cfg.model.chunk_size, 64); ck_assert_int_eq(cfg.model.intermediate_size, 768);
     cfg = load_ok("configs/loglinear_mamba2.json");
     ck_assert(cfg.model.type == MODEL_LOGLINEAR_MAMBA2);
     ck_assert_int_eq(cfg.model.chunk_size, 64); ck_assert_int_eq(cfg.model.num_levels, 15);  // the paper's 15, for PyTorch compatibility
@@ -254,7 +254,7 @@ START_TEST(test_paper_configs) {
     ck_assert_int_eq(c.model.max_seq_len, 16384); ck_assert(c.model.norm_eps == 1e-6f);
     c = load_ok("configs/flame/mamba2_mid.json");
     ck_assert_int_eq(c.model.d_inner, 3072); ck_assert_int_eq(c.model.head_dim, 64); ck_assert_int_eq(c.model.num_heads, 48);
-    ck_assert_int_eq(c.model.state_size, 128); ck_assert_int_eq(c.model.n_groups, 1); ck_assert_int_eq(c.model.chunk_size, 256);
+    ck_assert_int_eq(c.model.state_size, 128); ck_assert_int_eq(c.model.n_groups, 1); ck_assert_int_eq(c.model.chunk_size, 64);
     ck_assert(c.model.norm_eps == 1e-5f && c.model.use_conv_bias && c.model.conv_kernel == 4);
     c = load_ok("configs/flame/hattention_mid.json");
     ck_assert_int_eq(c.model.d_inner, 3072); ck_assert_int_eq(c.model.num_levels, 15); ck_assert_int_eq(c.model.chunk_size, 64);
@@ -518,6 +518,9 @@ START_TEST(test_overrides) {
     ck_assert_str_eq(cfg.train.train_data, "a/b_*.bin");
     ck_assert(config_override(&cfg, "run_dir=", &err) && cfg.train.run_dir[0] == '\0');
     ck_assert(config_override(&cfg, "grad_clip=-1", &err) && cfg.train.grad_clip == -1.0f);
+    ck_assert(config_override(&cfg, "recompute=1", &err) && cfg.train.recompute);
+    ck_assert(config_override(&cfg, "recompute=false", &err) && !cfg.train.recompute);
+    ck_assert(config_override(&cfg, "recompute=true", &err) && cfg.train.recompute);
     ck_assert_msg(config_validate(&cfg, "tiny", &err), "%s", err.msg);
 
     Config before = cfg;
@@ -534,6 +537,7 @@ START_TEST(test_overrides) {
         {"lr=inf", "lr", "finite"},
         {"lr=1e-3x", "lr", "number"},
         {"decay=some", "decay", "matrices"},
+        {"recompute=yes", "recompute", "true or false"},
     };
     for (size_t i = 0; i < sizeof E / sizeof E[0]; i++) {
         ck_assert_msg(!config_override(&cfg, E[i].arg, &err), "override '%s' accepted", E[i].arg);
@@ -627,6 +631,7 @@ START_TEST(test_round_trips) {
             cfg.train.lr = 3e-4f;
             cfg.train.decay = DECAY_NONE;
             cfg.train.grad_clip = 0.5f;
+            cfg.train.recompute = true;
             cfg.train.min_lr_ratio = 0.0f;
             cfg.train.seq_len = 64;  // <= every case's max_position_embeddings
             snprintf(cfg.train.run_dir, sizeof cfg.train.run_dir, "runs/x \"quoted\" \\ dir");

@@ -682,6 +682,87 @@ START_TEST(test_greedy_generation_is_forward_argmax) {
             sampler_free(sm);
         }
         model_free(m);
+// Activation recomputation changes where the activations live, never a bit of the result: losses and
+// every gradient byte equal to the stored-activation model's, for each type, over two accumulated
+// micro-batches (the second shorter than the arena), with 3 layers (a first, a middle and a last block).
+START_TEST(test_recompute_bit_identical) {
+    for (size_t ti = 0; ti < sizeof TYPES / sizeof TYPES[0]; ti++) {
+        ModelConfig c = tiny(TYPES[ti]);
+        c.num_layers = 3;
+        const int B = 2, T = 11;
+        Err err;
+        Model *plain = model_create(&c, B, T, &err), *rec = model_create_recompute(&c, B, T, true, &err);
+        ck_assert_msg(plain && rec, "%s", err.msg);
+        ck_assert(!model_recomputes(plain) && model_recomputes(rec));
+        ck_assert_msg(model_activation_bytes(rec) < model_activation_bytes(plain), "%s: recompute arena %zu >= %zu",
+                      model_type_name(c.type), model_activation_bytes(rec), model_activation_bytes(plain));
+        model_init(plain, 7);
+        model_init(rec, 7);
+        model_zero_grad(plain);
+        model_zero_grad(rec);
+        uint64_t s = 5;
+        int32_t in[2 * 11], tg[2 * 11];
+        const int shapes[2][2] = {{B, T}, {1, 7}};
+        for (int k = 0; k < 2; k++) {
+            const int b = shapes[k][0], t = shapes[k][1];
+            random_tokens(in, b * t, c.vocab_size, &s);
+            random_tokens(tg, b * t, c.vocab_size, &s);
+            int64_t n1 = 0, n2 = 0;
+            const double l1 = model_forward_backward(plain, in, tg, b, t, 0.01f, &n1);
+            const double l2 = model_forward_backward(rec, in, tg, b, t, 0.01f, &n2);
+            ck_assert_msg(memcmp(&l1, &l2, sizeof l1) == 0 && n1 == n2, "%s: loss %.17g vs %.17g",
+                          model_type_name(c.type), l1, l2);
+            ck_assert_msg(memcmp(model_grads(plain), model_grads(rec), model_num_params(plain) * sizeof(float)) == 0,
+                          "%s: gradients differ with recomputation (micro-batch %d)", model_type_name(c.type), k);
+        }
+        printf("  %s: recompute bit-identical, arena %zu -> %zu bytes\n", model_type_name(c.type),
+               model_activation_bytes(plain), model_activation_bytes(rec));
+        model_free(plain);
+        model_free(rec);
+    }
+}
+END_TEST
+
+// chunk_size only decomposes the scans: every chunked type gives the same loss and gradients, up to
+// rounding, at chunks 4, 8, 16 and 64 (one chunk for the whole T = 40).
+START_TEST(test_chunk_size_is_a_decomposition) {
+    const ModelType chunked[] = {MODEL_MAMBA2, MODEL_LOGLINEAR_MAMBA2, MODEL_GATED_DELTANET,
+                                 MODEL_LOGLINEAR_GATED_DELTANET};
+    const int chunks[] = {64, 4, 8, 16}, T = 40;
+    for (size_t ti = 0; ti < sizeof chunked / sizeof chunked[0]; ti++) {
+        uint64_t s = 11;
+        int32_t in[40], tg[40];
+        random_tokens(in, T, 23, &s);
+        random_tokens(tg, T, 23, &s);
+        float *ref = NULL;
+        double ref_loss = 0;
+        size_t n = 0;
+        for (size_t ci = 0; ci < sizeof chunks / sizeof chunks[0]; ci++) {
+            ModelConfig c = tiny(chunked[ti]);
+            c.initializer_range = 0.1f;
+            c.chunk_size = chunks[ci];
+            Err err;
+            Model *m = model_create(&c, 1, T, &err);
+            ck_assert_msg(m != NULL, "%s", err.msg);
+            model_init(m, 3);
+            model_zero_grad(m);
+            int64_t count = 0;
+            const double loss = model_forward_backward(m, in, tg, 1, T, 1.0f / T, &count) / (double)count;
+            n = model_num_params(m);
+            if (ci == 0) {
+                ref = xmalloc(n * sizeof(float));
+                memcpy(ref, model_grads(m), n * sizeof(float));
+                ref_loss = loss;
+            } else {
+                const double gerr = tu_rel_error(model_grads(m), ref, n), lerr = fabs(loss - ref_loss) / ref_loss;
+                printf("  %s chunk %d vs %d: loss rel diff %.2e, gradient rel err %.2e\n", model_type_name(c.type),
+                       chunks[ci], chunks[0], lerr, gerr);
+                ck_assert_msg(lerr < 1e-7 && gerr < 1e-5, "%s: chunk %d changes the result (loss %.2e, grads %.2e)",
+                              model_type_name(c.type), chunks[ci], lerr, gerr);
+            }
+            model_free(m);
+        }
+        free(ref);
     }
 }
 END_TEST
@@ -714,6 +795,8 @@ int main(void) {
     tcase_add_test(tc, test_equal_lambda_reduces_to_gated_deltanet);
     tcase_add_test(tc, test_tensor_names_gdn);
     tcase_add_test(tc, test_init_rules_gdn);
+    tcase_add_test(tc, test_recompute_bit_identical);
+    tcase_add_test(tc, test_chunk_size_is_a_decomposition);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

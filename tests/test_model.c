@@ -682,6 +682,10 @@ START_TEST(test_greedy_generation_is_forward_argmax) {
             sampler_free(sm);
         }
         model_free(m);
+    }
+}
+END_TEST
+
 // Activation recomputation changes where the activations live, never a bit of the result: losses and
 // every gradient byte equal to the stored-activation model's, for each type, over two accumulated
 // micro-batches (the second shorter than the arena), with 3 layers (a first, a middle and a last block).

@@ -730,9 +730,11 @@ static int train_loop(Trainer *t, const Args *args, LoopStats *ls) {
         }
         dp_step_end(t->model, t->train, (int64_t)B * tc->grad_accum, &loss_sum, &count);   // sums over ranks
         const double loss = loss_sum / (double)count;
-        // Masked targets (a task such as MQAR): the gradient of the mean over the counted positions.
-        if (count > 0 && count != (int64_t)B * T * tc->grad_accum)
-            grad_scale(model_grads(t->model), numel, (float)((double)B * T * tc->grad_accum / (double)count));
+        // Masked targets (a task such as MQAR): the gradient of the mean over the counted positions (count
+        // and the gradient are sums over every rank's share of the global batch).
+        const int64_t global_tokens = (int64_t)B * T * tc->grad_accum * dist_size();
+        if (count > 0 && count != global_tokens)
+            grad_scale(model_grads(t->model), numel, (float)((double)global_tokens / (double)count));
         const double norm = grad_global_norm(model_grads(t->model), numel);
         t->st.step++;
         t->st.tokens_seen += (int64_t)B * T * tc->grad_accum * dist_size();

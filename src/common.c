@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,21 @@ void die(const char *fmt, ...) {
     va_end(ap);
     if (g_die_hook) g_die_hook();
     exit(1);
+}
+
+bool parse_ll(const char *v, long long lo, long long hi, long long *out) {
+    char *end;
+    errno = 0;
+    const long long x = strtoll(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi) return false;
+    *out = x;
+    return true;
+}
+
+long long option_ll(const char *opt, const char *v, long long lo) {
+    long long x;
+    if (!parse_ll(v, lo, LLONG_MAX, &x)) die("%s needs an integer >= %lld, got '%s'", opt, lo, v);
+    return x;
 }
 
 void *xmalloc(size_t bytes) {

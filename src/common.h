@@ -23,6 +23,11 @@ _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 // run, which would otherwise wait for this one forever); NULL for none.
 void die_set_hook(void (*hook)(void));
 
+// A whole decimal integer in [lo, hi] (no sign-only, empty, trailing text or overflow).
+bool parse_ll(const char *v, long long lo, long long hi, long long *out);
+// A program option's integer value >= lo, or die naming the option (for the programs' argument parsers).
+long long option_ll(const char *opt, const char *v, long long lo);
+
 // Allocation that dies on failure (out of memory is not recoverable here). Memory is 64-byte aligned
 // and, for xcalloc, zeroed. Free with free().
 void *xmalloc(size_t bytes);

@@ -719,7 +719,7 @@ static void states_chunk_grads(const DnCtx *k, int b, int c, int h, const ChunkI
     const int ld = nr * K;
     const size_t ld_lam = (size_t)k->H * k->levels;
     const float *Qt = qt_of(k, k->Qt, b, c, h), *dO = k->dout + (x->row0 * k->H + h) * V;
-    stack_reads(k, (StView){(float *)Sin, LV, V}, V, nr, jr, hb.Sr);
+    stack_reads(k, stored_view(k, k->Sst, b, h, c, 0), V, nr, jr, hb.Sr);
     gemm0(CblasNoTrans, CblasTrans, x->Lc, ld, V, 1.0f, dO, HV, hb.Sr, V, hb.P, ld);  // P = dO Srᵀ
     for (int i = 0; i < x->Lc; i++) {
         const float *restrict qi = Qt + (size_t)i * K;

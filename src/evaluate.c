@@ -47,14 +47,6 @@ static void usage(FILE *f) {
           f);
 }
 
-static long long parse_ll(const char *opt, const char *v, long long lo) {
-    char *end;
-    errno = 0;
-    long long x = strtoll(v, &end, 10);
-    if (errno || *end || end == v || x < lo) die("%s needs an integer >= %lld, got '%s'", opt, lo, v);
-    return x;
-}
-
 static Args parse_args(int argc, char **argv) {
     Args a = {.vendor = "data/vendor", .threads = -1, .trials = 5, .lengths = "256,512,1024",
               .depths = "0,0.25,0.5,0.75,1"};
@@ -77,12 +69,12 @@ static Args parse_args(int argc, char **argv) {
         else if (!strcmp(s, "--vendor")) a.vendor = v;
         else if (!strcmp(s, "--lengths")) a.lengths = v;
         else if (!strcmp(s, "--depths")) a.depths = v;
-        else if (!strcmp(s, "--seq_len")) a.seq_len = (int)parse_ll(s, v, 1);
-        else if (!strcmp(s, "--batch_size")) a.batch_size = (int)parse_ll(s, v, 1);
-        else if (!strcmp(s, "--batches")) a.batches = parse_ll(s, v, 1);
-        else if (!strcmp(s, "--trials")) a.trials = (int)parse_ll(s, v, 1);
-        else if (!strcmp(s, "--seed")) a.seed = (unsigned long long)parse_ll(s, v, 0);
-        else if (!strcmp(s, "--threads")) a.threads = (int)parse_ll(s, v, 0);
+        else if (!strcmp(s, "--seq_len")) a.seq_len = (int)option_ll(s, v, 1);
+        else if (!strcmp(s, "--batch_size")) a.batch_size = (int)option_ll(s, v, 1);
+        else if (!strcmp(s, "--batches")) a.batches = option_ll(s, v, 1);
+        else if (!strcmp(s, "--trials")) a.trials = (int)option_ll(s, v, 1);
+        else if (!strcmp(s, "--seed")) a.seed = (unsigned long long)option_ll(s, v, 0);
+        else if (!strcmp(s, "--threads")) a.threads = (int)option_ll(s, v, 0);
         else die("unknown option '%s' (see --help)", s);
     }
     if (!a.checkpoint) {

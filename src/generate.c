@@ -60,14 +60,6 @@ static void usage(FILE *f) {
           f);
 }
 
-static long long parse_ll(const char *opt, const char *v, long long lo) {
-    char *end;
-    errno = 0;
-    long long x = strtoll(v, &end, 10);
-    if (errno || *end || end == v || x < lo) die("%s needs an integer >= %lld, got '%s'", opt, lo, v);
-    return x;
-}
-
 static float parse_f(const char *opt, const char *v) {
     char *end;
     float x = strtof(v, &end);
@@ -98,13 +90,13 @@ static Args parse_args(int argc, char **argv) {
         else if (!strcmp(s, "--vendor")) a.vendor = v;
         else if (!strcmp(s, "--decode-table")) a.decode_table = v;
         else if (!strcmp(s, "--stats")) a.stats = v;
-        else if (!strcmp(s, "--tokens")) a.tokens = parse_ll(s, v, 0);
-        else if (!strcmp(s, "--samples")) a.samples = (int)parse_ll(s, v, 1);
+        else if (!strcmp(s, "--tokens")) a.tokens = option_ll(s, v, 0);
+        else if (!strcmp(s, "--samples")) a.samples = (int)option_ll(s, v, 1);
         else if (!strcmp(s, "--temperature")) a.sc.temperature = parse_f(s, v);
-        else if (!strcmp(s, "--top-k")) a.sc.top_k = (int)parse_ll(s, v, 0);
+        else if (!strcmp(s, "--top-k")) a.sc.top_k = (int)option_ll(s, v, 0);
         else if (!strcmp(s, "--top-p")) a.sc.top_p = parse_f(s, v);
-        else if (!strcmp(s, "--seed")) a.seed = (unsigned long long)parse_ll(s, v, 0);
-        else if (!strcmp(s, "--threads")) a.threads = (int)parse_ll(s, v, 0);
+        else if (!strcmp(s, "--seed")) a.seed = (unsigned long long)option_ll(s, v, 0);
+        else if (!strcmp(s, "--threads")) a.threads = (int)option_ll(s, v, 0);
         else die("unknown option '%s' (see --help)", s);
     }
     if (!a.checkpoint == !a.config) {

@@ -13,15 +13,6 @@
 
 bool mqar_is_spec(const char *data) { return strncmp(data, "mqar:", 5) == 0 || strcmp(data, "mqar") == 0; }
 
-static bool parse_int(const char *v, long long lo, long long hi, long long *out) {
-    char *end;
-    errno = 0;
-    long long x = strtoll(v, &end, 10);
-    if (errno || end == v || *end || x < lo || x > hi) return false;
-    *out = x;
-    return true;
-}
-
 bool mqar_parse(MqarSpec *s, const char *data, int T, int vocab_size, Err *err) {
     *s = (MqarSpec){.vocab = vocab_size, .pairs_lo = 8, .pairs_hi = 8, .examples = 100000, .seed = 0,
                     .power_a = 0.01, .random_fill = true};
@@ -39,17 +30,17 @@ bool mqar_parse(MqarSpec *s, const char *data, int T, int vocab_size, Err *err) 
             char lo[64];
             snprintf(lo, sizeof lo, "%.*s", dash ? (int)(dash - v) : (int)strlen(v), v);
             long long y;
-            if (!parse_int(lo, 1, MQAR_MAX_PAIRS, &x) || !parse_int(dash ? dash + 1 : lo, x, MQAR_MAX_PAIRS, &y))
+            if (!parse_ll(lo, 1, MQAR_MAX_PAIRS, &x) || !parse_ll(dash ? dash + 1 : lo, x, MQAR_MAX_PAIRS, &y))
                 return err_set(err, "%s: pairs=%s must be N or LO-HI with 1 <= LO <= HI <= %d", data, v, MQAR_MAX_PAIRS);
             s->pairs_lo = (int)x;
             s->pairs_hi = (int)y;
         } else if (!strcmp(k, "vocab")) {
-            if (!parse_int(v, 4, vocab_size, &x))
+            if (!parse_ll(v, 4, vocab_size, &x))
                 return err_set(err, "%s: vocab=%s must be an integer in [4, %d] (the model's vocab_size)", data, v,
                                vocab_size);
             s->vocab = (int)x;
         } else if (!strcmp(k, "examples")) {
-            if (!parse_int(v, 1, 100000000, &x))
+            if (!parse_ll(v, 1, 100000000, &x))
                 return err_set(err, "%s: examples=%s must be an integer in [1, 100000000]", data, v);
             s->examples = x;
         } else if (!strcmp(k, "seed")) {

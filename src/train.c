@@ -838,7 +838,13 @@ int main(int argc, char **argv) {
                     .peak = peak_resolve(t.cfg.train.peak_gflops, "train.peak_gflops")};
     if (t.ckpt_dir[0]) check_steps_left(&t);
     print_banner(&t);
-    printf("MFU against %.1f GFLOP/s: %s\n", ls.peak.gflops, ls.peak.source);
+    // Every rank has its own cores: a job of R ranks is measured against R times one rank's peak.
+    if (dist_size() > 1) {
+        printf("MFU against %d ranks x %.1f GFLOP/s: %s\n", dist_size(), ls.peak.gflops, ls.peak.source);
+        ls.peak.gflops *= dist_size();
+    } else {
+        printf("MFU against %.1f GFLOP/s: %s\n", ls.peak.gflops, ls.peak.source);
+    }
     open_log(&t);
     signals_install();
     const int sig = train_loop(&t, &args, &ls);

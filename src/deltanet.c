@@ -137,7 +137,8 @@ static ChunkBuf chunk_buf(const DnCtx *k, float *fw, float *tb, size_t *ffloats,
     w.KK = carve(fw, &off, cc); w.QK = carve(fw, &off, cc); w.Tu = carve(fw, &off, cc); w.Tg = carve(fw, &off, cc);
     w.E = carve(fw, &off, cc);
     w.EL = k->ll ? carve(fw, &off, cc) : w.E;  // plain: Λ ≡ 1, EL is E
-    w.A = carve(fw, &off, cc); w.Al = carve(fw, &off, cc);
+    w.A = k->ll ? carve(fw, &off, cc) : NULL;  // plain: o_intra = (QKl ⊙ E) U needs no A
+    w.Al = carve(fw, &off, cc);
     w.W = carve(fw, &off, ck); w.Kt = carve(fw, &off, ck);
     w.bV = carve(fw, &off, cv);
     w.WU = carve(fw, &off, ckv);
@@ -336,17 +337,15 @@ static LevFlags lev_flags(const DnCtx *k, int c, int j) {
 // ---------------------------------------------------------------------------------------------------
 // Chunk-local forward
 
-// Tm = (I + M)⁻¹ for M_ij = β_i KK_ij (E_ij) below the diagonal (unit lower triangular; zero above, within
-// the Lc×Lc block): row i = e_i − Σ_{j<i} M_ij row j (row j is zero beyond column j).
+// Tm = (I + M)⁻¹ for M_ij = β_i KK_ij below the diagonal (unit lower triangular; zero above, within the
+// Lc×Lc block): row i = e_i − Σ_{j<i} M_ij row j (row j is zero beyond column j).
 // With C a multiple of 16 the row is built 16 columns at a time in a register-sized accumulator (rows are
 // zero past their diagonal up to C); an axpy per (i, j) was bound by the stores of the row.
-static void unit_tril_inverse(float *Tm, const float *KK, const float *E, const float *bt, int Lc, int C,
-                              float *restrict m) {
+static void unit_tril_inverse(float *Tm, const float *KK, const float *bt, int Lc, int C, float *restrict m) {
     for (int i = 0; i < Lc; i++) {
         float *restrict Ti = Tm + (size_t)i * C;
         const float *KKi = KK + (size_t)i * C;
-        const float *Ei = E ? E + (size_t)i * C : NULL;
-        for (int j = 0; j < i; j++) m[j] = -bt[i] * KKi[j] * (Ei ? Ei[j] : 1.0f);
+        for (int j = 0; j < i; j++) m[j] = -bt[i] * KKi[j];
         if (C % 16 == 0) {
             for (int l0 = 0; l0 < C; l0 += 16) {
                 float acc[16] = {0};
@@ -444,7 +443,7 @@ static void local_forward(const DnCtx *k, int b, int c, int h, const ChunkBuf *w
             apply_levels(ELi, x->lamh + (size_t)i * ld_lam, i);
         }
     }
-    unit_tril_inverse(w->Tu, w->KK, NULL, w->bt, Lc, C, w->u);
+    unit_tril_inverse(w->Tu, w->KK, w->bt, Lc, C, w->u);
     for (int i = 0; i < Lc; i++) {
         const float *restrict ki = x->Kp + (size_t)i * HK;
         float *restrict bki = w->W + (size_t)i * K;
@@ -455,10 +454,12 @@ static void local_forward(const DnCtx *k, int b, int c, int h, const ChunkBuf *w
     }
     trmm_l(CblasNoTrans, true, Lc, K, w->Tu, C, w->W, K);  // W = Tu βK (βK was put in W)
     if (intra) {
-        copy_rows(Lc, Lc, w->QK, C, w->A, C);
-        trmm_r(CblasNoTrans, true, Lc, Lc, w->Tu, C, w->A, C);  // A = QKl Tu
-        for (int i = 0; i < Lc; i++) {  // Aλ = A ⊙ EL (A is lower triangular)
-            const float *restrict Ai = w->A + (size_t)i * C, *restrict ELi = w->EL + (size_t)i * C;
+        if (k->ll) {
+            copy_rows(Lc, Lc, w->QK, C, w->A, C);
+            trmm_r(CblasNoTrans, true, Lc, Lc, w->Tu, C, w->A, C);  // A = QKl Tu
+        }
+        for (int i = 0; i < Lc; i++) {  // Aλ = A ⊙ EL (A is lower triangular); plain: QKl ⊙ E
+            const float *restrict Ai = (k->ll ? w->A : w->QK) + (size_t)i * C, *restrict ELi = w->EL + (size_t)i * C;
             float *restrict Ali = w->Al + (size_t)i * C;
             for (int j = 0; j <= i; j++) Ali[j] = Ai[j] * ELi[j];
             for (int j = i + 1; j < Lc; j++) Ali[j] = 0.0f;
@@ -473,10 +474,17 @@ static void local_forward(const DnCtx *k, int b, int c, int h, const ChunkBuf *w
         float *restrict qti = Qt + (size_t)i * K;
         for (int n = 0; n < K; n++) qti[n] = w->eG[i] * (qi[n] - qti[n]);
     }
-    if (!state) return;
-    unit_tril_inverse(w->Tg, w->KK, w->E, w->bt, Lc, C, w->u);
+    if (!state && k->ll) return;
+    // Tg = D Tu D⁻¹ (D = diag(e^G): I + Mg = D (I + Mu) D⁻¹), i.e. Tu ⊙ E, one inverse for both
+    for (int i = 0; i < Lc; i++) {
+        const float *restrict Tui = w->Tu + (size_t)i * C, *restrict Ei = w->E + (size_t)i * C;
+        float *restrict Tgi = w->Tg + (size_t)i * C;
+        for (int j = 0; j < i; j++) Tgi[j] = Tui[j] * Ei[j];
+        Tgi[i] = 1.0f;
+    }
     copy_rows(Lc, V, w->bV, V, w->WU + K, KV);
     trmm_l(CblasNoTrans, true, Lc, V, w->Tg, C, w->WU + K, KV);  // U = Tg βV
+    if (!state) return;
     for (int i = 0; i < Lc; i++) {  // K̃, −W̃
         const float *restrict ki = x->Kp + (size_t)i * HK, *restrict wi = w->W + (size_t)i * K;
         float *restrict kti = w->Kt + (size_t)i * K, *restrict nwi = w->WU + (size_t)i * KV;
@@ -508,8 +516,11 @@ static void chunk_forward(const DnCtx *k, int b, int c, int h, float *tb) {
     local_forward(k, b, c, h, &w, &x, true, state);
     const int HV = k->H * k->V;
     float *o = k->o + (x.row0 * k->H + h) * k->V;
-    copy_rows(x.Lc, k->V, w.bV, k->V, o, HV);
-    trmm_l(CblasNoTrans, false, x.Lc, k->V, w.Al, k->C, o, HV);  // o = Aλ βV
+    if (k->ll)
+        copy_rows(x.Lc, k->V, w.bV, k->V, o, HV);
+    else
+        copy_rows(x.Lc, k->V, w.WU + k->K, k->K + k->V, o, HV);
+    trmm_l(CblasNoTrans, false, x.Lc, k->V, w.Al, k->C, o, HV);  // o = Aλ βV; plain (QKl ⊙ E) U
     if (state && !k->ps) form_ax(k, &w, &x, ax_of(k, k->AX, b, c, h));
 }
 
@@ -901,16 +912,19 @@ static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
     } else {
         for (int i = 0; i < Lc; i++) memset(w.dQK + (size_t)i * C, 0, sizeof(float) * (size_t)Lc);
     }
-    // intra: o = Aλ βV
-    gemm_lower_nt(true, Lc, V, 1.0f, dO, HV, w.bV, V, w.dAl, C);
-    copy_rows(Lc, V, dO, HV, w.dbV, V);
-    trmm_l(CblasTrans, false, Lc, V, w.Al, C, w.dbV, V);  // dβV = Aλᵀ dO
+    // intra: o = Aλ Y, Y = βV (log-linear) or U (plain, Aλ = QKl ⊙ E): dAλ = dO Yᵀ, dY = Aλᵀ dO
+    const bool ll = k->ll, useU = state || !ll;  // U = Tg βV is formed (local_forward)
+    const float *Y = ll ? w.bV : w.WU + K;
+    float *dY = ll ? w.dbV : w.dbVu;
+    gemm_lower_nt(true, Lc, V, 1.0f, dO, HV, Y, ll ? V : KV, w.dAl, C);
+    copy_rows(Lc, V, dO, HV, dY, V);
+    trmm_l(CblasTrans, false, Lc, V, w.Al, C, dY, V);
     for (int i = 0; i < Lc; i++) {
-        const float *restrict dali = w.dAl + (size_t)i * C, *restrict Ai = w.A + (size_t)i * C;
+        const float *restrict dali = w.dAl + (size_t)i * C;
         const float *restrict Ei = w.E + (size_t)i * C, *restrict ELi = w.EL + (size_t)i * C;
         const float *restrict Ali = w.Al + (size_t)i * C;
-        float *restrict dAi = w.dA + (size_t)i * C;
         if (dlamh) {  // Aλ = A ⊙ E ⊙ Λ
+            const float *restrict Ai = w.A + (size_t)i * C;
             for (int j = 0; j <= i; j++) w.u[j] = dali[j] * Ai[j] * Ei[j];
             level_sums(w.u, dlamh + (size_t)i * ld_lam, i);
         }
@@ -921,30 +935,47 @@ static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
             w.colR[j] += r;
         }
         w.dG[i] += rowR;
-        for (int j = 0; j <= i; j++) dAi[j] = dali[j] * ELi[j];
-        for (int j = i + 1; j < Lc; j++) dAi[j] = 0.0f;
+        // log-linear: dA = dAλ ⊙ EL (into dA);  plain: dQKl += dAλ ⊙ E (lower triangle incl. the diagonal)
+        float *restrict dst = (ll ? w.dA : w.dQK) + (size_t)i * C;
+        if (ll)
+            for (int j = 0; j <= i; j++) dst[j] = dali[j] * ELi[j];
+        else
+            for (int j = 0; j <= i; j++) dst[j] += dali[j] * ELi[j];
+        for (int j = i + 1; j < Lc; j++) dst[j] = 0.0f;
     }
-    // A = QKl Tu, W = Tu βK:  dQK += dA Tuᵀ;  dβK = Tuᵀ dW;  dMu = −stril(Aᵀ (dA Tuᵀ) + dβK Wᵀ)
-    copy_rows(Lc, Lc, w.dA, C, w.P1, C);
-    trmm_r(CblasTrans, true, Lc, Lc, w.Tu, C, w.P1, C);  // P1 = dA Tuᵀ
-    for (int i = 0; i < Lc; i++) {  // dQKl: lower triangle incl. the diagonal
-        float *restrict dqki = w.dQK + (size_t)i * C;
-        const float *restrict pi = w.P1 + (size_t)i * C;
-        for (int j = 0; j <= i; j++) dqki[j] += pi[j];
-        for (int j = i + 1; j < Lc; j++) dqki[j] = 0.0f;
+    // A = QKl Tu (log-linear), W = Tu βK:  dQK += dA Tuᵀ;  dβK = Tuᵀ dW;  dMu = −stril(Aᵀ (dA Tuᵀ) + dβK Wᵀ)
+    if (ll) {
+        copy_rows(Lc, Lc, w.dA, C, w.P1, C);
+        trmm_r(CblasTrans, true, Lc, Lc, w.Tu, C, w.P1, C);  // P1 = dA Tuᵀ
+        for (int i = 0; i < Lc; i++) {  // dQKl: lower triangle incl. the diagonal
+            float *restrict dqki = w.dQK + (size_t)i * C;
+            const float *restrict pi = w.P1 + (size_t)i * C;
+            for (int j = 0; j <= i; j++) dqki[j] += pi[j];
+            for (int j = i + 1; j < Lc; j++) dqki[j] = 0.0f;
+        }
     }
     copy_rows(Lc, K, w.dW, K, w.dbK, K);
     trmm_l(CblasTrans, true, Lc, K, w.Tu, C, w.dbK, K);  // dβK = Tuᵀ dW
-    copy_rows(Lc, Lc, w.P1, C, w.dMu, C);
-    trmm_l(CblasTrans, false, Lc, Lc, w.A, C, w.dMu, C);  // Aᵀ P1
-    gemm_lower_nt(false, Lc, K, 1.0f, w.dbK, K, w.W, K, w.dMu, C);  // + dβK Wᵀ (lower part)
-    // U = Tg βV:  dβV += Tgᵀ dU;  dMg = −stril((Tgᵀ dU) Uᵀ)
-    if (state) {
-        copy_rows(Lc, V, w.dWU + K, KV, w.dbVu, V);
+    if (ll) {
+        copy_rows(Lc, Lc, w.P1, C, w.dMu, C);
+        trmm_l(CblasTrans, false, Lc, Lc, w.A, C, w.dMu, C);  // Aᵀ P1
+    }
+    gemm_lower_nt(!ll, Lc, K, 1.0f, w.dbK, K, w.W, K, w.dMu, C);  // + dβK Wᵀ (lower part)
+    // U = Tg βV:  dβV += Tgᵀ dU;  dMg = −stril((Tgᵀ dU) Uᵀ)   (plain: dU = the intra part dY + the state part)
+    if (useU) {
+        if (ll) {
+            copy_rows(Lc, V, w.dWU + K, KV, w.dbVu, V);
+        } else if (state) {
+            for (int i = 0; i < Lc; i++)
+                for (int n = 0; n < V; n++) w.dbVu[(size_t)i * V + n] += w.dWU[(size_t)i * KV + K + n];
+        }
         trmm_l(CblasTrans, true, Lc, V, w.Tg, C, w.dbVu, V);  // Tgᵀ dU
         gemm_lower_nt(true, Lc, V, 1.0f, w.dbVu, V, w.WU + K, KV, w.dMg, C);
-        for (int i = 0; i < Lc; i++)
-            for (int n = 0; n < V; n++) w.dbV[(size_t)i * V + n] += w.dbVu[(size_t)i * V + n];
+        if (ll)
+            for (int i = 0; i < Lc; i++)
+                for (int n = 0; n < V; n++) w.dbV[(size_t)i * V + n] += w.dbVu[(size_t)i * V + n];
+        else
+            copy_rows(Lc, V, w.dbVu, V, w.dbV, V);
     }
     // Mu_ij = β_i KK_ij, Mg_ij = β_i KK_ij E_ij (i > j) -> dβ, dKK (symmetrised in place: dk += (dKK + dKKᵀ) K),
     // decays of Mg
@@ -960,7 +991,7 @@ static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
             db += mu * KKi[j];
             dKKi[j] = bi * mu;
         }
-        if (state) {
+        if (useU) {
             for (int j = 0; j < i; j++) {
                 const float mg = -dMgi[j], ke = KKi[j] * Ei[j];
                 db += mg * ke;

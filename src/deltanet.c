@@ -121,7 +121,7 @@ typedef struct {
     float *dAl, *dA, *P1, *dMu, *dMg, *dKK, *dQK;  // (C, C)
     float *dKt, *dW, *dR, *dbK;                    // (C, K)
     float *dbV, *dbVu;                             // (C, V)
-    float *dWU;                                    // (C, K+V)
+    float *dWU, *dP;                               // (C, K+V)
     float *tk;                                     // (C, max(K, V)) product scratch
     float *dG, *dbt, *colR;                        // (C)
 } ChunkBuf;
@@ -134,13 +134,15 @@ static ChunkBuf chunk_buf(const DnCtx *k, float *fw, float *tb, size_t *ffloats,
     size_t off = 0;
     w.G = carve(fw, &off, C); w.eG = carve(fw, &off, C); w.eR = carve(fw, &off, C); w.bt = carve(fw, &off, C);
     w.u = carve(fw, &off, C);
-    w.KK = carve(fw, &off, cc); w.QK = carve(fw, &off, cc); w.Tu = carve(fw, &off, cc); w.Tg = carve(fw, &off, cc);
+    // plain GDN (plain_local_forward) keeps KK, Tg, E, Aλ, K̃, [−W̃ | U] only
+    const bool ll = k->ll;
+    w.KK = carve(fw, &off, cc); w.QK = ll ? carve(fw, &off, cc) : NULL; w.Tu = ll ? carve(fw, &off, cc) : NULL;
+    w.Tg = carve(fw, &off, cc);
     w.E = carve(fw, &off, cc);
-    w.EL = k->ll ? carve(fw, &off, cc) : w.E;  // plain: Λ ≡ 1, EL is E
-    w.A = k->ll ? carve(fw, &off, cc) : NULL;  // plain: o_intra = (QKl ⊙ E) U needs no A
-    w.Al = carve(fw, &off, cc);
-    w.W = carve(fw, &off, ck); w.Kt = carve(fw, &off, ck);
-    w.bV = carve(fw, &off, cv);
+    w.EL = ll ? carve(fw, &off, cc) : w.E;  // plain: Λ ≡ 1, EL is E
+    w.A = ll ? carve(fw, &off, cc) : NULL; w.Al = carve(fw, &off, cc);
+    w.W = ll ? carve(fw, &off, ck) : NULL; w.Kt = carve(fw, &off, ck);
+    w.bV = ll ? carve(fw, &off, cv) : NULL;
     w.WU = carve(fw, &off, ckv);
     if (ffloats) *ffloats = off;
     off = 0;
@@ -149,7 +151,7 @@ static ChunkBuf chunk_buf(const DnCtx *k, float *fw, float *tb, size_t *ffloats,
     w.dQK = carve(tb, &off, cc);
     w.dKt = carve(tb, &off, ck); w.dW = carve(tb, &off, ck); w.dR = carve(tb, &off, ck); w.dbK = carve(tb, &off, ck);
     w.dbV = carve(tb, &off, cv); w.dbVu = carve(tb, &off, cv);
-    w.dWU = carve(tb, &off, ckv);
+    w.dWU = carve(tb, &off, ckv); w.dP = carve(tb, &off, ckv);
     w.tk = carve(tb, &off, C * (size_t)LL_MAX(k->K, k->V));
     w.dG = carve(tb, &off, C); w.dbt = carve(tb, &off, C); w.colR = carve(tb, &off, C);
     if (bfloats) *bfloats = off;
@@ -337,15 +339,17 @@ static LevFlags lev_flags(const DnCtx *k, int c, int j) {
 // ---------------------------------------------------------------------------------------------------
 // Chunk-local forward
 
-// Tm = (I + M)⁻¹ for M_ij = β_i KK_ij below the diagonal (unit lower triangular; zero above, within the
-// Lc×Lc block): row i = e_i − Σ_{j<i} M_ij row j (row j is zero beyond column j).
+// Tm = (I + M)⁻¹ for M_ij = β_i KK_ij (E_ij) below the diagonal (unit lower triangular; zero above, within
+// the Lc×Lc block): row i = e_i − Σ_{j<i} M_ij row j (row j is zero beyond column j).
 // With C a multiple of 16 the row is built 16 columns at a time in a register-sized accumulator (rows are
 // zero past their diagonal up to C); an axpy per (i, j) was bound by the stores of the row.
-static void unit_tril_inverse(float *Tm, const float *KK, const float *bt, int Lc, int C, float *restrict m) {
+static void unit_tril_inverse(float *Tm, const float *KK, const float *E, const float *bt, int Lc, int C,
+                              float *restrict m) {
     for (int i = 0; i < Lc; i++) {
         float *restrict Ti = Tm + (size_t)i * C;
         const float *KKi = KK + (size_t)i * C;
-        for (int j = 0; j < i; j++) m[j] = -bt[i] * KKi[j];
+        const float *Ei = E ? E + (size_t)i * C : NULL;
+        for (int j = 0; j < i; j++) m[j] = -bt[i] * KKi[j] * (Ei ? Ei[j] : 1.0f);
         if (C % 16 == 0) {
             for (int l0 = 0; l0 < C; l0 += 16) {
                 float acc[16] = {0};
@@ -412,10 +416,10 @@ static ChunkIdx chunk_idx(const DnCtx *k, int b, int c, int h) {
 
 // Everything local to chunk c of head h: buffers of w, q̃ into Qt; A, EL, Aλ if intra; Tg, U, K̃, −W̃ if state
 // (the chunk's state is used by a later chunk).
-static void local_forward(const DnCtx *k, int b, int c, int h, const ChunkBuf *w, ChunkIdx *x, bool intra,
-                          bool state) {
-    const int C = k->C, K = k->K, V = k->V, H = k->H, HK = H * K, HV = H * V, KV = K + V, Lc = x->Lc;
-    const size_t ld_lam = (size_t)H * k->levels;
+// The chunk's G, β, e^G, e^{Γ−G}, Γ, e^Γ; KK (lower triangle only: all that is read of it), QKl into QK and
+// E (j <= i).
+static void local_decays(const DnCtx *k, int h, const ChunkBuf *w, ChunkIdx *x, float *QK) {
+    const int C = k->C, K = k->K, H = k->H, HK = H * K, Lc = x->Lc;
     float acc = 0.0f;
     for (int i = 0; i < Lc; i++) {
         const size_t r = (x->row0 + i) * H + h;
@@ -429,21 +433,65 @@ static void local_forward(const DnCtx *k, int b, int c, int h, const ChunkBuf *w
         w->eG[i] = scan_exp(w->G[i]);
         w->eR[i] = scan_exp(x->gam - w->G[i]);
     }
-    // KK: lower triangle only (all that is read of it)
     for (int i = 0; i < Lc; i++) memset(w->KK + (size_t)i * C, 0, sizeof(float) * (size_t)Lc);
     cblas_ssyrk(CblasRowMajor, CblasLower, CblasNoTrans, Lc, K, 1.0f, x->Kp, HK, 1.0f, w->KK, C);
-    gemm_lower_nt(true, Lc, K, 1.0f, x->Q, HK, x->Kp, HK, w->QK, C);  // QKl
-    for (int i = 0; i < Lc; i++) {  // E, EL = E ⊙ Λ (j <= i)
+    gemm_lower_nt(true, Lc, K, 1.0f, x->Q, HK, x->Kp, HK, QK, C);  // QKl
+    for (int i = 0; i < Lc; i++) {
         float *restrict Ei = w->E + (size_t)i * C;
         const float Gi = w->G[i];
         for (int j = 0; j <= i; j++) Ei[j] = scan_exp(Gi - w->G[j]);
-        if (intra && x->lamh) {
-            float *restrict ELi = w->EL + (size_t)i * C;
-            memcpy(ELi, Ei, sizeof(float) * (size_t)(i + 1));
-            apply_levels(ELi, x->lamh + (size_t)i * ld_lam, i);
-        }
     }
-    unit_tril_inverse(w->Tu, w->KK, w->bt, Lc, C, w->u);
+}
+
+// Plain GDN, everything local to chunk c of head h: one inverse (Tg) and products over K+V columns,
+//   [−W̃ | U] = Tg [−β e^G ⊙ K | β V],  Aλ = QKl ⊙ E,  q̃ = e^G ⊙ Q + Aλ (−W̃),  o_intra = Aλ U
+// (W̃ = e^G ⊙ Tu βK = Tg (β e^G ⊙ K) as Tg = D Tu D⁻¹, D = diag(e^G)); K̃ if state.
+static void plain_local_forward(const DnCtx *k, int b, int c, int h, const ChunkBuf *w, ChunkIdx *x, bool state) {
+    const int C = k->C, K = k->K, V = k->V, H = k->H, HK = H * K, HV = H * V, KV = K + V, Lc = x->Lc;
+    local_decays(k, h, w, x, w->Al);
+    for (int i = 0; i < Lc; i++) {
+        float *restrict Ali = w->Al + (size_t)i * C;
+        const float *restrict Ei = w->E + (size_t)i * C;
+        for (int j = 0; j <= i; j++) Ali[j] *= Ei[j];
+    }
+    unit_tril_inverse(w->Tg, w->KK, w->E, w->bt, Lc, C, w->u);
+    for (int i = 0; i < Lc; i++) {
+        const float *restrict ki = x->Kp + (size_t)i * HK, *restrict vi = x->Vp + (size_t)i * HV;
+        float *restrict wui = w->WU + (size_t)i * KV;
+        const float bw = -w->bt[i] * w->eG[i], bv = w->bt[i];
+        for (int n = 0; n < K; n++) wui[n] = bw * ki[n];
+        for (int n = 0; n < V; n++) wui[K + n] = bv * vi[n];
+    }
+    trmm_l(CblasNoTrans, true, Lc, KV, w->Tg, C, w->WU, KV);  // [−W̃ | U]
+    float *Qt = qt_of(k, k->Qt, b, c, h);
+    copy_rows(Lc, K, w->WU, KV, Qt, K);
+    trmm_l(CblasNoTrans, false, Lc, K, w->Al, C, Qt, K);  // Aλ (−W̃)
+    for (int i = 0; i < Lc; i++) {
+        const float *restrict qi = x->Q + (size_t)i * HK;
+        float *restrict qti = Qt + (size_t)i * K;
+        for (int n = 0; n < K; n++) qti[n] += w->eG[i] * qi[n];
+    }
+    if (!state) return;
+    for (int i = 0; i < Lc; i++) {
+        const float *restrict ki = x->Kp + (size_t)i * HK;
+        float *restrict kti = w->Kt + (size_t)i * K;
+        for (int n = 0; n < K; n++) kti[n] = w->eR[i] * ki[n];
+    }
+}
+
+// Log-linear GDN, everything local to chunk c of head h (see the top of the file): buffers of w, q̃ into Qt;
+// A, EL, Aλ if intra; Tg, U, K̃, −W̃ if state (the chunk's state is used by a later chunk).
+static void local_forward(const DnCtx *k, int b, int c, int h, const ChunkBuf *w, ChunkIdx *x, bool intra,
+                          bool state) {
+    const int C = k->C, K = k->K, V = k->V, H = k->H, HK = H * K, HV = H * V, KV = K + V, Lc = x->Lc;
+    const size_t ld_lam = (size_t)H * k->levels;
+    local_decays(k, h, w, x, w->QK);
+    for (int i = 0; i < Lc && intra; i++) {  // EL = E ⊙ Λ (j <= i)
+        float *restrict ELi = w->EL + (size_t)i * C;
+        memcpy(ELi, w->E + (size_t)i * C, sizeof(float) * (size_t)(i + 1));
+        apply_levels(ELi, x->lamh + (size_t)i * ld_lam, i);
+    }
+    unit_tril_inverse(w->Tu, w->KK, NULL, w->bt, Lc, C, w->u);
     for (int i = 0; i < Lc; i++) {
         const float *restrict ki = x->Kp + (size_t)i * HK;
         float *restrict bki = w->W + (size_t)i * K;
@@ -454,12 +502,10 @@ static void local_forward(const DnCtx *k, int b, int c, int h, const ChunkBuf *w
     }
     trmm_l(CblasNoTrans, true, Lc, K, w->Tu, C, w->W, K);  // W = Tu βK (βK was put in W)
     if (intra) {
-        if (k->ll) {
-            copy_rows(Lc, Lc, w->QK, C, w->A, C);
-            trmm_r(CblasNoTrans, true, Lc, Lc, w->Tu, C, w->A, C);  // A = QKl Tu
-        }
-        for (int i = 0; i < Lc; i++) {  // Aλ = A ⊙ EL (A is lower triangular); plain: QKl ⊙ E
-            const float *restrict Ai = (k->ll ? w->A : w->QK) + (size_t)i * C, *restrict ELi = w->EL + (size_t)i * C;
+        copy_rows(Lc, Lc, w->QK, C, w->A, C);
+        trmm_r(CblasNoTrans, true, Lc, Lc, w->Tu, C, w->A, C);  // A = QKl Tu
+        for (int i = 0; i < Lc; i++) {  // Aλ = A ⊙ EL (A is lower triangular)
+            const float *restrict Ai = w->A + (size_t)i * C, *restrict ELi = w->EL + (size_t)i * C;
             float *restrict Ali = w->Al + (size_t)i * C;
             for (int j = 0; j <= i; j++) Ali[j] = Ai[j] * ELi[j];
             for (int j = i + 1; j < Lc; j++) Ali[j] = 0.0f;
@@ -474,8 +520,8 @@ static void local_forward(const DnCtx *k, int b, int c, int h, const ChunkBuf *w
         float *restrict qti = Qt + (size_t)i * K;
         for (int n = 0; n < K; n++) qti[n] = w->eG[i] * (qi[n] - qti[n]);
     }
-    if (!state && k->ll) return;
-    // Tg = D Tu D⁻¹ (D = diag(e^G): I + Mg = D (I + Mu) D⁻¹), i.e. Tu ⊙ E, one inverse for both
+    if (!state) return;
+    // Tg = D Tu D⁻¹ (D = diag(e^G): I + Mg = D (I + Mu) D⁻¹), i.e. Tu ⊙ E: one inverse
     for (int i = 0; i < Lc; i++) {
         const float *restrict Tui = w->Tu + (size_t)i * C, *restrict Ei = w->E + (size_t)i * C;
         float *restrict Tgi = w->Tg + (size_t)i * C;
@@ -484,7 +530,6 @@ static void local_forward(const DnCtx *k, int b, int c, int h, const ChunkBuf *w
     }
     copy_rows(Lc, V, w->bV, V, w->WU + K, KV);
     trmm_l(CblasNoTrans, true, Lc, V, w->Tg, C, w->WU + K, KV);  // U = Tg βV
-    if (!state) return;
     for (int i = 0; i < Lc; i++) {  // K̃, −W̃
         const float *restrict ki = x->Kp + (size_t)i * HK, *restrict wi = w->W + (size_t)i * K;
         float *restrict kti = w->Kt + (size_t)i * K, *restrict nwi = w->WU + (size_t)i * KV;
@@ -513,14 +558,17 @@ static void chunk_forward(const DnCtx *k, int b, int c, int h, float *tb) {
         w.WU = k->WUs + bch(k, b, c, h) * k->C * (size_t)(k->K + k->V);
         w.Kt = k->Kts + bch(k, b, c, h) * k->C * (size_t)k->K;
     }
-    local_forward(k, b, c, h, &w, &x, true, state);
+    if (k->ll)
+        local_forward(k, b, c, h, &w, &x, true, state);
+    else
+        plain_local_forward(k, b, c, h, &w, &x, state);
     const int HV = k->H * k->V;
     float *o = k->o + (x.row0 * k->H + h) * k->V;
     if (k->ll)
         copy_rows(x.Lc, k->V, w.bV, k->V, o, HV);
     else
         copy_rows(x.Lc, k->V, w.WU + k->K, k->K + k->V, o, HV);
-    trmm_l(CblasNoTrans, false, x.Lc, k->V, w.Al, k->C, o, HV);  // o = Aλ βV; plain (QKl ⊙ E) U
+    trmm_l(CblasNoTrans, false, x.Lc, k->V, w.Al, k->C, o, HV);  // o = Aλ βV; plain Aλ U
     if (state && !k->ps) form_ax(k, &w, &x, ax_of(k, k->AX, b, c, h));
 }
 
@@ -530,7 +578,10 @@ static void chunk_prep(const DnCtx *k, int b, int c, int h, float *tb) {
     const ChunkBuf w = chunk_buf(k, loc_of(k, b, c, h), NULL, NULL, NULL);
     ChunkIdx x = chunk_idx(k, b, c, h);
     const bool state = c < k->NC - 1;
-    local_forward(k, b, c, h, &w, &x, true, state);
+    if (k->ll)
+        local_forward(k, b, c, h, &w, &x, true, state);
+    else
+        plain_local_forward(k, b, c, h, &w, &x, state);
     if (state && !k->ps) form_ax(k, &w, &x, ax_of(k, k->AX, b, c, h));
 }
 
@@ -833,6 +884,40 @@ static void plain_reverse(const DnCtx *k, int b, int h, int e0, float *tb) {
 // ---------------------------------------------------------------------------------------------------
 // Chunk-local backward
 
+// dKK (strictly lower, symmetrised in place), dQKl (lower incl. the diagonal) to the inputs:
+// dk += (dKK + dKKᵀ) K + dQKlᵀ Q, dq += dQKl K.
+static void qk_grads(const DnCtx *k, const ChunkBuf *w, const ChunkIdx *x, float *dq, float *dk) {
+    const int C = k->C, K = k->K, HK = k->H * K, Lc = x->Lc;
+    float *dKK = w->dKK;
+    for (int i = 0; i < Lc; i++) {
+        dKK[(size_t)i * C + i] = 0.0f;
+        for (int j = i + 1; j < Lc; j++) dKK[(size_t)i * C + j] = dKK[(size_t)j * C + i];
+    }
+    gemm1(CblasNoTrans, CblasNoTrans, Lc, K, Lc, 1.0f, dKK, C, x->Kp, HK, dk, HK);
+    copy_rows(Lc, K, x->Kp, HK, w->tk, K);
+    trmm_l(CblasNoTrans, false, Lc, K, w->dQK, C, w->tk, K);  // dq += dQKl K
+    for (int i = 0; i < Lc; i++)
+        for (int n = 0; n < K; n++) dq[(size_t)i * HK + n] += w->tk[(size_t)i * K + n];
+    copy_rows(Lc, K, x->Q, HK, w->tk, K);
+    trmm_l(CblasTrans, false, Lc, K, w->dQK, C, w->tk, K);  // dk += dQKlᵀ Q
+    for (int i = 0; i < Lc; i++)
+        for (int n = 0; n < K; n++) dk[(size_t)i * HK + n] += w->tk[(size_t)i * K + n];
+}
+
+// The decays: dG_j −= column sums of R, Γ = G_{Lc−1} (dΓ), then the reverse cumsum to g; dβ.
+static void decay_grads(const DnCtx *k, const ChunkBuf *w, const ChunkIdx *x, int h, double dgam) {
+    const int H = k->H, Lc = x->Lc;
+    w->dG[Lc - 1] += (float)dgam;
+    double acc = 0.0;
+    for (int i = Lc - 1; i >= 0; i--) {
+        acc += (double)w->dG[i] - (double)w->colR[i];
+        const size_t r = (x->row0 + i) * H + h;
+        k->dg[r] += (float)acc;
+        k->dbeta[r] += w->dbt[i];
+    }
+}
+
+// Chunk task, backward (log-linear GDN).
 static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
     const ChunkBuf w = chunk_buf(k, loc_of(k, b, c, h), tb, NULL, NULL);
     ChunkIdx x = chunk_idx(k, b, c, h);
@@ -845,39 +930,19 @@ static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
     float *dv = k->dv + (x.row0 * H + h) * V;
     const float *dO = k->dout + (x.row0 * H + h) * V;
     const float *Qt = qt_of(k, k->Qt, b, c, h);
-    float *dlamh = k->ll ? k->dlam + (x.row0 * H + h) * k->levels : NULL;
+    float *dlamh = k->dlam + (x.row0 * H + h) * k->levels;
     double dgam = 0.0;
     for (int i = 0; i < Lc; i++) w.dG[i] = w.dbt[i] = w.colR[i] = 0.0f;
-    if (k->L > 0 && !k->ps) {
-        states_chunk_grads(k, b, c, h, &x, tb);
-    } else if (reads) {  // dQ̃ = dO S_inᵀ
-        gemm0(CblasNoTrans, CblasTrans, Lc, K, V, 1.0f, dO, HV, sst_of(k, k->Sst, b, h, c), V,
-              qt_of(k, k->dQt, b, c, h), K);
-    }
+    if (k->L > 0) states_chunk_grads(k, b, c, h, &x, tb);
 
     // state: AX = [e^Γ I | 0] + K̃ᵀ [−W̃ | U]
-    if (state && k->ps) {  // state form: dK̃ = Vn dSoᵀ, d(−W̃) = dVn S_inᵀ, dU = dVn, dΓ += e^Γ ⟨S_in, dSo⟩
-        const float *Sin = sst_of(k, k->Sst, b, h, c), *dS = k->dSo + bch(k, b, c, h) * K * (size_t)V;
-        const float *dVn = cv_of(k, k->dVn, b, c, h);
-        gemm0(CblasNoTrans, CblasTrans, Lc, K, V, 1.0f, cv_of(k, k->Vn, b, c, h), V, dS, V, w.dKt, K);
-        if (c > 0) {
-            double tr = 0.0;
-            for (size_t e = 0; e < (size_t)K * V; e++) tr += (double)Sin[e] * dS[e];
-            dgam += x.egam * tr;
-            gemm0(CblasNoTrans, CblasTrans, Lc, K, V, 1.0f, dVn, V, Sin, V, w.dWU, KV);
-        } else {
-            for (int i = 0; i < Lc; i++) memset(w.dWU + (size_t)i * KV, 0, sizeof(float) * K);
-        }
-        copy_rows(Lc, V, dVn, V, w.dWU + K, KV);
-    } else if (state) {
+    if (state) {
         const float *dAX = ax_of(k, k->dAX, b, c, h);
         double tr = 0.0;
         for (int n = 0; n < K; n++) tr += dAX[(size_t)n * KV + n];
         dgam += x.egam * tr;
         gemm0(CblasNoTrans, CblasTrans, Lc, K, KV, 1.0f, w.WU, KV, dAX, KV, w.dKt, K);   // dK̃
         gemm0(CblasNoTrans, CblasNoTrans, Lc, KV, K, 1.0f, w.Kt, K, dAX, KV, w.dWU, KV);  // d[−W̃ | U]
-    }
-    if (state) {
         for (int i = 0; i < Lc; i++) {
             const float *restrict nwi = w.WU + (size_t)i * KV, *restrict dnwi = w.dWU + (size_t)i * KV;
             const float *restrict kti = w.Kt + (size_t)i * K, *restrict dkti = w.dKt + (size_t)i * K;
@@ -912,22 +977,17 @@ static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
     } else {
         for (int i = 0; i < Lc; i++) memset(w.dQK + (size_t)i * C, 0, sizeof(float) * (size_t)Lc);
     }
-    // intra: o = Aλ Y, Y = βV (log-linear) or U (plain, Aλ = QKl ⊙ E): dAλ = dO Yᵀ, dY = Aλᵀ dO
-    const bool ll = k->ll, useU = state || !ll;  // U = Tg βV is formed (local_forward)
-    const float *Y = ll ? w.bV : w.WU + K;
-    float *dY = ll ? w.dbV : w.dbVu;
-    gemm_lower_nt(true, Lc, V, 1.0f, dO, HV, Y, ll ? V : KV, w.dAl, C);
-    copy_rows(Lc, V, dO, HV, dY, V);
-    trmm_l(CblasTrans, false, Lc, V, w.Al, C, dY, V);
+    // intra: o = Aλ βV
+    gemm_lower_nt(true, Lc, V, 1.0f, dO, HV, w.bV, V, w.dAl, C);
+    copy_rows(Lc, V, dO, HV, w.dbV, V);
+    trmm_l(CblasTrans, false, Lc, V, w.Al, C, w.dbV, V);  // dβV = Aλᵀ dO
     for (int i = 0; i < Lc; i++) {
-        const float *restrict dali = w.dAl + (size_t)i * C;
+        const float *restrict dali = w.dAl + (size_t)i * C, *restrict Ai = w.A + (size_t)i * C;
         const float *restrict Ei = w.E + (size_t)i * C, *restrict ELi = w.EL + (size_t)i * C;
         const float *restrict Ali = w.Al + (size_t)i * C;
-        if (dlamh) {  // Aλ = A ⊙ E ⊙ Λ
-            const float *restrict Ai = w.A + (size_t)i * C;
-            for (int j = 0; j <= i; j++) w.u[j] = dali[j] * Ai[j] * Ei[j];
-            level_sums(w.u, dlamh + (size_t)i * ld_lam, i);
-        }
+        float *restrict dAi = w.dA + (size_t)i * C;
+        for (int j = 0; j <= i; j++) w.u[j] = dali[j] * Ai[j] * Ei[j];  // Aλ = A ⊙ E ⊙ Λ
+        level_sums(w.u, dlamh + (size_t)i * ld_lam, i);
         float rowR = 0.0f;
         for (int j = 0; j < i; j++) {
             const float r = dali[j] * Ali[j];
@@ -935,55 +995,36 @@ static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
             w.colR[j] += r;
         }
         w.dG[i] += rowR;
-        // log-linear: dA = dAλ ⊙ EL (into dA);  plain: dQKl += dAλ ⊙ E (lower triangle incl. the diagonal)
-        float *restrict dst = (ll ? w.dA : w.dQK) + (size_t)i * C;
-        if (ll)
-            for (int j = 0; j <= i; j++) dst[j] = dali[j] * ELi[j];
-        else
-            for (int j = 0; j <= i; j++) dst[j] += dali[j] * ELi[j];
-        for (int j = i + 1; j < Lc; j++) dst[j] = 0.0f;
+        for (int j = 0; j <= i; j++) dAi[j] = dali[j] * ELi[j];
+        for (int j = i + 1; j < Lc; j++) dAi[j] = 0.0f;
     }
-    // A = QKl Tu (log-linear), W = Tu βK:  dQK += dA Tuᵀ;  dβK = Tuᵀ dW;  dMu = −stril(Aᵀ (dA Tuᵀ) + dβK Wᵀ)
-    if (ll) {
-        copy_rows(Lc, Lc, w.dA, C, w.P1, C);
-        trmm_r(CblasTrans, true, Lc, Lc, w.Tu, C, w.P1, C);  // P1 = dA Tuᵀ
-        for (int i = 0; i < Lc; i++) {  // dQKl: lower triangle incl. the diagonal
-            float *restrict dqki = w.dQK + (size_t)i * C;
-            const float *restrict pi = w.P1 + (size_t)i * C;
-            for (int j = 0; j <= i; j++) dqki[j] += pi[j];
-            for (int j = i + 1; j < Lc; j++) dqki[j] = 0.0f;
-        }
+    // A = QKl Tu, W = Tu βK:  dQK += dA Tuᵀ;  dβK = Tuᵀ dW;  dMu = −stril(Aᵀ (dA Tuᵀ) + dβK Wᵀ)
+    copy_rows(Lc, Lc, w.dA, C, w.P1, C);
+    trmm_r(CblasTrans, true, Lc, Lc, w.Tu, C, w.P1, C);  // P1 = dA Tuᵀ
+    for (int i = 0; i < Lc; i++) {  // dQKl: lower triangle incl. the diagonal
+        float *restrict dqki = w.dQK + (size_t)i * C;
+        const float *restrict pi = w.P1 + (size_t)i * C;
+        for (int j = 0; j <= i; j++) dqki[j] += pi[j];
+        for (int j = i + 1; j < Lc; j++) dqki[j] = 0.0f;
     }
     copy_rows(Lc, K, w.dW, K, w.dbK, K);
     trmm_l(CblasTrans, true, Lc, K, w.Tu, C, w.dbK, K);  // dβK = Tuᵀ dW
-    if (ll) {
-        copy_rows(Lc, Lc, w.P1, C, w.dMu, C);
-        trmm_l(CblasTrans, false, Lc, Lc, w.A, C, w.dMu, C);  // Aᵀ P1
-    }
-    gemm_lower_nt(!ll, Lc, K, 1.0f, w.dbK, K, w.W, K, w.dMu, C);  // + dβK Wᵀ (lower part)
-    // U = Tg βV:  dβV += Tgᵀ dU;  dMg = −stril((Tgᵀ dU) Uᵀ)   (plain: dU = the intra part dY + the state part)
-    if (useU) {
-        if (ll) {
-            copy_rows(Lc, V, w.dWU + K, KV, w.dbVu, V);
-        } else if (state) {
-            for (int i = 0; i < Lc; i++)
-                for (int n = 0; n < V; n++) w.dbVu[(size_t)i * V + n] += w.dWU[(size_t)i * KV + K + n];
-        }
+    copy_rows(Lc, Lc, w.P1, C, w.dMu, C);
+    trmm_l(CblasTrans, false, Lc, Lc, w.A, C, w.dMu, C);  // Aᵀ P1
+    gemm_lower_nt(false, Lc, K, 1.0f, w.dbK, K, w.W, K, w.dMu, C);  // + dβK Wᵀ (lower part)
+    // U = Tg βV:  dβV += Tgᵀ dU;  dMg = −stril((Tgᵀ dU) Uᵀ)
+    if (state) {
+        copy_rows(Lc, V, w.dWU + K, KV, w.dbVu, V);
         trmm_l(CblasTrans, true, Lc, V, w.Tg, C, w.dbVu, V);  // Tgᵀ dU
         gemm_lower_nt(true, Lc, V, 1.0f, w.dbVu, V, w.WU + K, KV, w.dMg, C);
-        if (ll)
-            for (int i = 0; i < Lc; i++)
-                for (int n = 0; n < V; n++) w.dbV[(size_t)i * V + n] += w.dbVu[(size_t)i * V + n];
-        else
-            copy_rows(Lc, V, w.dbVu, V, w.dbV, V);
+        for (int i = 0; i < Lc; i++)
+            for (int n = 0; n < V; n++) w.dbV[(size_t)i * V + n] += w.dbVu[(size_t)i * V + n];
     }
-    // Mu_ij = β_i KK_ij, Mg_ij = β_i KK_ij E_ij (i > j) -> dβ, dKK (symmetrised in place: dk += (dKK + dKKᵀ) K),
-    // decays of Mg
-    float *dKK = w.dKK;
+    // Mu_ij = β_i KK_ij, Mg_ij = β_i KK_ij E_ij (i > j) -> dβ, dKK, decays of Mg
     for (int i = 0; i < Lc; i++) {
         const float *restrict KKi = w.KK + (size_t)i * C, *restrict Ei = w.E + (size_t)i * C;
         const float *restrict dMui = w.dMu + (size_t)i * C, *restrict dMgi = w.dMg + (size_t)i * C;
-        float *restrict dKKi = dKK + (size_t)i * C;
+        float *restrict dKKi = w.dKK + (size_t)i * C;
         const float bi = w.bt[i];
         float db = 0.0f, rowR = 0.0f;
         for (int j = 0; j < i; j++) {
@@ -991,7 +1032,7 @@ static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
             db += mu * KKi[j];
             dKKi[j] = bi * mu;
         }
-        if (useU) {
+        if (state) {
             for (int j = 0; j < i; j++) {
                 const float mg = -dMgi[j], ke = KKi[j] * Ei[j];
                 db += mg * ke;
@@ -1003,19 +1044,8 @@ static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
         }
         w.dbt[i] += db;
         w.dG[i] += rowR;
-        dKKi[i] = 0.0f;
     }
-    for (int i = 0; i < Lc; i++)
-        for (int j = i + 1; j < Lc; j++) dKK[(size_t)i * C + j] = dKK[(size_t)j * C + i];
-    gemm1(CblasNoTrans, CblasNoTrans, Lc, K, Lc, 1.0f, dKK, C, x.Kp, HK, dk, HK);
-    copy_rows(Lc, K, x.Kp, HK, w.tk, K);
-    trmm_l(CblasNoTrans, false, Lc, K, w.dQK, C, w.tk, K);  // dq += dQKl K
-    for (int i = 0; i < Lc; i++)
-        for (int n = 0; n < K; n++) dq[(size_t)i * HK + n] += w.tk[(size_t)i * K + n];
-    copy_rows(Lc, K, x.Q, HK, w.tk, K);
-    trmm_l(CblasTrans, false, Lc, K, w.dQK, C, w.tk, K);  // dk += dQKlᵀ Q
-    for (int i = 0; i < Lc; i++)
-        for (int n = 0; n < K; n++) dk[(size_t)i * HK + n] += w.tk[(size_t)i * K + n];
+    qk_grads(k, &w, &x, dq, dk);
     // βK, βV
     for (int i = 0; i < Lc; i++) {
         const float *restrict ki = x.Kp + (size_t)i * HK, *restrict vi = x.Vp + (size_t)i * HV;
@@ -1026,15 +1056,115 @@ static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
         for (int n = 0; n < K; n++) dki[n] += bi * dbki[n];
         for (int n = 0; n < V; n++) dvi[n] += bi * dbvi[n];
     }
-    // decays: dG_j −= column sums, Γ = G_{Lc−1}, then the reverse cumsum to g
-    w.dG[Lc - 1] += (float)dgam;
-    double acc = 0.0;
-    for (int i = Lc - 1; i >= 0; i--) {
-        acc += (double)w.dG[i] - (double)w.colR[i];
-        const size_t r = (x.row0 + i) * H + h;
-        k->dg[r] += (float)acc;
-        k->dbeta[r] += w.dbt[i];
+    decay_grads(k, &w, &x, h, dgam);
+}
+
+// Chunk task, backward (plain GDN, see plain_local_forward). With Z = [−W̃ | U] and dP = [dQ̃ | dO]:
+//   Aλ Z = [q̃ − e^G ⊙ Q | o_intra]:  dAλ = dP Zᵀ (lower),  dZ += Aλᵀ dP
+//   Z = Tg Y, Y = [−β e^G ⊙ K | β V]:  dY = Tgᵀ dZ,  dMg = −stril(dY Zᵀ)
+// and the state's part of dZ from the scans: d(−W̃) = dVn S_inᵀ, dU = dVn; dK̃ = Vn dSoᵀ.
+static void plain_chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
+    const ChunkBuf w = chunk_buf(k, loc_of(k, b, c, h), tb, NULL, NULL);
+    ChunkIdx x = chunk_idx(k, b, c, h);
+    const bool state = c < k->NC - 1, reads = k->L > 0 && c > 0;
+    x.gam = w.G[x.Lc - 1];  // as plain_local_forward set them in chunk_prep
+    x.egam = scan_exp(x.gam);
+    const int C = k->C, K = k->K, V = k->V, H = k->H, HK = H * K, HV = H * V, KV = K + V, Lc = x.Lc;
+    float *dq = k->dq + (x.row0 * H + h) * K, *dk = k->dk + (x.row0 * H + h) * K;
+    float *dv = k->dv + (x.row0 * H + h) * V;
+    const float *dO = k->dout + (x.row0 * H + h) * V;
+    const float *Sin = sst_of(k, k->Sst, b, h, c);
+    double dgam = 0.0;
+    for (int i = 0; i < Lc; i++) w.dG[i] = w.dbt[i] = w.colR[i] = 0.0f;
+    // dP = [dQ̃ | dO], dQ̃ = dO S_inᵀ;  q̃ = e^G ⊙ Q + ...: dq += e^G dQ̃, dG += e^G q·dQ̃
+    if (reads) {
+        gemm0(CblasNoTrans, CblasTrans, Lc, K, V, 1.0f, dO, HV, Sin, V, w.dP, KV);
+        for (int i = 0; i < Lc; i++) {
+            const float *restrict qi = x.Q + (size_t)i * HK, *restrict dqti = w.dP + (size_t)i * KV;
+            float *restrict dqi = dq + (size_t)i * HK;
+            const float eg = w.eG[i];
+            w.dG[i] += eg * scan_dot(qi, dqti, K);
+            for (int n = 0; n < K; n++) dqi[n] += eg * dqti[n];
+        }
+    } else {
+        for (int i = 0; i < Lc; i++) memset(w.dP + (size_t)i * KV, 0, sizeof(float) * K);
     }
+    copy_rows(Lc, V, dO, HV, w.dP + K, KV);
+    // the state: dK̃ = Vn dSoᵀ, d(−W̃) = dVn S_inᵀ, dU = dVn, dΓ += e^Γ ⟨S_in, dSo⟩;  K̃ = e^{Γ−G} ⊙ K
+    if (state) {
+        const float *dS = k->dSo + bch(k, b, c, h) * K * (size_t)V, *dVn = cv_of(k, k->dVn, b, c, h);
+        gemm0(CblasNoTrans, CblasTrans, Lc, K, V, 1.0f, cv_of(k, k->Vn, b, c, h), V, dS, V, w.dKt, K);
+        if (c > 0) {
+            double tr = 0.0;
+            for (size_t e = 0; e < (size_t)K * V; e++) tr += (double)Sin[e] * dS[e];
+            dgam += x.egam * tr;
+            gemm0(CblasNoTrans, CblasTrans, Lc, K, V, 1.0f, dVn, V, Sin, V, w.dWU, KV);
+        } else {
+            for (int i = 0; i < Lc; i++) memset(w.dWU + (size_t)i * KV, 0, sizeof(float) * K);
+        }
+        copy_rows(Lc, V, dVn, V, w.dWU + K, KV);
+        for (int i = 0; i < Lc; i++) {
+            const float *restrict kti = w.Kt + (size_t)i * K, *restrict dkti = w.dKt + (size_t)i * K;
+            float *restrict dki = dk + (size_t)i * HK;
+            const float s = scan_dot(kti, dkti, K), er = w.eR[i];
+            w.dG[i] -= s;
+            dgam += s;
+            for (int n = 0; n < K; n++) dki[n] += er * dkti[n];
+        }
+    } else {
+        for (int i = 0; i < Lc; i++) memset(w.dWU + (size_t)i * KV, 0, sizeof(float) * KV);
+    }
+    // Aλ Z: dAλ = dP Zᵀ (lower incl. the diagonal), dZ += Aλᵀ dP
+    gemm_lower_nt(true, Lc, KV, 1.0f, w.dP, KV, w.WU, KV, w.dAl, C);
+    trmm_l(CblasTrans, false, Lc, KV, w.Al, C, w.dP, KV);
+    for (int i = 0; i < Lc; i++)
+        for (int n = 0; n < KV; n++) w.dWU[(size_t)i * KV + n] += w.dP[(size_t)i * KV + n];
+    // Aλ = QKl ⊙ E: dQKl = dAλ ⊙ E, decays R = dAλ ⊙ Aλ
+    for (int i = 0; i < Lc; i++) {
+        const float *restrict dali = w.dAl + (size_t)i * C, *restrict Ali = w.Al + (size_t)i * C;
+        const float *restrict Ei = w.E + (size_t)i * C;
+        float *restrict dqki = w.dQK + (size_t)i * C;
+        float rowR = 0.0f;
+        for (int j = 0; j < i; j++) {
+            const float r = dali[j] * Ali[j];
+            rowR += r;
+            w.colR[j] += r;
+        }
+        w.dG[i] += rowR;
+        for (int j = 0; j <= i; j++) dqki[j] = dali[j] * Ei[j];
+        for (int j = i + 1; j < Lc; j++) dqki[j] = 0.0f;
+    }
+    // Z = Tg Y: dY = Tgᵀ dZ (in dWU), dMg = −stril(dY Zᵀ)
+    trmm_l(CblasTrans, true, Lc, KV, w.Tg, C, w.dWU, KV);
+    gemm_lower_nt(true, Lc, KV, 1.0f, w.dWU, KV, w.WU, KV, w.dMg, C);
+    // Y = [−β e^G ⊙ K | β V] -> dk, dv, dβ, dG;  Mg_ij = β_i KK_ij E_ij (i > j) -> dβ, dKK, decays
+    for (int i = 0; i < Lc; i++) {
+        const float *restrict ki = x.Kp + (size_t)i * HK, *restrict vi = x.Vp + (size_t)i * HV;
+        const float *restrict dyk = w.dWU + (size_t)i * KV, *restrict dyv = dyk + K;
+        float *restrict dki = dk + (size_t)i * HK, *restrict dvi = dv + (size_t)i * HV;
+        const float bi = w.bt[i], eg = w.eG[i], bw = -bi * eg;
+        const float sk = scan_dot(ki, dyk, K);
+        w.dbt[i] += scan_dot(vi, dyv, V) - eg * sk;
+        w.dG[i] += bw * sk;
+        for (int n = 0; n < K; n++) dki[n] += bw * dyk[n];
+        for (int n = 0; n < V; n++) dvi[n] += bi * dyv[n];
+        const float *restrict KKi = w.KK + (size_t)i * C, *restrict Ei = w.E + (size_t)i * C;
+        const float *restrict dMgi = w.dMg + (size_t)i * C;
+        float *restrict dKKi = w.dKK + (size_t)i * C;
+        float db = 0.0f, rowR = 0.0f;
+        for (int j = 0; j < i; j++) {
+            const float mg = -dMgi[j], ke = KKi[j] * Ei[j];
+            db += mg * ke;
+            dKKi[j] = bi * Ei[j] * mg;
+            const float r = mg * bi * ke;
+            rowR += r;
+            w.colR[j] += r;
+        }
+        w.dbt[i] += db;
+        w.dG[i] += rowR;
+    }
+    qk_grads(k, &w, &x, dq, dk);
+    decay_grads(k, &w, &x, h, dgam);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1096,7 +1226,7 @@ void deltanet_backward(float *dq, float *dk, float *dv, float *dg, float *dbeta,
         PT(head_tasks(&x, x.ps ? plain_store : states_store), "store");
         PT(head_tasks(&x, x.ps ? plain_reverse : states_reverse), "reverse");
     }
-    PT(chunk_tasks(&x, chunk_backward), "chunk_bwd");
+    PT(chunk_tasks(&x, x.ll ? chunk_backward : plain_chunk_backward), "chunk_bwd");
 }
 
 // ---------------------------------------------------------------------------------------------------

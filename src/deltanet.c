@@ -111,17 +111,19 @@ static float *carve(float *base, size_t *off, size_t n) {
 }
 
 // Buffers of a chunk task: the forward part (kept per chunk-head in the backward) and the backward part.
+// Plain GDN carves no Λ, A, βV: Aλ is Ap, EL is E.
 typedef struct {
     float *G, *eG, *eR, *bt, *u;                   // (C) cumsum, e^G, e^{Γ−G}, β, row scratch
-    float *KK, *QK, *Tu, *Tg, *E, *EL, *A, *Al;    // (C, C)
-    float *W, *Kt;                                 // (C, K)  W, K̃
-    float *bV;                                     // (C, V)  β⊙V
-    float *WU;                                     // (C, K+V) [−W̃ | U]
+    float *KK, *Tg, *E, *Ap;                       // (C, C) KK, the inverse, E, QKl ⊙ E
+    float *Lm, *A, *Al;                            // (C, C) log-linear: Λ, A = Ap Tg, Aλ = A ⊙ Λ
+    float *Kt;                                     // (C, K)  K̃
+    float *bV;                                     // (C, V)  β⊙V (log-linear)
+    float *WU;                                     // (C, K+V) Z = [−W̃ | U]
     // backward
-    float *dAl, *dA, *P1, *dMu, *dMg, *dKK, *dQK;  // (C, C)
-    float *dKt, *dW, *dR, *dbK;                    // (C, K)
-    float *dbV, *dbVu;                             // (C, V)
-    float *dWU, *dP;                               // (C, K+V)
+    float *dAl, *dA, *P1, *dMg, *dKK, *dQK;        // (C, C)  dQK: dAp, then dQKl
+    float *dKt;                                    // (C, K)
+    float *dbV;                                    // (C, V)
+    float *dWU, *dP;                               // (C, K+V) dZ (then dY), [dQ̃ | dO]
     float *tk;                                     // (C, max(K, V)) product scratch
     float *dG, *dbt, *colR;                        // (C)
 } ChunkBuf;
@@ -130,27 +132,24 @@ typedef struct {
 // counting): the backward keeps the forward part of every chunk-head from chunk_prep to chunk_backward.
 static ChunkBuf chunk_buf(const DnCtx *k, float *fw, float *tb, size_t *ffloats, size_t *bfloats) {
     const size_t C = k->C, cc = C * C, ck = C * k->K, cv = C * k->V, ckv = C * (size_t)(k->K + k->V);
+    const bool ll = k->ll;
     ChunkBuf w;
     size_t off = 0;
     w.G = carve(fw, &off, C); w.eG = carve(fw, &off, C); w.eR = carve(fw, &off, C); w.bt = carve(fw, &off, C);
     w.u = carve(fw, &off, C);
-    // plain GDN (plain_local_forward) keeps KK, Tg, E, Aλ, K̃, [−W̃ | U] only
-    const bool ll = k->ll;
-    w.KK = carve(fw, &off, cc); w.QK = ll ? carve(fw, &off, cc) : NULL; w.Tu = ll ? carve(fw, &off, cc) : NULL;
-    w.Tg = carve(fw, &off, cc);
-    w.E = carve(fw, &off, cc);
-    w.EL = ll ? carve(fw, &off, cc) : w.E;  // plain: Λ ≡ 1, EL is E
-    w.A = ll ? carve(fw, &off, cc) : NULL; w.Al = carve(fw, &off, cc);
-    w.W = ll ? carve(fw, &off, ck) : NULL; w.Kt = carve(fw, &off, ck);
+    w.KK = carve(fw, &off, cc); w.Tg = carve(fw, &off, cc); w.E = carve(fw, &off, cc); w.Ap = carve(fw, &off, cc);
+    w.Lm = ll ? carve(fw, &off, cc) : NULL;
+    w.A = ll ? carve(fw, &off, cc) : NULL;
+    w.Al = ll ? carve(fw, &off, cc) : w.Ap;
+    w.Kt = carve(fw, &off, ck);
     w.bV = ll ? carve(fw, &off, cv) : NULL;
     w.WU = carve(fw, &off, ckv);
     if (ffloats) *ffloats = off;
     off = 0;
     w.dAl = carve(tb, &off, cc); w.dA = carve(tb, &off, cc); w.P1 = carve(tb, &off, cc);
-    w.dMu = carve(tb, &off, cc); w.dMg = carve(tb, &off, cc); w.dKK = carve(tb, &off, cc);
-    w.dQK = carve(tb, &off, cc);
-    w.dKt = carve(tb, &off, ck); w.dW = carve(tb, &off, ck); w.dR = carve(tb, &off, ck); w.dbK = carve(tb, &off, ck);
-    w.dbV = carve(tb, &off, cv); w.dbVu = carve(tb, &off, cv);
+    w.dMg = carve(tb, &off, cc); w.dKK = carve(tb, &off, cc); w.dQK = carve(tb, &off, cc);
+    w.dKt = carve(tb, &off, ck);
+    w.dbV = carve(tb, &off, cv);
     w.dWU = carve(tb, &off, ckv); w.dP = carve(tb, &off, ckv);
     w.tk = carve(tb, &off, C * (size_t)LL_MAX(k->K, k->V));
     w.dG = carve(tb, &off, C); w.dbt = carve(tb, &off, C); w.colR = carve(tb, &off, C);
@@ -443,16 +442,19 @@ static void local_decays(const DnCtx *k, int h, const ChunkBuf *w, ChunkIdx *x, 
     }
 }
 
-// Plain GDN, everything local to chunk c of head h: one inverse (Tg) and products over K+V columns,
-//   [−W̃ | U] = Tg [−β e^G ⊙ K | β V],  Aλ = QKl ⊙ E,  q̃ = e^G ⊙ Q + Aλ (−W̃),  o_intra = Aλ U
-// (W̃ = e^G ⊙ Tu βK = Tg (β e^G ⊙ K) as Tg = D Tu D⁻¹, D = diag(e^G)); K̃ if state.
-static void plain_local_forward(const DnCtx *k, int b, int c, int h, const ChunkBuf *w, ChunkIdx *x, bool state) {
+// Everything local to chunk c of head h (see the top of the file), one inverse Tg and products over the K+V
+// columns of [−W̃ | U] at once:
+//   Z = [−W̃ | U] = Tg [−β e^G ⊙ K | β V],  Ap = QKl ⊙ E,  q̃ = e^G ⊙ Q + Ap (−W̃)
+//   log-linear: A = Ap Tg (= (QKl Tu) ⊙ E),  Aλ = A ⊙ Λ,  βV;  plain: Aλ = Ap (o_intra = Aλ U)
+// (W̃ = e^G ⊙ Tu βK = Tg (β e^G ⊙ K) as Tg = D Tu D⁻¹, D = diag(e^G)); K̃ if state (a later chunk uses the
+// chunk's state).
+static void local_forward(const DnCtx *k, int b, int c, int h, const ChunkBuf *w, ChunkIdx *x, bool state) {
     const int C = k->C, K = k->K, V = k->V, H = k->H, HK = H * K, HV = H * V, KV = K + V, Lc = x->Lc;
-    local_decays(k, h, w, x, w->Al);
+    local_decays(k, h, w, x, w->Ap);
     for (int i = 0; i < Lc; i++) {
-        float *restrict Ali = w->Al + (size_t)i * C;
+        float *restrict Api = w->Ap + (size_t)i * C;
         const float *restrict Ei = w->E + (size_t)i * C;
-        for (int j = 0; j <= i; j++) Ali[j] *= Ei[j];
+        for (int j = 0; j <= i; j++) Api[j] *= Ei[j];
     }
     unit_tril_inverse(w->Tg, w->KK, w->E, w->bt, Lc, C, w->u);
     for (int i = 0; i < Lc; i++) {
@@ -462,82 +464,36 @@ static void plain_local_forward(const DnCtx *k, int b, int c, int h, const Chunk
         for (int n = 0; n < K; n++) wui[n] = bw * ki[n];
         for (int n = 0; n < V; n++) wui[K + n] = bv * vi[n];
     }
-    trmm_l(CblasNoTrans, true, Lc, KV, w->Tg, C, w->WU, KV);  // [−W̃ | U]
+    trmm_l(CblasNoTrans, true, Lc, KV, w->Tg, C, w->WU, KV);  // Z = [−W̃ | U]
     float *Qt = qt_of(k, k->Qt, b, c, h);
     copy_rows(Lc, K, w->WU, KV, Qt, K);
-    trmm_l(CblasNoTrans, false, Lc, K, w->Al, C, Qt, K);  // Aλ (−W̃)
+    trmm_l(CblasNoTrans, false, Lc, K, w->Ap, C, Qt, K);  // Ap (−W̃)
     for (int i = 0; i < Lc; i++) {
         const float *restrict qi = x->Q + (size_t)i * HK;
         float *restrict qti = Qt + (size_t)i * K;
         for (int n = 0; n < K; n++) qti[n] += w->eG[i] * qi[n];
+    }
+    if (k->ll) {
+        const size_t ld_lam = (size_t)H * k->levels;
+        copy_rows(Lc, Lc, w->Ap, C, w->A, C);
+        trmm_r(CblasNoTrans, true, Lc, Lc, w->Tg, C, w->A, C);  // A = Ap Tg
+        for (int i = 0; i < Lc; i++) {  // Λ, Aλ = A ⊙ Λ (j <= i), βV
+            float *restrict Lmi = w->Lm + (size_t)i * C, *restrict Ali = w->Al + (size_t)i * C;
+            const float *restrict Ai = w->A + (size_t)i * C;
+            for (int j = 0; j <= i; j++) Lmi[j] = 1.0f;
+            apply_levels(Lmi, x->lamh + (size_t)i * ld_lam, i);
+            for (int j = 0; j <= i; j++) Ali[j] = Ai[j] * Lmi[j];
+            for (int j = i + 1; j < Lc; j++) Ali[j] = 0.0f;
+            const float *restrict vi = x->Vp + (size_t)i * HV;
+            float *restrict bvi = w->bV + (size_t)i * V;
+            for (int n = 0; n < V; n++) bvi[n] = w->bt[i] * vi[n];
+        }
     }
     if (!state) return;
     for (int i = 0; i < Lc; i++) {
         const float *restrict ki = x->Kp + (size_t)i * HK;
         float *restrict kti = w->Kt + (size_t)i * K;
         for (int n = 0; n < K; n++) kti[n] = w->eR[i] * ki[n];
-    }
-}
-
-// Log-linear GDN, everything local to chunk c of head h (see the top of the file): buffers of w, q̃ into Qt;
-// A, EL, Aλ if intra; Tg, U, K̃, −W̃ if state (the chunk's state is used by a later chunk).
-static void local_forward(const DnCtx *k, int b, int c, int h, const ChunkBuf *w, ChunkIdx *x, bool intra,
-                          bool state) {
-    const int C = k->C, K = k->K, V = k->V, H = k->H, HK = H * K, HV = H * V, KV = K + V, Lc = x->Lc;
-    const size_t ld_lam = (size_t)H * k->levels;
-    local_decays(k, h, w, x, w->QK);
-    for (int i = 0; i < Lc && intra; i++) {  // EL = E ⊙ Λ (j <= i)
-        float *restrict ELi = w->EL + (size_t)i * C;
-        memcpy(ELi, w->E + (size_t)i * C, sizeof(float) * (size_t)(i + 1));
-        apply_levels(ELi, x->lamh + (size_t)i * ld_lam, i);
-    }
-    unit_tril_inverse(w->Tu, w->KK, NULL, w->bt, Lc, C, w->u);
-    for (int i = 0; i < Lc; i++) {
-        const float *restrict ki = x->Kp + (size_t)i * HK;
-        float *restrict bki = w->W + (size_t)i * K;
-        for (int n = 0; n < K; n++) bki[n] = w->bt[i] * ki[n];
-        const float *restrict vi = x->Vp + (size_t)i * HV;
-        float *restrict bvi = w->bV + (size_t)i * V;
-        for (int n = 0; n < V; n++) bvi[n] = w->bt[i] * vi[n];
-    }
-    trmm_l(CblasNoTrans, true, Lc, K, w->Tu, C, w->W, K);  // W = Tu βK (βK was put in W)
-    if (intra) {
-        copy_rows(Lc, Lc, w->QK, C, w->A, C);
-        trmm_r(CblasNoTrans, true, Lc, Lc, w->Tu, C, w->A, C);  // A = QKl Tu
-        for (int i = 0; i < Lc; i++) {  // Aλ = A ⊙ EL (A is lower triangular)
-            const float *restrict Ai = w->A + (size_t)i * C, *restrict ELi = w->EL + (size_t)i * C;
-            float *restrict Ali = w->Al + (size_t)i * C;
-            for (int j = 0; j <= i; j++) Ali[j] = Ai[j] * ELi[j];
-            for (int j = i + 1; j < Lc; j++) Ali[j] = 0.0f;
-        }
-    }
-    // q̃ = e^G ⊙ (Q − QKl W)
-    float *Qt = qt_of(k, k->Qt, b, c, h);
-    copy_rows(Lc, K, w->W, K, Qt, K);
-    trmm_l(CblasNoTrans, false, Lc, K, w->QK, C, Qt, K);  // QKl W
-    for (int i = 0; i < Lc; i++) {
-        const float *restrict qi = x->Q + (size_t)i * HK;
-        float *restrict qti = Qt + (size_t)i * K;
-        for (int n = 0; n < K; n++) qti[n] = w->eG[i] * (qi[n] - qti[n]);
-    }
-    if (!state) return;
-    // Tg = D Tu D⁻¹ (D = diag(e^G): I + Mg = D (I + Mu) D⁻¹), i.e. Tu ⊙ E: one inverse
-    for (int i = 0; i < Lc; i++) {
-        const float *restrict Tui = w->Tu + (size_t)i * C, *restrict Ei = w->E + (size_t)i * C;
-        float *restrict Tgi = w->Tg + (size_t)i * C;
-        for (int j = 0; j < i; j++) Tgi[j] = Tui[j] * Ei[j];
-        Tgi[i] = 1.0f;
-    }
-    copy_rows(Lc, V, w->bV, V, w->WU + K, KV);
-    trmm_l(CblasNoTrans, true, Lc, V, w->Tg, C, w->WU + K, KV);  // U = Tg βV
-    for (int i = 0; i < Lc; i++) {  // K̃, −W̃
-        const float *restrict ki = x->Kp + (size_t)i * HK, *restrict wi = w->W + (size_t)i * K;
-        float *restrict kti = w->Kt + (size_t)i * K, *restrict nwi = w->WU + (size_t)i * KV;
-        const float er = w->eR[i], eg = w->eG[i];
-        for (int n = 0; n < K; n++) {
-            kti[n] = er * ki[n];
-            nwi[n] = -eg * wi[n];
-        }
     }
 }
 
@@ -558,10 +514,7 @@ static void chunk_forward(const DnCtx *k, int b, int c, int h, float *tb) {
         w.WU = k->WUs + bch(k, b, c, h) * k->C * (size_t)(k->K + k->V);
         w.Kt = k->Kts + bch(k, b, c, h) * k->C * (size_t)k->K;
     }
-    if (k->ll)
-        local_forward(k, b, c, h, &w, &x, true, state);
-    else
-        plain_local_forward(k, b, c, h, &w, &x, state);
+    local_forward(k, b, c, h, &w, &x, state);
     const int HV = k->H * k->V;
     float *o = k->o + (x.row0 * k->H + h) * k->V;
     if (k->ll)
@@ -578,10 +531,7 @@ static void chunk_prep(const DnCtx *k, int b, int c, int h, float *tb) {
     const ChunkBuf w = chunk_buf(k, loc_of(k, b, c, h), NULL, NULL, NULL);
     ChunkIdx x = chunk_idx(k, b, c, h);
     const bool state = c < k->NC - 1;
-    if (k->ll)
-        local_forward(k, b, c, h, &w, &x, true, state);
-    else
-        plain_local_forward(k, b, c, h, &w, &x, state);
+    local_forward(k, b, c, h, &w, &x, state);
     if (state && !k->ps) form_ax(k, &w, &x, ax_of(k, k->AX, b, c, h));
 }
 
@@ -917,7 +867,80 @@ static void decay_grads(const DnCtx *k, const ChunkBuf *w, const ChunkIdx *x, in
     }
 }
 
-// Chunk task, backward (log-linear GDN).
+// K̃ = e^{Γ−G} ⊙ K, dK̃ in w->dKt: dk += e^{Γ−G} dK̃, dG −= K̃·dK̃; returns the part of dΓ.
+static double kt_grads(const DnCtx *k, const ChunkBuf *w, const ChunkIdx *x, float *dk) {
+    const int K = k->K, HK = k->H * K;
+    double dgam = 0.0;
+    for (int i = 0; i < x->Lc; i++) {
+        const float *restrict kti = w->Kt + (size_t)i * K, *restrict dkti = w->dKt + (size_t)i * K;
+        float *restrict dki = dk + (size_t)i * HK;
+        const float s = scan_dot(kti, dkti, K), er = w->eR[i];
+        w->dG[i] -= s;
+        dgam += s;
+        for (int n = 0; n < K; n++) dki[n] += er * dkti[n];
+    }
+    return dgam;
+}
+
+// The common tail of both chunk backwards (see local_forward). On entry w->dWU holds dZ (Z = [−W̃ | U]),
+// w->dQK dAp (lower triangle incl. the diagonal), log-linear: w->dMg the Aᵀ (dA Tgᵀ) part of −dMg and
+// w->dbV the intra part of d(βV).
+//   Ap = QKl ⊙ E:  dQKl = dAp ⊙ E, decays R = dAp ⊙ Ap
+//   Z = Tg Y, Y = [−β e^G ⊙ K | β V]:  dY = Tgᵀ dZ,  dMg = −stril(dY Zᵀ (+ Aᵀ dA Tgᵀ))
+//   Mg_ij = β_i KK_ij E_ij (i > j):  dβ, dKK, decays;  then the products KK, QKl and the decays' cumsum
+static void wy_grads(const DnCtx *k, const ChunkBuf *w, const ChunkIdx *x, int h, float *dq, float *dk, float *dv,
+                     double dgam) {
+    const int C = k->C, K = k->K, V = k->V, H = k->H, HK = H * K, HV = H * V, KV = K + V, Lc = x->Lc;
+    for (int i = 0; i < Lc; i++) {
+        const float *restrict Api = w->Ap + (size_t)i * C, *restrict Ei = w->E + (size_t)i * C;
+        float *restrict dqki = w->dQK + (size_t)i * C;
+        float rowR = 0.0f;
+        for (int j = 0; j < i; j++) {
+            const float r = dqki[j] * Api[j];
+            rowR += r;
+            w->colR[j] += r;
+        }
+        w->dG[i] += rowR;
+        for (int j = 0; j <= i; j++) dqki[j] *= Ei[j];
+        for (int j = i + 1; j < Lc; j++) dqki[j] = 0.0f;
+    }
+    trmm_l(CblasTrans, true, Lc, KV, w->Tg, C, w->dWU, KV);  // dY
+    gemm_lower_nt(!k->ll, Lc, KV, 1.0f, w->dWU, KV, w->WU, KV, w->dMg, C);
+    for (int i = 0; i < Lc; i++) {
+        const float *restrict ki = x->Kp + (size_t)i * HK, *restrict vi = x->Vp + (size_t)i * HV;
+        float *restrict dyk = w->dWU + (size_t)i * KV, *restrict dyv = dyk + K;
+        float *restrict dki = dk + (size_t)i * HK, *restrict dvi = dv + (size_t)i * HV;
+        const float bi = w->bt[i], eg = w->eG[i], bw = -bi * eg;
+        if (k->ll)
+            for (int n = 0; n < V; n++) dyv[n] += w->dbV[(size_t)i * V + n];
+        const float sk = scan_dot(ki, dyk, K);
+        w->dbt[i] += scan_dot(vi, dyv, V) - eg * sk;
+        w->dG[i] += bw * sk;
+        for (int n = 0; n < K; n++) dki[n] += bw * dyk[n];
+        for (int n = 0; n < V; n++) dvi[n] += bi * dyv[n];
+        const float *restrict KKi = w->KK + (size_t)i * C, *restrict Ei = w->E + (size_t)i * C;
+        const float *restrict dMgi = w->dMg + (size_t)i * C;
+        float *restrict dKKi = w->dKK + (size_t)i * C;
+        float db = 0.0f, rowR = 0.0f;
+        for (int j = 0; j < i; j++) {
+            const float mg = -dMgi[j], ke = KKi[j] * Ei[j];
+            db += mg * ke;
+            dKKi[j] = bi * Ei[j] * mg;
+            const float r = mg * bi * ke;
+            rowR += r;
+            w->colR[j] += r;
+        }
+        w->dbt[i] += db;
+        w->dG[i] += rowR;
+    }
+    qk_grads(k, w, x, dq, dk);
+    decay_grads(k, w, x, h, dgam);
+}
+
+// Chunk task, backward (log-linear GDN). The state's part of dZ from dAX (AX = [e^Γ I | 0] + K̃ᵀ Z):
+// dK̃ = Z dAXᵀ, dZ = K̃ dAX, dΓ += e^Γ tr(dA_c); q̃ = e^G ⊙ Q + Ap (−W̃): dAp = dQ̃ (−W̃)ᵀ, d(−W̃) += Apᵀ dQ̃;
+// o_intra = Aλ βV: dAλ = dO (βV)ᵀ, d(βV) = Aλᵀ dO; Aλ = A ⊙ Λ: dλ, dA = dAλ ⊙ Λ; A = Ap Tg: dAp += dA Tgᵀ,
+// dTg += Apᵀ dA (through the inverse: −Aᵀ (dA Tgᵀ) in dMg).
 static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
     const ChunkBuf w = chunk_buf(k, loc_of(k, b, c, h), tb, NULL, NULL);
     ChunkIdx x = chunk_idx(k, b, c, h);
@@ -929,145 +952,69 @@ static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
     float *dq = k->dq + (x.row0 * H + h) * K, *dk = k->dk + (x.row0 * H + h) * K;
     float *dv = k->dv + (x.row0 * H + h) * V;
     const float *dO = k->dout + (x.row0 * H + h) * V;
-    const float *Qt = qt_of(k, k->Qt, b, c, h);
     float *dlamh = k->dlam + (x.row0 * H + h) * k->levels;
     double dgam = 0.0;
     for (int i = 0; i < Lc; i++) w.dG[i] = w.dbt[i] = w.colR[i] = 0.0f;
     if (k->L > 0) states_chunk_grads(k, b, c, h, &x, tb);
-
-    // state: AX = [e^Γ I | 0] + K̃ᵀ [−W̃ | U]
     if (state) {
         const float *dAX = ax_of(k, k->dAX, b, c, h);
         double tr = 0.0;
         for (int n = 0; n < K; n++) tr += dAX[(size_t)n * KV + n];
         dgam += x.egam * tr;
         gemm0(CblasNoTrans, CblasTrans, Lc, K, KV, 1.0f, w.WU, KV, dAX, KV, w.dKt, K);   // dK̃
-        gemm0(CblasNoTrans, CblasNoTrans, Lc, KV, K, 1.0f, w.Kt, K, dAX, KV, w.dWU, KV);  // d[−W̃ | U]
-        for (int i = 0; i < Lc; i++) {
-            const float *restrict nwi = w.WU + (size_t)i * KV, *restrict dnwi = w.dWU + (size_t)i * KV;
-            const float *restrict kti = w.Kt + (size_t)i * K, *restrict dkti = w.dKt + (size_t)i * K;
-            float *restrict dwi = w.dW + (size_t)i * K, *restrict dki = dk + (size_t)i * HK;
-            const float s = scan_dot(kti, dkti, K), eg = w.eG[i], er = w.eR[i];
-            w.dG[i] += scan_dot(nwi, dnwi, K) - s;  // W̃·dW̃ = (−W̃)·d(−W̃); K̃ = e^{Γ−G} k
-            dgam += s;
-            for (int n = 0; n < K; n++) {
-                dwi[n] = -eg * dnwi[n];
-                dki[n] += er * dkti[n];
-            }
-        }
+        gemm0(CblasNoTrans, CblasNoTrans, Lc, KV, K, 1.0f, w.Kt, K, dAX, KV, w.dWU, KV);  // dZ
+        dgam += kt_grads(k, &w, &x, dk);
     } else {
-        for (int i = 0; i < Lc; i++) memset(w.dW + (size_t)i * K, 0, sizeof(float) * K);
+        for (int i = 0; i < Lc; i++) memset(w.dWU + (size_t)i * KV, 0, sizeof(float) * KV);
     }
-    // q̃ = e^G ⊙ R, R = Q − QKl W
     if (reads) {
         const float *dQt = qt_of(k, k->dQt, b, c, h);
-        for (int i = 0; i < Lc; i++) {
-            const float *restrict dqti = dQt + (size_t)i * K;
-            float *restrict dri = w.dR + (size_t)i * K, *restrict dqi = dq + (size_t)i * HK;
-            w.dG[i] += scan_dot(Qt + (size_t)i * K, dqti, K);
-            for (int n = 0; n < K; n++) {
-                dri[n] = w.eG[i] * dqti[n];
-                dqi[n] += dri[n];
-            }
+        for (int i = 0; i < Lc; i++) {  // q̃ = e^G ⊙ Q + ...: dq += e^G dQ̃, dG += e^G q·dQ̃
+            const float *restrict qi = x.Q + (size_t)i * HK, *restrict dqti = dQt + (size_t)i * K;
+            float *restrict dqi = dq + (size_t)i * HK;
+            const float eg = w.eG[i];
+            w.dG[i] += eg * scan_dot(qi, dqti, K);
+            for (int n = 0; n < K; n++) dqi[n] += eg * dqti[n];
         }
-        gemm_lower_nt(true, Lc, K, -1.0f, w.dR, K, w.W, K, w.dQK, C);  // dQKl = −dR Wᵀ
-        copy_rows(Lc, K, w.dR, K, w.tk, K);
-        trmm_l(CblasTrans, false, Lc, K, w.QK, C, w.tk, K);  // dW −= QKlᵀ dR
-        for (int i = 0; i < Lc * K; i++) w.dW[i] -= w.tk[i];
+        gemm_lower_nt(true, Lc, K, 1.0f, dQt, K, w.WU, KV, w.dQK, C);  // dAp = dQ̃ (−W̃)ᵀ
+        copy_rows(Lc, K, dQt, K, w.tk, K);
+        trmm_l(CblasTrans, false, Lc, K, w.Ap, C, w.tk, K);  // d(−W̃) += Apᵀ dQ̃
+        for (int i = 0; i < Lc; i++)
+            for (int n = 0; n < K; n++) w.dWU[(size_t)i * KV + n] += w.tk[(size_t)i * K + n];
     } else {
         for (int i = 0; i < Lc; i++) memset(w.dQK + (size_t)i * C, 0, sizeof(float) * (size_t)Lc);
     }
-    // intra: o = Aλ βV
     gemm_lower_nt(true, Lc, V, 1.0f, dO, HV, w.bV, V, w.dAl, C);
     copy_rows(Lc, V, dO, HV, w.dbV, V);
-    trmm_l(CblasTrans, false, Lc, V, w.Al, C, w.dbV, V);  // dβV = Aλᵀ dO
+    trmm_l(CblasTrans, false, Lc, V, w.Al, C, w.dbV, V);  // d(βV) = Aλᵀ dO
     for (int i = 0; i < Lc; i++) {
         const float *restrict dali = w.dAl + (size_t)i * C, *restrict Ai = w.A + (size_t)i * C;
-        const float *restrict Ei = w.E + (size_t)i * C, *restrict ELi = w.EL + (size_t)i * C;
-        const float *restrict Ali = w.Al + (size_t)i * C;
+        const float *restrict Lmi = w.Lm + (size_t)i * C;
         float *restrict dAi = w.dA + (size_t)i * C;
-        for (int j = 0; j <= i; j++) w.u[j] = dali[j] * Ai[j] * Ei[j];  // Aλ = A ⊙ E ⊙ Λ
+        for (int j = 0; j <= i; j++) w.u[j] = dali[j] * Ai[j];
         level_sums(w.u, dlamh + (size_t)i * ld_lam, i);
-        float rowR = 0.0f;
-        for (int j = 0; j < i; j++) {
-            const float r = dali[j] * Ali[j];
-            rowR += r;
-            w.colR[j] += r;
-        }
-        w.dG[i] += rowR;
-        for (int j = 0; j <= i; j++) dAi[j] = dali[j] * ELi[j];
+        for (int j = 0; j <= i; j++) dAi[j] = dali[j] * Lmi[j];
         for (int j = i + 1; j < Lc; j++) dAi[j] = 0.0f;
     }
-    // A = QKl Tu, W = Tu βK:  dQK += dA Tuᵀ;  dβK = Tuᵀ dW;  dMu = −stril(Aᵀ (dA Tuᵀ) + dβK Wᵀ)
     copy_rows(Lc, Lc, w.dA, C, w.P1, C);
-    trmm_r(CblasTrans, true, Lc, Lc, w.Tu, C, w.P1, C);  // P1 = dA Tuᵀ
-    for (int i = 0; i < Lc; i++) {  // dQKl: lower triangle incl. the diagonal
+    trmm_r(CblasTrans, true, Lc, Lc, w.Tg, C, w.P1, C);  // P1 = dA Tgᵀ
+    for (int i = 0; i < Lc; i++) {  // dAp += P1 (lower triangle incl. the diagonal)
         float *restrict dqki = w.dQK + (size_t)i * C;
         const float *restrict pi = w.P1 + (size_t)i * C;
         for (int j = 0; j <= i; j++) dqki[j] += pi[j];
-        for (int j = i + 1; j < Lc; j++) dqki[j] = 0.0f;
     }
-    copy_rows(Lc, K, w.dW, K, w.dbK, K);
-    trmm_l(CblasTrans, true, Lc, K, w.Tu, C, w.dbK, K);  // dβK = Tuᵀ dW
-    copy_rows(Lc, Lc, w.P1, C, w.dMu, C);
-    trmm_l(CblasTrans, false, Lc, Lc, w.A, C, w.dMu, C);  // Aᵀ P1
-    gemm_lower_nt(false, Lc, K, 1.0f, w.dbK, K, w.W, K, w.dMu, C);  // + dβK Wᵀ (lower part)
-    // U = Tg βV:  dβV += Tgᵀ dU;  dMg = −stril((Tgᵀ dU) Uᵀ)
-    if (state) {
-        copy_rows(Lc, V, w.dWU + K, KV, w.dbVu, V);
-        trmm_l(CblasTrans, true, Lc, V, w.Tg, C, w.dbVu, V);  // Tgᵀ dU
-        gemm_lower_nt(true, Lc, V, 1.0f, w.dbVu, V, w.WU + K, KV, w.dMg, C);
-        for (int i = 0; i < Lc; i++)
-            for (int n = 0; n < V; n++) w.dbV[(size_t)i * V + n] += w.dbVu[(size_t)i * V + n];
-    }
-    // Mu_ij = β_i KK_ij, Mg_ij = β_i KK_ij E_ij (i > j) -> dβ, dKK, decays of Mg
-    for (int i = 0; i < Lc; i++) {
-        const float *restrict KKi = w.KK + (size_t)i * C, *restrict Ei = w.E + (size_t)i * C;
-        const float *restrict dMui = w.dMu + (size_t)i * C, *restrict dMgi = w.dMg + (size_t)i * C;
-        float *restrict dKKi = w.dKK + (size_t)i * C;
-        const float bi = w.bt[i];
-        float db = 0.0f, rowR = 0.0f;
-        for (int j = 0; j < i; j++) {
-            const float mu = -dMui[j];
-            db += mu * KKi[j];
-            dKKi[j] = bi * mu;
-        }
-        if (state) {
-            for (int j = 0; j < i; j++) {
-                const float mg = -dMgi[j], ke = KKi[j] * Ei[j];
-                db += mg * ke;
-                dKKi[j] += bi * Ei[j] * mg;
-                const float r = mg * bi * ke;
-                rowR += r;
-                w.colR[j] += r;
-            }
-        }
-        w.dbt[i] += db;
-        w.dG[i] += rowR;
-    }
-    qk_grads(k, &w, &x, dq, dk);
-    // βK, βV
-    for (int i = 0; i < Lc; i++) {
-        const float *restrict ki = x.Kp + (size_t)i * HK, *restrict vi = x.Vp + (size_t)i * HV;
-        const float *restrict dbki = w.dbK + (size_t)i * K, *restrict dbvi = w.dbV + (size_t)i * V;
-        float *restrict dki = dk + (size_t)i * HK, *restrict dvi = dv + (size_t)i * HV;
-        const float bi = w.bt[i];
-        w.dbt[i] += scan_dot(ki, dbki, K) + scan_dot(vi, dbvi, V);
-        for (int n = 0; n < K; n++) dki[n] += bi * dbki[n];
-        for (int n = 0; n < V; n++) dvi[n] += bi * dbvi[n];
-    }
-    decay_grads(k, &w, &x, h, dgam);
+    copy_rows(Lc, Lc, w.P1, C, w.dMg, C);
+    trmm_l(CblasTrans, false, Lc, Lc, w.A, C, w.dMg, C);  // Aᵀ P1
+    wy_grads(k, &w, &x, h, dq, dk, dv, dgam);
 }
 
-// Chunk task, backward (plain GDN, see plain_local_forward). With Z = [−W̃ | U] and dP = [dQ̃ | dO]:
-//   Aλ Z = [q̃ − e^G ⊙ Q | o_intra]:  dAλ = dP Zᵀ (lower),  dZ += Aλᵀ dP
-//   Z = Tg Y, Y = [−β e^G ⊙ K | β V]:  dY = Tgᵀ dZ,  dMg = −stril(dY Zᵀ)
-// and the state's part of dZ from the scans: d(−W̃) = dVn S_inᵀ, dU = dVn; dK̃ = Vn dSoᵀ.
+// Chunk task, backward (plain GDN). With dP = [dQ̃ | dO]: Ap Z = [q̃ − e^G ⊙ Q | o_intra], so dAp = dP Zᵀ
+// (lower), dZ += Apᵀ dP; the state's part of dZ from the scans: d(−W̃) = dVn S_inᵀ, dU = dVn; dK̃ = Vn dSoᵀ.
 static void plain_chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
     const ChunkBuf w = chunk_buf(k, loc_of(k, b, c, h), tb, NULL, NULL);
     ChunkIdx x = chunk_idx(k, b, c, h);
     const bool state = c < k->NC - 1, reads = k->L > 0 && c > 0;
-    x.gam = w.G[x.Lc - 1];  // as plain_local_forward set them in chunk_prep
+    x.gam = w.G[x.Lc - 1];  // as local_forward set them in chunk_prep
     x.egam = scan_exp(x.gam);
     const int C = k->C, K = k->K, V = k->V, H = k->H, HK = H * K, HV = H * V, KV = K + V, Lc = x.Lc;
     float *dq = k->dq + (x.row0 * H + h) * K, *dk = k->dk + (x.row0 * H + h) * K;
@@ -1103,68 +1050,15 @@ static void plain_chunk_backward(const DnCtx *k, int b, int c, int h, float *tb)
             for (int i = 0; i < Lc; i++) memset(w.dWU + (size_t)i * KV, 0, sizeof(float) * K);
         }
         copy_rows(Lc, V, dVn, V, w.dWU + K, KV);
-        for (int i = 0; i < Lc; i++) {
-            const float *restrict kti = w.Kt + (size_t)i * K, *restrict dkti = w.dKt + (size_t)i * K;
-            float *restrict dki = dk + (size_t)i * HK;
-            const float s = scan_dot(kti, dkti, K), er = w.eR[i];
-            w.dG[i] -= s;
-            dgam += s;
-            for (int n = 0; n < K; n++) dki[n] += er * dkti[n];
-        }
+        dgam += kt_grads(k, &w, &x, dk);
     } else {
         for (int i = 0; i < Lc; i++) memset(w.dWU + (size_t)i * KV, 0, sizeof(float) * KV);
     }
-    // Aλ Z: dAλ = dP Zᵀ (lower incl. the diagonal), dZ += Aλᵀ dP
-    gemm_lower_nt(true, Lc, KV, 1.0f, w.dP, KV, w.WU, KV, w.dAl, C);
-    trmm_l(CblasTrans, false, Lc, KV, w.Al, C, w.dP, KV);
+    gemm_lower_nt(true, Lc, KV, 1.0f, w.dP, KV, w.WU, KV, w.dQK, C);  // dAp = dP Zᵀ
+    trmm_l(CblasTrans, false, Lc, KV, w.Ap, C, w.dP, KV);  // dZ += Apᵀ dP
     for (int i = 0; i < Lc; i++)
         for (int n = 0; n < KV; n++) w.dWU[(size_t)i * KV + n] += w.dP[(size_t)i * KV + n];
-    // Aλ = QKl ⊙ E: dQKl = dAλ ⊙ E, decays R = dAλ ⊙ Aλ
-    for (int i = 0; i < Lc; i++) {
-        const float *restrict dali = w.dAl + (size_t)i * C, *restrict Ali = w.Al + (size_t)i * C;
-        const float *restrict Ei = w.E + (size_t)i * C;
-        float *restrict dqki = w.dQK + (size_t)i * C;
-        float rowR = 0.0f;
-        for (int j = 0; j < i; j++) {
-            const float r = dali[j] * Ali[j];
-            rowR += r;
-            w.colR[j] += r;
-        }
-        w.dG[i] += rowR;
-        for (int j = 0; j <= i; j++) dqki[j] = dali[j] * Ei[j];
-        for (int j = i + 1; j < Lc; j++) dqki[j] = 0.0f;
-    }
-    // Z = Tg Y: dY = Tgᵀ dZ (in dWU), dMg = −stril(dY Zᵀ)
-    trmm_l(CblasTrans, true, Lc, KV, w.Tg, C, w.dWU, KV);
-    gemm_lower_nt(true, Lc, KV, 1.0f, w.dWU, KV, w.WU, KV, w.dMg, C);
-    // Y = [−β e^G ⊙ K | β V] -> dk, dv, dβ, dG;  Mg_ij = β_i KK_ij E_ij (i > j) -> dβ, dKK, decays
-    for (int i = 0; i < Lc; i++) {
-        const float *restrict ki = x.Kp + (size_t)i * HK, *restrict vi = x.Vp + (size_t)i * HV;
-        const float *restrict dyk = w.dWU + (size_t)i * KV, *restrict dyv = dyk + K;
-        float *restrict dki = dk + (size_t)i * HK, *restrict dvi = dv + (size_t)i * HV;
-        const float bi = w.bt[i], eg = w.eG[i], bw = -bi * eg;
-        const float sk = scan_dot(ki, dyk, K);
-        w.dbt[i] += scan_dot(vi, dyv, V) - eg * sk;
-        w.dG[i] += bw * sk;
-        for (int n = 0; n < K; n++) dki[n] += bw * dyk[n];
-        for (int n = 0; n < V; n++) dvi[n] += bi * dyv[n];
-        const float *restrict KKi = w.KK + (size_t)i * C, *restrict Ei = w.E + (size_t)i * C;
-        const float *restrict dMgi = w.dMg + (size_t)i * C;
-        float *restrict dKKi = w.dKK + (size_t)i * C;
-        float db = 0.0f, rowR = 0.0f;
-        for (int j = 0; j < i; j++) {
-            const float mg = -dMgi[j], ke = KKi[j] * Ei[j];
-            db += mg * ke;
-            dKKi[j] = bi * Ei[j] * mg;
-            const float r = mg * bi * ke;
-            rowR += r;
-            w.colR[j] += r;
-        }
-        w.dbt[i] += db;
-        w.dG[i] += rowR;
-    }
-    qk_grads(k, &w, &x, dq, dk);
-    decay_grads(k, &w, &x, h, dgam);
+    wy_grads(k, &w, &x, h, dq, dk, dv, dgam);
 }
 
 // ---------------------------------------------------------------------------------------------------

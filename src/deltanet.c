@@ -110,15 +110,19 @@ static float *carve(float *base, size_t *off, size_t n) {
     return p;
 }
 
-// Buffers of a chunk task: the forward part (kept per chunk-head in the backward) and the backward part.
-// Plain GDN carves no Λ, A, βV: Aλ is Ap, EL is E.
+// Buffers of a chunk task: the forward part (kept per chunk-head in the backward), the derived part (cheap
+// to form again from the kept part and the inputs: not kept) and the backward part. Plain GDN carves no Λ,
+// A, βV (Aλ is Ap) and keeps K̃ (its state scans read it).
 typedef struct {
-    float *G, *eG, *eR, *bt, *u;                   // (C) cumsum, e^G, e^{Γ−G}, β, row scratch
+    float *G, *eG, *eR, *bt;                       // (C) cumsum, e^G, e^{Γ−G}, β
     float *KK, *Tg, *E, *Ap;                       // (C, C) KK, the inverse, E, QKl ⊙ E
-    float *Lm, *A, *Al;                            // (C, C) log-linear: Λ, A = Ap Tg, Aλ = A ⊙ Λ
-    float *Kt;                                     // (C, K)  K̃
-    float *bV;                                     // (C, V)  β⊙V (log-linear)
+    float *A;                                      // (C, C) log-linear: A = Ap Tg
     float *WU;                                     // (C, K+V) Z = [−W̃ | U]
+    // derived
+    float *Lm, *Al;                                // (C, C) log-linear: Λ, Aλ = A ⊙ Λ
+    float *Kt;                                     // (C, K)  K̃ (kept for plain GDN)
+    float *bV;                                     // (C, V)  β⊙V (log-linear)
+    float *u;                                      // (C)     row scratch
     // backward
     float *dAl, *dA, *P1, *dMg, *dKK, *dQK;        // (C, C)  dQK: dAp, then dQKl
     float *dKt;                                    // (C, K)
@@ -128,23 +132,22 @@ typedef struct {
     float *dG, *dbt, *colR;                        // (C)
 } ChunkBuf;
 
-// The forward part (G .. WU) is carved from fw, the backward part from tb (either may be NULL when only
-// counting): the backward keeps the forward part of every chunk-head from chunk_prep to chunk_backward.
+// The forward part (G .. WU, plain GDN's K̃) is carved from fw, the backward part from tb, the derived part
+// after the backward part in tb, or after the forward part in fw without tb (fw or tb may be NULL when only
+// counting; *ffloats: the forward part, *bfloats: the backward and the derived part). The backward keeps the
+// forward part of every chunk-head from chunk_prep to chunk_backward.
 static ChunkBuf chunk_buf(const DnCtx *k, float *fw, float *tb, size_t *ffloats, size_t *bfloats) {
     const size_t C = k->C, cc = C * C, ck = C * k->K, cv = C * k->V, ckv = C * (size_t)(k->K + k->V);
     const bool ll = k->ll;
     ChunkBuf w;
     size_t off = 0;
     w.G = carve(fw, &off, C); w.eG = carve(fw, &off, C); w.eR = carve(fw, &off, C); w.bt = carve(fw, &off, C);
-    w.u = carve(fw, &off, C);
     w.KK = carve(fw, &off, cc); w.Tg = carve(fw, &off, cc); w.E = carve(fw, &off, cc); w.Ap = carve(fw, &off, cc);
-    w.Lm = ll ? carve(fw, &off, cc) : NULL;
     w.A = ll ? carve(fw, &off, cc) : NULL;
-    w.Al = ll ? carve(fw, &off, cc) : w.Ap;
-    w.Kt = carve(fw, &off, ck);
-    w.bV = ll ? carve(fw, &off, cv) : NULL;
     w.WU = carve(fw, &off, ckv);
+    w.Kt = ll ? NULL : carve(fw, &off, ck);
     if (ffloats) *ffloats = off;
+    const size_t fend = off;
     off = 0;
     w.dAl = carve(tb, &off, cc); w.dA = carve(tb, &off, cc); w.P1 = carve(tb, &off, cc);
     w.dMg = carve(tb, &off, cc); w.dKK = carve(tb, &off, cc); w.dQK = carve(tb, &off, cc);
@@ -153,7 +156,14 @@ static ChunkBuf chunk_buf(const DnCtx *k, float *fw, float *tb, size_t *ffloats,
     w.dWU = carve(tb, &off, ckv); w.dP = carve(tb, &off, ckv);
     w.tk = carve(tb, &off, C * (size_t)LL_MAX(k->K, k->V));
     w.dG = carve(tb, &off, C); w.dbt = carve(tb, &off, C); w.colR = carve(tb, &off, C);
-    if (bfloats) *bfloats = off;
+    float *dv = tb ? tb : fw;
+    size_t doff = tb ? off : fend;
+    w.Lm = ll ? carve(dv, &doff, cc) : NULL;
+    w.Al = ll ? carve(dv, &doff, cc) : w.Ap;
+    if (ll) w.Kt = carve(dv, &doff, ck);
+    w.bV = ll ? carve(dv, &doff, cv) : NULL;
+    w.u = carve(dv, &doff, C);
+    if (bfloats) *bfloats = off + (doff - (tb ? off : fend));
     return w;
 }
 
@@ -442,6 +452,34 @@ static void local_decays(const DnCtx *k, int h, const ChunkBuf *w, ChunkIdx *x, 
     }
 }
 
+// K̃ = e^{Γ−G} ⊙ K.
+static void form_kt(const DnCtx *k, const ChunkBuf *w, const ChunkIdx *x) {
+    const int K = k->K, HK = k->H * K;
+    for (int i = 0; i < x->Lc; i++) {
+        const float *restrict ki = x->Kp + (size_t)i * HK;
+        float *restrict kti = w->Kt + (size_t)i * K;
+        for (int n = 0; n < K; n++) kti[n] = w->eR[i] * ki[n];
+    }
+}
+
+// Log-linear: the derived part from the kept one: Λ, Aλ = A ⊙ Λ (j <= i), βV, K̃ if state.
+static void ll_derived(const DnCtx *k, const ChunkBuf *w, const ChunkIdx *x, bool state) {
+    const int C = k->C, V = k->V, HV = k->H * V, Lc = x->Lc;
+    const size_t ld_lam = (size_t)k->H * k->levels;
+    for (int i = 0; i < Lc; i++) {
+        float *restrict Lmi = w->Lm + (size_t)i * C, *restrict Ali = w->Al + (size_t)i * C;
+        const float *restrict Ai = w->A + (size_t)i * C;
+        for (int j = 0; j <= i; j++) Lmi[j] = 1.0f;
+        apply_levels(Lmi, x->lamh + (size_t)i * ld_lam, i);
+        for (int j = 0; j <= i; j++) Ali[j] = Ai[j] * Lmi[j];
+        for (int j = i + 1; j < Lc; j++) Ali[j] = 0.0f;
+        const float *restrict vi = x->Vp + (size_t)i * HV;
+        float *restrict bvi = w->bV + (size_t)i * V;
+        for (int n = 0; n < V; n++) bvi[n] = w->bt[i] * vi[n];
+    }
+    if (state) form_kt(k, w, x);
+}
+
 // Everything local to chunk c of head h (see the top of the file), one inverse Tg and products over the K+V
 // columns of [−W̃ | U] at once:
 //   Z = [−W̃ | U] = Tg [−β e^G ⊙ K | β V],  Ap = QKl ⊙ E,  q̃ = e^G ⊙ Q + Ap (−W̃)
@@ -474,26 +512,11 @@ static void local_forward(const DnCtx *k, int b, int c, int h, const ChunkBuf *w
         for (int n = 0; n < K; n++) qti[n] += w->eG[i] * qi[n];
     }
     if (k->ll) {
-        const size_t ld_lam = (size_t)H * k->levels;
         copy_rows(Lc, Lc, w->Ap, C, w->A, C);
         trmm_r(CblasNoTrans, true, Lc, Lc, w->Tg, C, w->A, C);  // A = Ap Tg
-        for (int i = 0; i < Lc; i++) {  // Λ, Aλ = A ⊙ Λ (j <= i), βV
-            float *restrict Lmi = w->Lm + (size_t)i * C, *restrict Ali = w->Al + (size_t)i * C;
-            const float *restrict Ai = w->A + (size_t)i * C;
-            for (int j = 0; j <= i; j++) Lmi[j] = 1.0f;
-            apply_levels(Lmi, x->lamh + (size_t)i * ld_lam, i);
-            for (int j = 0; j <= i; j++) Ali[j] = Ai[j] * Lmi[j];
-            for (int j = i + 1; j < Lc; j++) Ali[j] = 0.0f;
-            const float *restrict vi = x->Vp + (size_t)i * HV;
-            float *restrict bvi = w->bV + (size_t)i * V;
-            for (int n = 0; n < V; n++) bvi[n] = w->bt[i] * vi[n];
-        }
-    }
-    if (!state) return;
-    for (int i = 0; i < Lc; i++) {
-        const float *restrict ki = x->Kp + (size_t)i * HK;
-        float *restrict kti = w->Kt + (size_t)i * K;
-        for (int n = 0; n < K; n++) kti[n] = w->eR[i] * ki[n];
+        ll_derived(k, w, x, state);
+    } else if (state) {
+        form_kt(k, w, x);
     }
 }
 
@@ -527,8 +550,7 @@ static void chunk_forward(const DnCtx *k, int b, int c, int h, float *tb) {
 
 // Chunk task, backward prologue: the chunk-local forward part kept for chunk_backward, q̃ and AX.
 static void chunk_prep(const DnCtx *k, int b, int c, int h, float *tb) {
-    (void)tb;
-    const ChunkBuf w = chunk_buf(k, loc_of(k, b, c, h), NULL, NULL, NULL);
+    const ChunkBuf w = chunk_buf(k, loc_of(k, b, c, h), tb, NULL, NULL);
     ChunkIdx x = chunk_idx(k, b, c, h);
     const bool state = c < k->NC - 1;
     local_forward(k, b, c, h, &w, &x, state);
@@ -955,6 +977,7 @@ static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
     float *dlamh = k->dlam + (x.row0 * H + h) * k->levels;
     double dgam = 0.0;
     for (int i = 0; i < Lc; i++) w.dG[i] = w.dbt[i] = w.colR[i] = 0.0f;
+    ll_derived(k, &w, &x, state);
     if (k->L > 0) states_chunk_grads(k, b, c, h, &x, tb);
     if (state) {
         const float *dAX = ax_of(k, k->dAX, b, c, h);

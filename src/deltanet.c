@@ -3,17 +3,19 @@
 // which every chunk writes and reads, log-linear GDN one masked scan per chunk level (levels.h).
 //
 // Inside a chunk of Lc tokens (local i = target, j = source), per head:
-//   G_i = Σ_{r≤i} g_r (fp32), Γ = G_{Lc−1};  E_ij = e^{G_i−G_j} (j ≤ i);  EL = E ⊙ Λ, Λ_ij = λ_i[level_of(i,j)]
-//   KK = K Kᵀ, QKl = tril(Q Kᵀ) (diagonal kept)
-//   Tu = (I + stril(diag(β) KK))⁻¹, Tg = (I + stril(diag(β) KK ⊙ E))⁻¹   (forward substitution)
-//   W = Tu (β⊙K), U = Tg (β⊙V)
-//   A = QKl Tu, Aλ = A ⊙ EL, o_intra = Aλ (β⊙V)
-//   Q̃ = diag(e^G)(Q − QKl W), K̃ = diag(e^{Γ−G}) K, W̃ = diag(e^G) W
+//   G_i = Σ_{r≤i} g_r (fp32), Γ = G_{Lc−1};  E_ij = e^{G_i−G_j} (j ≤ i);  Λ_ij = λ_i[level_of(i,j)]
+//   KK = K Kᵀ, QKl = tril(Q Kᵀ) (diagonal kept), Ap = QKl ⊙ E
+//   Tg = (I + stril(diag(β) KK ⊙ E))⁻¹   (forward substitution; the one inverse: with D = diag(e^G) and
+//        Tu = (I + stril(diag(β) KK))⁻¹, Tg = D Tu D⁻¹ = Tu ⊙ E)
+//   Z = [−W̃ | U] = Tg [−β e^G ⊙ K | β V]   (W̃ = D Tu βK: one product over the K+V columns)
+//   q̃ = e^G ⊙ Q + Ap (−W̃), K̃ = diag(e^{Γ−G}) K
+//   plain: o_intra = Ap U;  log-linear: A = Ap Tg (= (QKl Tu) ⊙ E), Aλ = A ⊙ Λ, o_intra = Aλ (β⊙V)
 //   the chunk acts on a state S as S ↦ A_c S (+ X_c if it writes), A_c = e^Γ I − K̃ᵀ W̃, X_c = K̃ᵀ U;
 //   a reading chunk adds λ_i[lev] Sᵀ q̃_i to o_i.
-// (For plain GDN (QKᵀ ⊙ E)·U equals A ⊙ E ⊙ (β V); the A form lets λ weigh every pair of the chunk.)
+// (Plain GDN: Ap U = A ⊙ E ⊙ (β V), so it needs no A; λ weighs every pair of the chunk, so the log-linear
+// form keeps A.)
 // Log-linear: A_c and X_c are stored side by side as AX = [A_c | X_c] (K × (K+V)), formed by one GEMM
-// K̃ᵀ [−W̃ | U] (its live levels share A_c). Plain GDN (one scan) uses the state form instead, two C×K×V
+// K̃ᵀ Z (its live levels share A_c). Plain GDN (one scan) uses the state form instead, two C×K×V
 // products per chunk and no A_c, X_c: Vn = U − W̃ S_in, S_out = e^Γ S_in + K̃ᵀ Vn, o += Q̃ S_in; in
 // the backward dVn = K̃ dS_out, dS_in = e^Γ dS_out − W̃ᵀ dVn + Q̃ᵀ dO, dQ̃ = dO S_inᵀ (reverse scan) and
 // dK̃ = Vn dS_outᵀ, d(−W̃) = dVn S_inᵀ, dU = dVn, dΓ += e^Γ ⟨S_in, dS_out⟩ (chunk tasks).
@@ -23,8 +25,8 @@
 //             block of the state's columns, dn_setup): the state scan of every level at once along the chunks
 //             (the transitions of all live levels are one GEMM A_c·[S_j ...], the reads of a chunk one GEMM
 //             over its read states stacked), adding the reads to o.
-//   backward: chunk tasks: Q̃, AX again, keeping each chunk-head's chunk-local forward part (KK, QK, Tu, Tg,
-//             E, A, Aλ, W, K̃, [−W̃ | U], ...: ChunkBuf's forward half, in Loc);  head tasks: the scan again,
+//   backward: chunk tasks: Q̃, AX again, keeping each chunk-head's chunk-local forward part (G, KK, Tg, E,
+//             Ap, A, Z, plain K̃: ChunkBuf's forward part, in Loc);  head tasks: the scan again,
 //             storing the entering states, then the reverse scan storing the gradients of the states leaving
 //             each chunk;  chunk tasks: what sums over the state's columns (dQ̃ and the inter-chunk dλ, dAX)
 //             and all chunk-local gradients, from the kept part.
@@ -32,11 +34,13 @@
 // Every task owns its output rows (or columns): no atomics, fixed summation orders, so results do not depend
 // on the thread count.
 // Backward of the chunk-local part (dS_out = gradient of the state leaving the chunk, summed over levels):
-//   dAX = [Σ_j dS_out,j S_in,jᵀ | Σ_writers dS_out,j];  dΓ += e^Γ tr(dA_c);  dK̃ = [−W̃ | U] dAXᵀ;
-//   d[−W̃ | U] = K̃ dAX;  the λ-intra part via R_ij = dAλ_ij Aλ_ij (decays) and bucket sums (dλ);
-//   A = QKl Tu, W = Tu βK:   dMu = −stril(Aᵀ (dA Tuᵀ) + (Tuᵀ dW) Wᵀ)      (from dTu = QKlᵀ dA + dW (βK)ᵀ)
-//   U = Tg βV:               dMg = −stril((Tgᵀ dU) Uᵀ)                    (from dTg = dU (βV)ᵀ)
-//   then the products KK, QK, β⊙K, β⊙V and the chunk-local cumsum (dg = reverse cumsum of dG).
+//   log-linear: dAX = [Σ_j dS_out,j S_in,jᵀ | Σ_writers dS_out,j];  dΓ += e^Γ tr(dA_c);  dK̃ = Z dAXᵀ;
+//   dZ = K̃ dAX;  plain: dZ, dK̃ from the state form above;  then
+//   q̃: dAp = dQ̃ (−W̃)ᵀ, d(−W̃) += Apᵀ dQ̃ (plain: with the intra part, dAp = [dQ̃ | dO] Zᵀ, dZ += Apᵀ [dQ̃ | dO]);
+//   log-linear intra: dAλ = dO (βV)ᵀ, the bucket sums of dAλ ⊙ A (dλ), dA = dAλ ⊙ Λ, dAp += dA Tgᵀ;
+//   Z = Tg Y:  dY = Tgᵀ dZ,  dMg = −stril(dY Zᵀ + Aᵀ (dA Tgᵀ))   (from dTg = dZ Yᵀ + Apᵀ dA);
+//   then Mg = diag(β) KK ⊙ E, Ap = QKl ⊙ E (decays R_ij = dX_ij X_ij), the products KK, QKl, Y and the
+//   chunk-local cumsum (dg = reverse cumsum of dG).
 #include "deltanet.h"
 
 #include <cblas.h>

@@ -963,24 +963,20 @@ static void wy_grads(const DnCtx *k, const ChunkBuf *w, const ChunkIdx *x, int h
     decay_grads(k, w, x, h, dgam);
 }
 
-// Chunk task, backward (log-linear GDN). The state's part of dZ from dAX (AX = [e^Γ I | 0] + K̃ᵀ Z):
+// Chunk task, backward, log-linear GDN's own part (returns its part of dΓ). The state's part of dZ from dAX (AX = [e^Γ I | 0] + K̃ᵀ Z):
 // dK̃ = Z dAXᵀ, dZ = K̃ dAX, dΓ += e^Γ tr(dA_c); q̃ = e^G ⊙ Q + Ap (−W̃): dAp = dQ̃ (−W̃)ᵀ, d(−W̃) += Apᵀ dQ̃;
 // o_intra = Aλ βV: dAλ = dO (βV)ᵀ, d(βV) = Aλᵀ dO; Aλ = A ⊙ Λ: dλ, dA = dAλ ⊙ Λ; A = Ap Tg: dAp += dA Tgᵀ,
 // dTg += Apᵀ dA (through the inverse: −Aᵀ (dA Tgᵀ) in dMg).
-static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
-    const ChunkBuf w = chunk_buf(k, loc_of(k, b, c, h), tb, NULL, NULL);
-    ChunkIdx x = chunk_idx(k, b, c, h);
+static double ll_grads(const DnCtx *k, int b, int c, int h, const ChunkBuf *wp, const ChunkIdx *xp, float *dq,
+                       float *dk, float *tb) {
+    const ChunkBuf w = *wp;
+    const ChunkIdx x = *xp;
     const bool state = c < k->NC - 1, reads = k->L > 0 && c > 0;
-    x.gam = w.G[x.Lc - 1];  // as local_forward set them in chunk_prep
-    x.egam = scan_exp(x.gam);
     const int C = k->C, K = k->K, V = k->V, H = k->H, HK = H * K, HV = H * V, KV = K + V, Lc = x.Lc;
     const size_t ld_lam = (size_t)H * k->levels;
-    float *dq = k->dq + (x.row0 * H + h) * K, *dk = k->dk + (x.row0 * H + h) * K;
-    float *dv = k->dv + (x.row0 * H + h) * V;
     const float *dO = k->dout + (x.row0 * H + h) * V;
     float *dlamh = k->dlam + (x.row0 * H + h) * k->levels;
     double dgam = 0.0;
-    for (int i = 0; i < Lc; i++) w.dG[i] = w.dbt[i] = w.colR[i] = 0.0f;
     ll_derived(k, &w, &x, state);
     if (k->L > 0) states_chunk_grads(k, b, c, h, &x, tb);
     if (state) {
@@ -1032,24 +1028,20 @@ static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
     }
     copy_rows(Lc, Lc, w.P1, C, w.dMg, C);
     trmm_l(CblasTrans, false, Lc, Lc, w.A, C, w.dMg, C);  // Aᵀ P1
-    wy_grads(k, &w, &x, h, dq, dk, dv, dgam);
+    return dgam;
 }
 
-// Chunk task, backward (plain GDN). With dP = [dQ̃ | dO]: Ap Z = [q̃ − e^G ⊙ Q | o_intra], so dAp = dP Zᵀ
+// Chunk task, backward, plain GDN's own part (returns its part of dΓ). With dP = [dQ̃ | dO]: Ap Z = [q̃ − e^G ⊙ Q | o_intra], so dAp = dP Zᵀ
 // (lower), dZ += Apᵀ dP; the state's part of dZ from the scans: d(−W̃) = dVn S_inᵀ, dU = dVn; dK̃ = Vn dSoᵀ.
-static void plain_chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
-    const ChunkBuf w = chunk_buf(k, loc_of(k, b, c, h), tb, NULL, NULL);
-    ChunkIdx x = chunk_idx(k, b, c, h);
+static double plain_grads(const DnCtx *k, int b, int c, int h, const ChunkBuf *wp, const ChunkIdx *xp, float *dq,
+                          float *dk) {
+    const ChunkBuf w = *wp;
+    const ChunkIdx x = *xp;
     const bool state = c < k->NC - 1, reads = k->L > 0 && c > 0;
-    x.gam = w.G[x.Lc - 1];  // as local_forward set them in chunk_prep
-    x.egam = scan_exp(x.gam);
     const int C = k->C, K = k->K, V = k->V, H = k->H, HK = H * K, HV = H * V, KV = K + V, Lc = x.Lc;
-    float *dq = k->dq + (x.row0 * H + h) * K, *dk = k->dk + (x.row0 * H + h) * K;
-    float *dv = k->dv + (x.row0 * H + h) * V;
     const float *dO = k->dout + (x.row0 * H + h) * V;
     const float *Sin = sst_of(k, k->Sst, b, h, c);
     double dgam = 0.0;
-    for (int i = 0; i < Lc; i++) w.dG[i] = w.dbt[i] = w.colR[i] = 0.0f;
     // dP = [dQ̃ | dO], dQ̃ = dO S_inᵀ;  q̃ = e^G ⊙ Q + ...: dq += e^G dQ̃, dG += e^G q·dQ̃
     if (reads) {
         gemm0(CblasNoTrans, CblasTrans, Lc, K, V, 1.0f, dO, HV, Sin, V, w.dP, KV);
@@ -1085,6 +1077,20 @@ static void plain_chunk_backward(const DnCtx *k, int b, int c, int h, float *tb)
     trmm_l(CblasTrans, false, Lc, KV, w.Ap, C, w.dP, KV);  // dZ += Apᵀ dP
     for (int i = 0; i < Lc; i++)
         for (int n = 0; n < KV; n++) w.dWU[(size_t)i * KV + n] += w.dP[(size_t)i * KV + n];
+    return dgam;
+}
+
+// Chunk task, backward: the mixer's own part (ll_grads, plain_grads), then the common tail.
+static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
+    const ChunkBuf w = chunk_buf(k, loc_of(k, b, c, h), tb, NULL, NULL);
+    ChunkIdx x = chunk_idx(k, b, c, h);
+    x.gam = w.G[x.Lc - 1];  // as local_forward set them in chunk_prep
+    x.egam = scan_exp(x.gam);
+    const int K = k->K, V = k->V, H = k->H;
+    float *dq = k->dq + (x.row0 * H + h) * K, *dk = k->dk + (x.row0 * H + h) * K;
+    float *dv = k->dv + (x.row0 * H + h) * V;
+    for (int i = 0; i < x.Lc; i++) w.dG[i] = w.dbt[i] = w.colR[i] = 0.0f;
+    const double dgam = k->ll ? ll_grads(k, b, c, h, &w, &x, dq, dk, tb) : plain_grads(k, b, c, h, &w, &x, dq, dk);
     wy_grads(k, &w, &x, h, dq, dk, dv, dgam);
 }
 
@@ -1147,7 +1153,7 @@ void deltanet_backward(float *dq, float *dk, float *dv, float *dg, float *dbeta,
         PT(head_tasks(&x, x.ps ? plain_store : states_store), "store");
         PT(head_tasks(&x, x.ps ? plain_reverse : states_reverse), "reverse");
     }
-    PT(chunk_tasks(&x, x.ll ? chunk_backward : plain_chunk_backward), "chunk_bwd");
+    PT(chunk_tasks(&x, chunk_backward), "chunk_bwd");
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -3,17 +3,19 @@
 // which every chunk writes and reads, log-linear GDN one masked scan per chunk level (levels.h).
 //
 // Inside a chunk of Lc tokens (local i = target, j = source), per head:
-//   G_i = Σ_{r≤i} g_r (fp32), Γ = G_{Lc−1};  E_ij = e^{G_i−G_j} (j ≤ i);  EL = E ⊙ Λ, Λ_ij = λ_i[level_of(i,j)]
-//   KK = K Kᵀ, QKl = tril(Q Kᵀ) (diagonal kept)
-//   Tu = (I + stril(diag(β) KK))⁻¹, Tg = (I + stril(diag(β) KK ⊙ E))⁻¹   (forward substitution)
-//   W = Tu (β⊙K), U = Tg (β⊙V)
-//   A = QKl Tu, Aλ = A ⊙ EL, o_intra = Aλ (β⊙V)
-//   Q̃ = diag(e^G)(Q − QKl W), K̃ = diag(e^{Γ−G}) K, W̃ = diag(e^G) W
+//   G_i = Σ_{r≤i} g_r (fp32), Γ = G_{Lc−1};  E_ij = e^{G_i−G_j} (j ≤ i);  Λ_ij = λ_i[level_of(i,j)]
+//   KK = K Kᵀ, QKl = tril(Q Kᵀ) (diagonal kept), Ap = QKl ⊙ E
+//   Tg = (I + stril(diag(β) KK ⊙ E))⁻¹   (forward substitution; the one inverse: with D = diag(e^G) and
+//        Tu = (I + stril(diag(β) KK))⁻¹, Tg = D Tu D⁻¹ = Tu ⊙ E)
+//   Z = [−W̃ | U] = Tg [−β e^G ⊙ K | β V]   (W̃ = D Tu βK: one product over the K+V columns)
+//   q̃ = e^G ⊙ Q + Ap (−W̃), K̃ = diag(e^{Γ−G}) K
+//   plain: o_intra = Ap U;  log-linear: A = Ap Tg (= (QKl Tu) ⊙ E), Aλ = A ⊙ Λ, o_intra = Aλ (β⊙V)
 //   the chunk acts on a state S as S ↦ A_c S (+ X_c if it writes), A_c = e^Γ I − K̃ᵀ W̃, X_c = K̃ᵀ U;
 //   a reading chunk adds λ_i[lev] Sᵀ q̃_i to o_i.
-// (For plain GDN (QKᵀ ⊙ E)·U equals A ⊙ E ⊙ (β V); the A form lets λ weigh every pair of the chunk.)
+// (Plain GDN: Ap U = A ⊙ E ⊙ (β V), so it needs no A; λ weighs every pair of the chunk, so the log-linear
+// form keeps A.)
 // Log-linear: A_c and X_c are stored side by side as AX = [A_c | X_c] (K × (K+V)), formed by one GEMM
-// K̃ᵀ [−W̃ | U] (its live levels share A_c). Plain GDN (one scan) uses the state form instead, two C×K×V
+// K̃ᵀ Z (its live levels share A_c). Plain GDN (one scan) uses the state form instead, two C×K×V
 // products per chunk and no A_c, X_c: Vn = U − W̃ S_in, S_out = e^Γ S_in + K̃ᵀ Vn, o += Q̃ S_in; in
 // the backward dVn = K̃ dS_out, dS_in = e^Γ dS_out − W̃ᵀ dVn + Q̃ᵀ dO, dQ̃ = dO S_inᵀ (reverse scan) and
 // dK̃ = Vn dS_outᵀ, d(−W̃) = dVn S_inᵀ, dU = dVn, dΓ += e^Γ ⟨S_in, dS_out⟩ (chunk tasks).
@@ -23,8 +25,8 @@
 //             block of the state's columns, dn_setup): the state scan of every level at once along the chunks
 //             (the transitions of all live levels are one GEMM A_c·[S_j ...], the reads of a chunk one GEMM
 //             over its read states stacked), adding the reads to o.
-//   backward: chunk tasks: Q̃, AX again, keeping each chunk-head's chunk-local forward part (KK, QK, Tu, Tg,
-//             E, A, Aλ, W, K̃, [−W̃ | U], ...: ChunkBuf's forward half, in Loc);  head tasks: the scan again,
+//   backward: chunk tasks: Q̃, AX again, keeping each chunk-head's chunk-local forward part (G, KK, Tg, E,
+//             Ap, A, Z, plain K̃: ChunkBuf's forward part, in Loc);  head tasks: the scan again,
 //             storing the entering states, then the reverse scan storing the gradients of the states leaving
 //             each chunk;  chunk tasks: what sums over the state's columns (dQ̃ and the inter-chunk dλ, dAX)
 //             and all chunk-local gradients, from the kept part.
@@ -32,11 +34,13 @@
 // Every task owns its output rows (or columns): no atomics, fixed summation orders, so results do not depend
 // on the thread count.
 // Backward of the chunk-local part (dS_out = gradient of the state leaving the chunk, summed over levels):
-//   dAX = [Σ_j dS_out,j S_in,jᵀ | Σ_writers dS_out,j];  dΓ += e^Γ tr(dA_c);  dK̃ = [−W̃ | U] dAXᵀ;
-//   d[−W̃ | U] = K̃ dAX;  the λ-intra part via R_ij = dAλ_ij Aλ_ij (decays) and bucket sums (dλ);
-//   A = QKl Tu, W = Tu βK:   dMu = −stril(Aᵀ (dA Tuᵀ) + (Tuᵀ dW) Wᵀ)      (from dTu = QKlᵀ dA + dW (βK)ᵀ)
-//   U = Tg βV:               dMg = −stril((Tgᵀ dU) Uᵀ)                    (from dTg = dU (βV)ᵀ)
-//   then the products KK, QK, β⊙K, β⊙V and the chunk-local cumsum (dg = reverse cumsum of dG).
+//   log-linear: dAX = [Σ_j dS_out,j S_in,jᵀ | Σ_writers dS_out,j];  dΓ += e^Γ tr(dA_c);  dK̃ = Z dAXᵀ;
+//   dZ = K̃ dAX;  plain: dZ, dK̃ from the state form above;  then
+//   q̃: dAp = dQ̃ (−W̃)ᵀ, d(−W̃) += Apᵀ dQ̃ (plain: with the intra part, dAp = [dQ̃ | dO] Zᵀ, dZ += Apᵀ [dQ̃ | dO]);
+//   log-linear intra: dAλ = dO (βV)ᵀ, the bucket sums of dAλ ⊙ A (dλ), dA = dAλ ⊙ Λ, dAp += dA Tgᵀ;
+//   Z = Tg Y:  dY = Tgᵀ dZ,  dMg = −stril(dY Zᵀ + Aᵀ (dA Tgᵀ))   (from dTg = dZ Yᵀ + Apᵀ dA);
+//   then Mg = diag(β) KK ⊙ E, Ap = QKl ⊙ E (decays R_ij = dX_ij X_ij), the products KK, QKl, Y and the
+//   chunk-local cumsum (dg = reverse cumsum of dG).
 #include "deltanet.h"
 
 #include <cblas.h>
@@ -110,48 +114,60 @@ static float *carve(float *base, size_t *off, size_t n) {
     return p;
 }
 
-// Buffers of a chunk task: the forward part (kept per chunk-head in the backward) and the backward part.
+// Buffers of a chunk task: the forward part (kept per chunk-head in the backward), the derived part (cheap
+// to form again from the kept part and the inputs: not kept) and the backward part. Plain GDN carves no Λ,
+// A, βV (Aλ is Ap) and keeps K̃ (its state scans read it).
 typedef struct {
-    float *G, *eG, *eR, *bt, *u;                   // (C) cumsum, e^G, e^{Γ−G}, β, row scratch
-    float *KK, *QK, *Tu, *Tg, *E, *EL, *A, *Al;    // (C, C)
-    float *W, *Kt;                                 // (C, K)  W, K̃
-    float *bV;                                     // (C, V)  β⊙V
-    float *WU;                                     // (C, K+V) [−W̃ | U]
+    float *G, *eG, *eR, *bt;                       // (C) cumsum, e^G, e^{Γ−G}, β
+    float *KK, *Tg, *E, *Ap;                       // (C, C) KK, the inverse, E, QKl ⊙ E
+    float *A;                                      // (C, C) log-linear: A = Ap Tg
+    float *WU;                                     // (C, K+V) Z = [−W̃ | U]
+    // derived
+    float *Lm, *Al;                                // (C, C) log-linear: Λ, Aλ = A ⊙ Λ
+    float *Kt;                                     // (C, K)  K̃ (kept for plain GDN)
+    float *bV;                                     // (C, V)  β⊙V (log-linear)
+    float *u;                                      // (C)     row scratch
     // backward
-    float *dAl, *dA, *P1, *dMu, *dMg, *dKK, *dQK;  // (C, C)
-    float *dKt, *dW, *dR, *dbK;                    // (C, K)
-    float *dbV, *dbVu;                             // (C, V)
-    float *dWU;                                    // (C, K+V)
+    float *dAl, *dA, *P1, *dMg, *dKK, *dQK;        // (C, C)  dQK: dAp, then dQKl
+    float *dKt;                                    // (C, K)
+    float *dbV;                                    // (C, V)
+    float *dWU, *dP;                               // (C, K+V) dZ (then dY), [dQ̃ | dO]
     float *tk;                                     // (C, max(K, V)) product scratch
     float *dG, *dbt, *colR;                        // (C)
 } ChunkBuf;
 
-// The forward part (G .. WU) is carved from fw, the backward part from tb (either may be NULL when only
-// counting): the backward keeps the forward part of every chunk-head from chunk_prep to chunk_backward.
+// The forward part (G .. WU, plain GDN's K̃) is carved from fw, the backward part from tb, the derived part
+// after the backward part in tb, or after the forward part in fw without tb (fw or tb may be NULL when only
+// counting; *ffloats: the forward part, *bfloats: the backward and the derived part). The backward keeps the
+// forward part of every chunk-head from chunk_prep to chunk_backward.
 static ChunkBuf chunk_buf(const DnCtx *k, float *fw, float *tb, size_t *ffloats, size_t *bfloats) {
     const size_t C = k->C, cc = C * C, ck = C * k->K, cv = C * k->V, ckv = C * (size_t)(k->K + k->V);
+    const bool ll = k->ll;
     ChunkBuf w;
     size_t off = 0;
     w.G = carve(fw, &off, C); w.eG = carve(fw, &off, C); w.eR = carve(fw, &off, C); w.bt = carve(fw, &off, C);
-    w.u = carve(fw, &off, C);
-    w.KK = carve(fw, &off, cc); w.QK = carve(fw, &off, cc); w.Tu = carve(fw, &off, cc); w.Tg = carve(fw, &off, cc);
-    w.E = carve(fw, &off, cc);
-    w.EL = k->ll ? carve(fw, &off, cc) : w.E;  // plain: Λ ≡ 1, EL is E
-    w.A = carve(fw, &off, cc); w.Al = carve(fw, &off, cc);
-    w.W = carve(fw, &off, ck); w.Kt = carve(fw, &off, ck);
-    w.bV = carve(fw, &off, cv);
+    w.KK = carve(fw, &off, cc); w.Tg = carve(fw, &off, cc); w.E = carve(fw, &off, cc); w.Ap = carve(fw, &off, cc);
+    w.A = ll ? carve(fw, &off, cc) : NULL;
     w.WU = carve(fw, &off, ckv);
+    w.Kt = ll ? NULL : carve(fw, &off, ck);
     if (ffloats) *ffloats = off;
+    const size_t fend = off;
     off = 0;
     w.dAl = carve(tb, &off, cc); w.dA = carve(tb, &off, cc); w.P1 = carve(tb, &off, cc);
-    w.dMu = carve(tb, &off, cc); w.dMg = carve(tb, &off, cc); w.dKK = carve(tb, &off, cc);
-    w.dQK = carve(tb, &off, cc);
-    w.dKt = carve(tb, &off, ck); w.dW = carve(tb, &off, ck); w.dR = carve(tb, &off, ck); w.dbK = carve(tb, &off, ck);
-    w.dbV = carve(tb, &off, cv); w.dbVu = carve(tb, &off, cv);
-    w.dWU = carve(tb, &off, ckv);
+    w.dMg = carve(tb, &off, cc); w.dKK = carve(tb, &off, cc); w.dQK = carve(tb, &off, cc);
+    w.dKt = carve(tb, &off, ck);
+    w.dbV = carve(tb, &off, cv);
+    w.dWU = carve(tb, &off, ckv); w.dP = carve(tb, &off, ckv);
     w.tk = carve(tb, &off, C * (size_t)LL_MAX(k->K, k->V));
     w.dG = carve(tb, &off, C); w.dbt = carve(tb, &off, C); w.colR = carve(tb, &off, C);
-    if (bfloats) *bfloats = off;
+    float *dv = tb ? tb : fw;
+    size_t doff = tb ? off : fend;
+    w.Lm = ll ? carve(dv, &doff, cc) : NULL;
+    w.Al = ll ? carve(dv, &doff, cc) : w.Ap;
+    if (ll) w.Kt = carve(dv, &doff, ck);
+    w.bV = ll ? carve(dv, &doff, cv) : NULL;
+    w.u = carve(dv, &doff, C);
+    if (bfloats) *bfloats = off + (doff - (tb ? off : fend));
     return w;
 }
 
@@ -413,10 +429,10 @@ static ChunkIdx chunk_idx(const DnCtx *k, int b, int c, int h) {
 
 // Everything local to chunk c of head h: buffers of w, q̃ into Qt; A, EL, Aλ if intra; Tg, U, K̃, −W̃ if state
 // (the chunk's state is used by a later chunk).
-static void local_forward(const DnCtx *k, int b, int c, int h, const ChunkBuf *w, ChunkIdx *x, bool intra,
-                          bool state) {
-    const int C = k->C, K = k->K, V = k->V, H = k->H, HK = H * K, HV = H * V, KV = K + V, Lc = x->Lc;
-    const size_t ld_lam = (size_t)H * k->levels;
+// The chunk's G, β, e^G, e^{Γ−G}, Γ, e^Γ; KK (lower triangle only: all that is read of it), QKl into QK and
+// E (j <= i).
+static void local_decays(const DnCtx *k, int h, const ChunkBuf *w, ChunkIdx *x, float *QK) {
+    const int C = k->C, K = k->K, H = k->H, HK = H * K, Lc = x->Lc;
     float acc = 0.0f;
     for (int i = 0; i < Lc; i++) {
         const size_t r = (x->row0 + i) * H + h;
@@ -430,61 +446,81 @@ static void local_forward(const DnCtx *k, int b, int c, int h, const ChunkBuf *w
         w->eG[i] = scan_exp(w->G[i]);
         w->eR[i] = scan_exp(x->gam - w->G[i]);
     }
-    // KK: lower triangle only (all that is read of it)
     for (int i = 0; i < Lc; i++) memset(w->KK + (size_t)i * C, 0, sizeof(float) * (size_t)Lc);
     cblas_ssyrk(CblasRowMajor, CblasLower, CblasNoTrans, Lc, K, 1.0f, x->Kp, HK, 1.0f, w->KK, C);
-    gemm_lower_nt(true, Lc, K, 1.0f, x->Q, HK, x->Kp, HK, w->QK, C);  // QKl
-    for (int i = 0; i < Lc; i++) {  // E, EL = E ⊙ Λ (j <= i)
+    gemm_lower_nt(true, Lc, K, 1.0f, x->Q, HK, x->Kp, HK, QK, C);  // QKl
+    for (int i = 0; i < Lc; i++) {
         float *restrict Ei = w->E + (size_t)i * C;
         const float Gi = w->G[i];
         for (int j = 0; j <= i; j++) Ei[j] = scan_exp(Gi - w->G[j]);
-        if (intra && x->lamh) {
-            float *restrict ELi = w->EL + (size_t)i * C;
-            memcpy(ELi, Ei, sizeof(float) * (size_t)(i + 1));
-            apply_levels(ELi, x->lamh + (size_t)i * ld_lam, i);
-        }
     }
-    unit_tril_inverse(w->Tu, w->KK, NULL, w->bt, Lc, C, w->u);
-    for (int i = 0; i < Lc; i++) {
+}
+
+// K̃ = e^{Γ−G} ⊙ K.
+static void form_kt(const DnCtx *k, const ChunkBuf *w, const ChunkIdx *x) {
+    const int K = k->K, HK = k->H * K;
+    for (int i = 0; i < x->Lc; i++) {
         const float *restrict ki = x->Kp + (size_t)i * HK;
-        float *restrict bki = w->W + (size_t)i * K;
-        for (int n = 0; n < K; n++) bki[n] = w->bt[i] * ki[n];
+        float *restrict kti = w->Kt + (size_t)i * K;
+        for (int n = 0; n < K; n++) kti[n] = w->eR[i] * ki[n];
+    }
+}
+
+// Log-linear: the derived part from the kept one: Λ, Aλ = A ⊙ Λ (j <= i), βV, K̃ if state.
+static void ll_derived(const DnCtx *k, const ChunkBuf *w, const ChunkIdx *x, bool state) {
+    const int C = k->C, V = k->V, HV = k->H * V, Lc = x->Lc;
+    const size_t ld_lam = (size_t)k->H * k->levels;
+    for (int i = 0; i < Lc; i++) {
+        float *restrict Lmi = w->Lm + (size_t)i * C, *restrict Ali = w->Al + (size_t)i * C;
+        const float *restrict Ai = w->A + (size_t)i * C;
+        for (int j = 0; j <= i; j++) Lmi[j] = 1.0f;
+        apply_levels(Lmi, x->lamh + (size_t)i * ld_lam, i);
+        for (int j = 0; j <= i; j++) Ali[j] = Ai[j] * Lmi[j];
+        for (int j = i + 1; j < Lc; j++) Ali[j] = 0.0f;
         const float *restrict vi = x->Vp + (size_t)i * HV;
         float *restrict bvi = w->bV + (size_t)i * V;
         for (int n = 0; n < V; n++) bvi[n] = w->bt[i] * vi[n];
     }
-    trmm_l(CblasNoTrans, true, Lc, K, w->Tu, C, w->W, K);  // W = Tu βK (βK was put in W)
-    if (intra) {
-        copy_rows(Lc, Lc, w->QK, C, w->A, C);
-        trmm_r(CblasNoTrans, true, Lc, Lc, w->Tu, C, w->A, C);  // A = QKl Tu
-        for (int i = 0; i < Lc; i++) {  // Aλ = A ⊙ EL (A is lower triangular)
-            const float *restrict Ai = w->A + (size_t)i * C, *restrict ELi = w->EL + (size_t)i * C;
-            float *restrict Ali = w->Al + (size_t)i * C;
-            for (int j = 0; j <= i; j++) Ali[j] = Ai[j] * ELi[j];
-            for (int j = i + 1; j < Lc; j++) Ali[j] = 0.0f;
-        }
+    if (state) form_kt(k, w, x);
+}
+
+// Everything local to chunk c of head h (see the top of the file), one inverse Tg and products over the K+V
+// columns of [−W̃ | U] at once:
+//   Z = [−W̃ | U] = Tg [−β e^G ⊙ K | β V],  Ap = QKl ⊙ E,  q̃ = e^G ⊙ Q + Ap (−W̃)
+//   log-linear: A = Ap Tg (= (QKl Tu) ⊙ E),  Aλ = A ⊙ Λ,  βV;  plain: Aλ = Ap (o_intra = Aλ U)
+// (W̃ = e^G ⊙ Tu βK = Tg (β e^G ⊙ K) as Tg = D Tu D⁻¹, D = diag(e^G)); K̃ if state (a later chunk uses the
+// chunk's state).
+static void local_forward(const DnCtx *k, int b, int c, int h, const ChunkBuf *w, ChunkIdx *x, bool state) {
+    const int C = k->C, K = k->K, V = k->V, H = k->H, HK = H * K, HV = H * V, KV = K + V, Lc = x->Lc;
+    local_decays(k, h, w, x, w->Ap);
+    for (int i = 0; i < Lc; i++) {
+        float *restrict Api = w->Ap + (size_t)i * C;
+        const float *restrict Ei = w->E + (size_t)i * C;
+        for (int j = 0; j <= i; j++) Api[j] *= Ei[j];
     }
-    // q̃ = e^G ⊙ (Q − QKl W)
+    unit_tril_inverse(w->Tg, w->KK, w->E, w->bt, Lc, C, w->u);
+    for (int i = 0; i < Lc; i++) {
+        const float *restrict ki = x->Kp + (size_t)i * HK, *restrict vi = x->Vp + (size_t)i * HV;
+        float *restrict wui = w->WU + (size_t)i * KV;
+        const float bw = -w->bt[i] * w->eG[i], bv = w->bt[i];
+        for (int n = 0; n < K; n++) wui[n] = bw * ki[n];
+        for (int n = 0; n < V; n++) wui[K + n] = bv * vi[n];
+    }
+    trmm_l(CblasNoTrans, true, Lc, KV, w->Tg, C, w->WU, KV);  // Z = [−W̃ | U]
     float *Qt = qt_of(k, k->Qt, b, c, h);
-    copy_rows(Lc, K, w->W, K, Qt, K);
-    trmm_l(CblasNoTrans, false, Lc, K, w->QK, C, Qt, K);  // QKl W
+    copy_rows(Lc, K, w->WU, KV, Qt, K);
+    trmm_l(CblasNoTrans, false, Lc, K, w->Ap, C, Qt, K);  // Ap (−W̃)
     for (int i = 0; i < Lc; i++) {
         const float *restrict qi = x->Q + (size_t)i * HK;
         float *restrict qti = Qt + (size_t)i * K;
-        for (int n = 0; n < K; n++) qti[n] = w->eG[i] * (qi[n] - qti[n]);
+        for (int n = 0; n < K; n++) qti[n] += w->eG[i] * qi[n];
     }
-    if (!state) return;
-    unit_tril_inverse(w->Tg, w->KK, w->E, w->bt, Lc, C, w->u);
-    copy_rows(Lc, V, w->bV, V, w->WU + K, KV);
-    trmm_l(CblasNoTrans, true, Lc, V, w->Tg, C, w->WU + K, KV);  // U = Tg βV
-    for (int i = 0; i < Lc; i++) {  // K̃, −W̃
-        const float *restrict ki = x->Kp + (size_t)i * HK, *restrict wi = w->W + (size_t)i * K;
-        float *restrict kti = w->Kt + (size_t)i * K, *restrict nwi = w->WU + (size_t)i * KV;
-        const float er = w->eR[i], eg = w->eG[i];
-        for (int n = 0; n < K; n++) {
-            kti[n] = er * ki[n];
-            nwi[n] = -eg * wi[n];
-        }
+    if (k->ll) {
+        copy_rows(Lc, Lc, w->Ap, C, w->A, C);
+        trmm_r(CblasNoTrans, true, Lc, Lc, w->Tg, C, w->A, C);  // A = Ap Tg
+        ll_derived(k, w, x, state);
+    } else if (state) {
+        form_kt(k, w, x);
     }
 }
 
@@ -505,21 +541,23 @@ static void chunk_forward(const DnCtx *k, int b, int c, int h, float *tb) {
         w.WU = k->WUs + bch(k, b, c, h) * k->C * (size_t)(k->K + k->V);
         w.Kt = k->Kts + bch(k, b, c, h) * k->C * (size_t)k->K;
     }
-    local_forward(k, b, c, h, &w, &x, true, state);
+    local_forward(k, b, c, h, &w, &x, state);
     const int HV = k->H * k->V;
     float *o = k->o + (x.row0 * k->H + h) * k->V;
-    copy_rows(x.Lc, k->V, w.bV, k->V, o, HV);
-    trmm_l(CblasNoTrans, false, x.Lc, k->V, w.Al, k->C, o, HV);  // o = Aλ βV
+    if (k->ll)
+        copy_rows(x.Lc, k->V, w.bV, k->V, o, HV);
+    else
+        copy_rows(x.Lc, k->V, w.WU + k->K, k->K + k->V, o, HV);
+    trmm_l(CblasNoTrans, false, x.Lc, k->V, w.Al, k->C, o, HV);  // o = Aλ βV; plain Aλ U
     if (state && !k->ps) form_ax(k, &w, &x, ax_of(k, k->AX, b, c, h));
 }
 
 // Chunk task, backward prologue: the chunk-local forward part kept for chunk_backward, q̃ and AX.
 static void chunk_prep(const DnCtx *k, int b, int c, int h, float *tb) {
-    (void)tb;
-    const ChunkBuf w = chunk_buf(k, loc_of(k, b, c, h), NULL, NULL, NULL);
+    const ChunkBuf w = chunk_buf(k, loc_of(k, b, c, h), tb, NULL, NULL);
     ChunkIdx x = chunk_idx(k, b, c, h);
     const bool state = c < k->NC - 1;
-    local_forward(k, b, c, h, &w, &x, true, state);
+    local_forward(k, b, c, h, &w, &x, state);
     if (state && !k->ps) form_ax(k, &w, &x, ax_of(k, k->AX, b, c, h));
 }
 
@@ -822,32 +860,205 @@ static void plain_reverse(const DnCtx *k, int b, int h, int e0, float *tb) {
 // ---------------------------------------------------------------------------------------------------
 // Chunk-local backward
 
-static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
-    const ChunkBuf w = chunk_buf(k, loc_of(k, b, c, h), tb, NULL, NULL);
-    ChunkIdx x = chunk_idx(k, b, c, h);
+// dKK (strictly lower, symmetrised in place), dQKl (lower incl. the diagonal) to the inputs:
+// dk += (dKK + dKKᵀ) K + dQKlᵀ Q, dq += dQKl K.
+static void qk_grads(const DnCtx *k, const ChunkBuf *w, const ChunkIdx *x, float *dq, float *dk) {
+    const int C = k->C, K = k->K, HK = k->H * K, Lc = x->Lc;
+    float *dKK = w->dKK;
+    for (int i = 0; i < Lc; i++) {
+        dKK[(size_t)i * C + i] = 0.0f;
+        for (int j = i + 1; j < Lc; j++) dKK[(size_t)i * C + j] = dKK[(size_t)j * C + i];
+    }
+    gemm1(CblasNoTrans, CblasNoTrans, Lc, K, Lc, 1.0f, dKK, C, x->Kp, HK, dk, HK);
+    copy_rows(Lc, K, x->Kp, HK, w->tk, K);
+    trmm_l(CblasNoTrans, false, Lc, K, w->dQK, C, w->tk, K);  // dq += dQKl K
+    for (int i = 0; i < Lc; i++)
+        for (int n = 0; n < K; n++) dq[(size_t)i * HK + n] += w->tk[(size_t)i * K + n];
+    copy_rows(Lc, K, x->Q, HK, w->tk, K);
+    trmm_l(CblasTrans, false, Lc, K, w->dQK, C, w->tk, K);  // dk += dQKlᵀ Q
+    for (int i = 0; i < Lc; i++)
+        for (int n = 0; n < K; n++) dk[(size_t)i * HK + n] += w->tk[(size_t)i * K + n];
+}
+
+// The decays: dG_j −= column sums of R, Γ = G_{Lc−1} (dΓ), then the reverse cumsum to g; dβ.
+static void decay_grads(const DnCtx *k, const ChunkBuf *w, const ChunkIdx *x, int h, double dgam) {
+    const int H = k->H, Lc = x->Lc;
+    w->dG[Lc - 1] += (float)dgam;
+    double acc = 0.0;
+    for (int i = Lc - 1; i >= 0; i--) {
+        acc += (double)w->dG[i] - (double)w->colR[i];
+        const size_t r = (x->row0 + i) * H + h;
+        k->dg[r] += (float)acc;
+        k->dbeta[r] += w->dbt[i];
+    }
+}
+
+// K̃ = e^{Γ−G} ⊙ K, dK̃ in w->dKt: dk += e^{Γ−G} dK̃, dG −= K̃·dK̃; returns the part of dΓ.
+static double kt_grads(const DnCtx *k, const ChunkBuf *w, const ChunkIdx *x, float *dk) {
+    const int K = k->K, HK = k->H * K;
+    double dgam = 0.0;
+    for (int i = 0; i < x->Lc; i++) {
+        const float *restrict kti = w->Kt + (size_t)i * K, *restrict dkti = w->dKt + (size_t)i * K;
+        float *restrict dki = dk + (size_t)i * HK;
+        const float s = scan_dot(kti, dkti, K), er = w->eR[i];
+        w->dG[i] -= s;
+        dgam += s;
+        for (int n = 0; n < K; n++) dki[n] += er * dkti[n];
+    }
+    return dgam;
+}
+
+// The common tail of both chunk backwards (see local_forward). On entry w->dWU holds dZ (Z = [−W̃ | U]),
+// w->dQK dAp (lower triangle incl. the diagonal), log-linear: w->dMg the Aᵀ (dA Tgᵀ) part of −dMg and
+// w->dbV the intra part of d(βV).
+//   Ap = QKl ⊙ E:  dQKl = dAp ⊙ E, decays R = dAp ⊙ Ap
+//   Z = Tg Y, Y = [−β e^G ⊙ K | β V]:  dY = Tgᵀ dZ,  dMg = −stril(dY Zᵀ (+ Aᵀ dA Tgᵀ))
+//   Mg_ij = β_i KK_ij E_ij (i > j):  dβ, dKK, decays;  then the products KK, QKl and the decays' cumsum
+static void wy_grads(const DnCtx *k, const ChunkBuf *w, const ChunkIdx *x, int h, float *dq, float *dk, float *dv,
+                     double dgam) {
+    const int C = k->C, K = k->K, V = k->V, H = k->H, HK = H * K, HV = H * V, KV = K + V, Lc = x->Lc;
+    for (int i = 0; i < Lc; i++) {
+        const float *restrict Api = w->Ap + (size_t)i * C, *restrict Ei = w->E + (size_t)i * C;
+        float *restrict dqki = w->dQK + (size_t)i * C;
+        float rowR = 0.0f;
+        for (int j = 0; j < i; j++) {
+            const float r = dqki[j] * Api[j];
+            rowR += r;
+            w->colR[j] += r;
+        }
+        w->dG[i] += rowR;
+        for (int j = 0; j <= i; j++) dqki[j] *= Ei[j];
+        for (int j = i + 1; j < Lc; j++) dqki[j] = 0.0f;
+    }
+    trmm_l(CblasTrans, true, Lc, KV, w->Tg, C, w->dWU, KV);  // dY
+    gemm_lower_nt(!k->ll, Lc, KV, 1.0f, w->dWU, KV, w->WU, KV, w->dMg, C);
+    for (int i = 0; i < Lc; i++) {
+        const float *restrict ki = x->Kp + (size_t)i * HK, *restrict vi = x->Vp + (size_t)i * HV;
+        float *restrict dyk = w->dWU + (size_t)i * KV, *restrict dyv = dyk + K;
+        float *restrict dki = dk + (size_t)i * HK, *restrict dvi = dv + (size_t)i * HV;
+        const float bi = w->bt[i], eg = w->eG[i], bw = -bi * eg;
+        if (k->ll)
+            for (int n = 0; n < V; n++) dyv[n] += w->dbV[(size_t)i * V + n];
+        const float sk = scan_dot(ki, dyk, K);
+        w->dbt[i] += scan_dot(vi, dyv, V) - eg * sk;
+        w->dG[i] += bw * sk;
+        for (int n = 0; n < K; n++) dki[n] += bw * dyk[n];
+        for (int n = 0; n < V; n++) dvi[n] += bi * dyv[n];
+        const float *restrict KKi = w->KK + (size_t)i * C, *restrict Ei = w->E + (size_t)i * C;
+        const float *restrict dMgi = w->dMg + (size_t)i * C;
+        float *restrict dKKi = w->dKK + (size_t)i * C;
+        float db = 0.0f, rowR = 0.0f;
+        for (int j = 0; j < i; j++) {
+            const float mg = -dMgi[j], ke = KKi[j] * Ei[j];
+            db += mg * ke;
+            dKKi[j] = bi * Ei[j] * mg;
+            const float r = mg * bi * ke;
+            rowR += r;
+            w->colR[j] += r;
+        }
+        w->dbt[i] += db;
+        w->dG[i] += rowR;
+    }
+    qk_grads(k, w, x, dq, dk);
+    decay_grads(k, w, x, h, dgam);
+}
+
+// Chunk task, backward, log-linear GDN's own part (returns its part of dΓ). The state's part of dZ from dAX (AX = [e^Γ I | 0] + K̃ᵀ Z):
+// dK̃ = Z dAXᵀ, dZ = K̃ dAX, dΓ += e^Γ tr(dA_c); q̃ = e^G ⊙ Q + Ap (−W̃): dAp = dQ̃ (−W̃)ᵀ, d(−W̃) += Apᵀ dQ̃;
+// o_intra = Aλ βV: dAλ = dO (βV)ᵀ, d(βV) = Aλᵀ dO; Aλ = A ⊙ Λ: dλ, dA = dAλ ⊙ Λ; A = Ap Tg: dAp += dA Tgᵀ,
+// dTg += Apᵀ dA (through the inverse: −Aᵀ (dA Tgᵀ) in dMg).
+static double ll_grads(const DnCtx *k, int b, int c, int h, const ChunkBuf *wp, const ChunkIdx *xp, float *dq,
+                       float *dk, float *tb) {
+    const ChunkBuf w = *wp;
+    const ChunkIdx x = *xp;
     const bool state = c < k->NC - 1, reads = k->L > 0 && c > 0;
-    x.gam = w.G[x.Lc - 1];  // as local_forward set them in chunk_prep
-    x.egam = scan_exp(x.gam);
     const int C = k->C, K = k->K, V = k->V, H = k->H, HK = H * K, HV = H * V, KV = K + V, Lc = x.Lc;
     const size_t ld_lam = (size_t)H * k->levels;
-    float *dq = k->dq + (x.row0 * H + h) * K, *dk = k->dk + (x.row0 * H + h) * K;
-    float *dv = k->dv + (x.row0 * H + h) * V;
     const float *dO = k->dout + (x.row0 * H + h) * V;
-    const float *Qt = qt_of(k, k->Qt, b, c, h);
-    float *dlamh = k->ll ? k->dlam + (x.row0 * H + h) * k->levels : NULL;
+    float *dlamh = k->dlam + (x.row0 * H + h) * k->levels;
     double dgam = 0.0;
-    for (int i = 0; i < Lc; i++) w.dG[i] = w.dbt[i] = w.colR[i] = 0.0f;
-    if (k->L > 0 && !k->ps) {
-        states_chunk_grads(k, b, c, h, &x, tb);
-    } else if (reads) {  // dQ̃ = dO S_inᵀ
-        gemm0(CblasNoTrans, CblasTrans, Lc, K, V, 1.0f, dO, HV, sst_of(k, k->Sst, b, h, c), V,
-              qt_of(k, k->dQt, b, c, h), K);
+    ll_derived(k, &w, &x, state);
+    if (k->L > 0) states_chunk_grads(k, b, c, h, &x, tb);
+    if (state) {
+        const float *dAX = ax_of(k, k->dAX, b, c, h);
+        double tr = 0.0;
+        for (int n = 0; n < K; n++) tr += dAX[(size_t)n * KV + n];
+        dgam += x.egam * tr;
+        gemm0(CblasNoTrans, CblasTrans, Lc, K, KV, 1.0f, w.WU, KV, dAX, KV, w.dKt, K);   // dK̃
+        gemm0(CblasNoTrans, CblasNoTrans, Lc, KV, K, 1.0f, w.Kt, K, dAX, KV, w.dWU, KV);  // dZ
+        dgam += kt_grads(k, &w, &x, dk);
+    } else {
+        for (int i = 0; i < Lc; i++) memset(w.dWU + (size_t)i * KV, 0, sizeof(float) * KV);
     }
+    if (reads) {
+        const float *dQt = qt_of(k, k->dQt, b, c, h);
+        for (int i = 0; i < Lc; i++) {  // q̃ = e^G ⊙ Q + ...: dq += e^G dQ̃, dG += e^G q·dQ̃
+            const float *restrict qi = x.Q + (size_t)i * HK, *restrict dqti = dQt + (size_t)i * K;
+            float *restrict dqi = dq + (size_t)i * HK;
+            const float eg = w.eG[i];
+            w.dG[i] += eg * scan_dot(qi, dqti, K);
+            for (int n = 0; n < K; n++) dqi[n] += eg * dqti[n];
+        }
+        gemm_lower_nt(true, Lc, K, 1.0f, dQt, K, w.WU, KV, w.dQK, C);  // dAp = dQ̃ (−W̃)ᵀ
+        copy_rows(Lc, K, dQt, K, w.tk, K);
+        trmm_l(CblasTrans, false, Lc, K, w.Ap, C, w.tk, K);  // d(−W̃) += Apᵀ dQ̃
+        for (int i = 0; i < Lc; i++)
+            for (int n = 0; n < K; n++) w.dWU[(size_t)i * KV + n] += w.tk[(size_t)i * K + n];
+    } else {
+        for (int i = 0; i < Lc; i++) memset(w.dQK + (size_t)i * C, 0, sizeof(float) * (size_t)Lc);
+    }
+    gemm_lower_nt(true, Lc, V, 1.0f, dO, HV, w.bV, V, w.dAl, C);
+    copy_rows(Lc, V, dO, HV, w.dbV, V);
+    trmm_l(CblasTrans, false, Lc, V, w.Al, C, w.dbV, V);  // d(βV) = Aλᵀ dO
+    for (int i = 0; i < Lc; i++) {
+        const float *restrict dali = w.dAl + (size_t)i * C, *restrict Ai = w.A + (size_t)i * C;
+        const float *restrict Lmi = w.Lm + (size_t)i * C;
+        float *restrict dAi = w.dA + (size_t)i * C;
+        for (int j = 0; j <= i; j++) w.u[j] = dali[j] * Ai[j];
+        level_sums(w.u, dlamh + (size_t)i * ld_lam, i);
+        for (int j = 0; j <= i; j++) dAi[j] = dali[j] * Lmi[j];
+        for (int j = i + 1; j < Lc; j++) dAi[j] = 0.0f;
+    }
+    copy_rows(Lc, Lc, w.dA, C, w.P1, C);
+    trmm_r(CblasTrans, true, Lc, Lc, w.Tg, C, w.P1, C);  // P1 = dA Tgᵀ
+    for (int i = 0; i < Lc; i++) {  // dAp += P1 (lower triangle incl. the diagonal)
+        float *restrict dqki = w.dQK + (size_t)i * C;
+        const float *restrict pi = w.P1 + (size_t)i * C;
+        for (int j = 0; j <= i; j++) dqki[j] += pi[j];
+    }
+    copy_rows(Lc, Lc, w.P1, C, w.dMg, C);
+    trmm_l(CblasTrans, false, Lc, Lc, w.A, C, w.dMg, C);  // Aᵀ P1
+    return dgam;
+}
 
-    // state: AX = [e^Γ I | 0] + K̃ᵀ [−W̃ | U]
-    if (state && k->ps) {  // state form: dK̃ = Vn dSoᵀ, d(−W̃) = dVn S_inᵀ, dU = dVn, dΓ += e^Γ ⟨S_in, dSo⟩
-        const float *Sin = sst_of(k, k->Sst, b, h, c), *dS = k->dSo + bch(k, b, c, h) * K * (size_t)V;
-        const float *dVn = cv_of(k, k->dVn, b, c, h);
+// Chunk task, backward, plain GDN's own part (returns its part of dΓ). With dP = [dQ̃ | dO]: Ap Z = [q̃ − e^G ⊙ Q | o_intra], so dAp = dP Zᵀ
+// (lower), dZ += Apᵀ dP; the state's part of dZ from the scans: d(−W̃) = dVn S_inᵀ, dU = dVn; dK̃ = Vn dSoᵀ.
+static double plain_grads(const DnCtx *k, int b, int c, int h, const ChunkBuf *wp, const ChunkIdx *xp, float *dq,
+                          float *dk) {
+    const ChunkBuf w = *wp;
+    const ChunkIdx x = *xp;
+    const bool state = c < k->NC - 1, reads = k->L > 0 && c > 0;
+    const int C = k->C, K = k->K, V = k->V, H = k->H, HK = H * K, HV = H * V, KV = K + V, Lc = x.Lc;
+    const float *dO = k->dout + (x.row0 * H + h) * V;
+    const float *Sin = sst_of(k, k->Sst, b, h, c);
+    double dgam = 0.0;
+    // dP = [dQ̃ | dO], dQ̃ = dO S_inᵀ;  q̃ = e^G ⊙ Q + ...: dq += e^G dQ̃, dG += e^G q·dQ̃
+    if (reads) {
+        gemm0(CblasNoTrans, CblasTrans, Lc, K, V, 1.0f, dO, HV, Sin, V, w.dP, KV);
+        for (int i = 0; i < Lc; i++) {
+            const float *restrict qi = x.Q + (size_t)i * HK, *restrict dqti = w.dP + (size_t)i * KV;
+            float *restrict dqi = dq + (size_t)i * HK;
+            const float eg = w.eG[i];
+            w.dG[i] += eg * scan_dot(qi, dqti, K);
+            for (int n = 0; n < K; n++) dqi[n] += eg * dqti[n];
+        }
+    } else {
+        for (int i = 0; i < Lc; i++) memset(w.dP + (size_t)i * KV, 0, sizeof(float) * K);
+    }
+    copy_rows(Lc, V, dO, HV, w.dP + K, KV);
+    // the state: dK̃ = Vn dSoᵀ, d(−W̃) = dVn S_inᵀ, dU = dVn, dΓ += e^Γ ⟨S_in, dSo⟩;  K̃ = e^{Γ−G} ⊙ K
+    if (state) {
+        const float *dS = k->dSo + bch(k, b, c, h) * K * (size_t)V, *dVn = cv_of(k, k->dVn, b, c, h);
         gemm0(CblasNoTrans, CblasTrans, Lc, K, V, 1.0f, cv_of(k, k->Vn, b, c, h), V, dS, V, w.dKt, K);
         if (c > 0) {
             double tr = 0.0;
@@ -858,152 +1069,29 @@ static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
             for (int i = 0; i < Lc; i++) memset(w.dWU + (size_t)i * KV, 0, sizeof(float) * K);
         }
         copy_rows(Lc, V, dVn, V, w.dWU + K, KV);
-    } else if (state) {
-        const float *dAX = ax_of(k, k->dAX, b, c, h);
-        double tr = 0.0;
-        for (int n = 0; n < K; n++) tr += dAX[(size_t)n * KV + n];
-        dgam += x.egam * tr;
-        gemm0(CblasNoTrans, CblasTrans, Lc, K, KV, 1.0f, w.WU, KV, dAX, KV, w.dKt, K);   // dK̃
-        gemm0(CblasNoTrans, CblasNoTrans, Lc, KV, K, 1.0f, w.Kt, K, dAX, KV, w.dWU, KV);  // d[−W̃ | U]
-    }
-    if (state) {
-        for (int i = 0; i < Lc; i++) {
-            const float *restrict nwi = w.WU + (size_t)i * KV, *restrict dnwi = w.dWU + (size_t)i * KV;
-            const float *restrict kti = w.Kt + (size_t)i * K, *restrict dkti = w.dKt + (size_t)i * K;
-            float *restrict dwi = w.dW + (size_t)i * K, *restrict dki = dk + (size_t)i * HK;
-            const float s = scan_dot(kti, dkti, K), eg = w.eG[i], er = w.eR[i];
-            w.dG[i] += scan_dot(nwi, dnwi, K) - s;  // W̃·dW̃ = (−W̃)·d(−W̃); K̃ = e^{Γ−G} k
-            dgam += s;
-            for (int n = 0; n < K; n++) {
-                dwi[n] = -eg * dnwi[n];
-                dki[n] += er * dkti[n];
-            }
-        }
+        dgam += kt_grads(k, &w, &x, dk);
     } else {
-        for (int i = 0; i < Lc; i++) memset(w.dW + (size_t)i * K, 0, sizeof(float) * K);
+        for (int i = 0; i < Lc; i++) memset(w.dWU + (size_t)i * KV, 0, sizeof(float) * KV);
     }
-    // q̃ = e^G ⊙ R, R = Q − QKl W
-    if (reads) {
-        const float *dQt = qt_of(k, k->dQt, b, c, h);
-        for (int i = 0; i < Lc; i++) {
-            const float *restrict dqti = dQt + (size_t)i * K;
-            float *restrict dri = w.dR + (size_t)i * K, *restrict dqi = dq + (size_t)i * HK;
-            w.dG[i] += scan_dot(Qt + (size_t)i * K, dqti, K);
-            for (int n = 0; n < K; n++) {
-                dri[n] = w.eG[i] * dqti[n];
-                dqi[n] += dri[n];
-            }
-        }
-        gemm_lower_nt(true, Lc, K, -1.0f, w.dR, K, w.W, K, w.dQK, C);  // dQKl = −dR Wᵀ
-        copy_rows(Lc, K, w.dR, K, w.tk, K);
-        trmm_l(CblasTrans, false, Lc, K, w.QK, C, w.tk, K);  // dW −= QKlᵀ dR
-        for (int i = 0; i < Lc * K; i++) w.dW[i] -= w.tk[i];
-    } else {
-        for (int i = 0; i < Lc; i++) memset(w.dQK + (size_t)i * C, 0, sizeof(float) * (size_t)Lc);
-    }
-    // intra: o = Aλ βV
-    gemm_lower_nt(true, Lc, V, 1.0f, dO, HV, w.bV, V, w.dAl, C);
-    copy_rows(Lc, V, dO, HV, w.dbV, V);
-    trmm_l(CblasTrans, false, Lc, V, w.Al, C, w.dbV, V);  // dβV = Aλᵀ dO
-    for (int i = 0; i < Lc; i++) {
-        const float *restrict dali = w.dAl + (size_t)i * C, *restrict Ai = w.A + (size_t)i * C;
-        const float *restrict Ei = w.E + (size_t)i * C, *restrict ELi = w.EL + (size_t)i * C;
-        const float *restrict Ali = w.Al + (size_t)i * C;
-        float *restrict dAi = w.dA + (size_t)i * C;
-        if (dlamh) {  // Aλ = A ⊙ E ⊙ Λ
-            for (int j = 0; j <= i; j++) w.u[j] = dali[j] * Ai[j] * Ei[j];
-            level_sums(w.u, dlamh + (size_t)i * ld_lam, i);
-        }
-        float rowR = 0.0f;
-        for (int j = 0; j < i; j++) {
-            const float r = dali[j] * Ali[j];
-            rowR += r;
-            w.colR[j] += r;
-        }
-        w.dG[i] += rowR;
-        for (int j = 0; j <= i; j++) dAi[j] = dali[j] * ELi[j];
-        for (int j = i + 1; j < Lc; j++) dAi[j] = 0.0f;
-    }
-    // A = QKl Tu, W = Tu βK:  dQK += dA Tuᵀ;  dβK = Tuᵀ dW;  dMu = −stril(Aᵀ (dA Tuᵀ) + dβK Wᵀ)
-    copy_rows(Lc, Lc, w.dA, C, w.P1, C);
-    trmm_r(CblasTrans, true, Lc, Lc, w.Tu, C, w.P1, C);  // P1 = dA Tuᵀ
-    for (int i = 0; i < Lc; i++) {  // dQKl: lower triangle incl. the diagonal
-        float *restrict dqki = w.dQK + (size_t)i * C;
-        const float *restrict pi = w.P1 + (size_t)i * C;
-        for (int j = 0; j <= i; j++) dqki[j] += pi[j];
-        for (int j = i + 1; j < Lc; j++) dqki[j] = 0.0f;
-    }
-    copy_rows(Lc, K, w.dW, K, w.dbK, K);
-    trmm_l(CblasTrans, true, Lc, K, w.Tu, C, w.dbK, K);  // dβK = Tuᵀ dW
-    copy_rows(Lc, Lc, w.P1, C, w.dMu, C);
-    trmm_l(CblasTrans, false, Lc, Lc, w.A, C, w.dMu, C);  // Aᵀ P1
-    gemm_lower_nt(false, Lc, K, 1.0f, w.dbK, K, w.W, K, w.dMu, C);  // + dβK Wᵀ (lower part)
-    // U = Tg βV:  dβV += Tgᵀ dU;  dMg = −stril((Tgᵀ dU) Uᵀ)
-    if (state) {
-        copy_rows(Lc, V, w.dWU + K, KV, w.dbVu, V);
-        trmm_l(CblasTrans, true, Lc, V, w.Tg, C, w.dbVu, V);  // Tgᵀ dU
-        gemm_lower_nt(true, Lc, V, 1.0f, w.dbVu, V, w.WU + K, KV, w.dMg, C);
-        for (int i = 0; i < Lc; i++)
-            for (int n = 0; n < V; n++) w.dbV[(size_t)i * V + n] += w.dbVu[(size_t)i * V + n];
-    }
-    // Mu_ij = β_i KK_ij, Mg_ij = β_i KK_ij E_ij (i > j) -> dβ, dKK (symmetrised in place: dk += (dKK + dKKᵀ) K),
-    // decays of Mg
-    float *dKK = w.dKK;
-    for (int i = 0; i < Lc; i++) {
-        const float *restrict KKi = w.KK + (size_t)i * C, *restrict Ei = w.E + (size_t)i * C;
-        const float *restrict dMui = w.dMu + (size_t)i * C, *restrict dMgi = w.dMg + (size_t)i * C;
-        float *restrict dKKi = dKK + (size_t)i * C;
-        const float bi = w.bt[i];
-        float db = 0.0f, rowR = 0.0f;
-        for (int j = 0; j < i; j++) {
-            const float mu = -dMui[j];
-            db += mu * KKi[j];
-            dKKi[j] = bi * mu;
-        }
-        if (state) {
-            for (int j = 0; j < i; j++) {
-                const float mg = -dMgi[j], ke = KKi[j] * Ei[j];
-                db += mg * ke;
-                dKKi[j] += bi * Ei[j] * mg;
-                const float r = mg * bi * ke;
-                rowR += r;
-                w.colR[j] += r;
-            }
-        }
-        w.dbt[i] += db;
-        w.dG[i] += rowR;
-        dKKi[i] = 0.0f;
-    }
+    gemm_lower_nt(true, Lc, KV, 1.0f, w.dP, KV, w.WU, KV, w.dQK, C);  // dAp = dP Zᵀ
+    trmm_l(CblasTrans, false, Lc, KV, w.Ap, C, w.dP, KV);  // dZ += Apᵀ dP
     for (int i = 0; i < Lc; i++)
-        for (int j = i + 1; j < Lc; j++) dKK[(size_t)i * C + j] = dKK[(size_t)j * C + i];
-    gemm1(CblasNoTrans, CblasNoTrans, Lc, K, Lc, 1.0f, dKK, C, x.Kp, HK, dk, HK);
-    copy_rows(Lc, K, x.Kp, HK, w.tk, K);
-    trmm_l(CblasNoTrans, false, Lc, K, w.dQK, C, w.tk, K);  // dq += dQKl K
-    for (int i = 0; i < Lc; i++)
-        for (int n = 0; n < K; n++) dq[(size_t)i * HK + n] += w.tk[(size_t)i * K + n];
-    copy_rows(Lc, K, x.Q, HK, w.tk, K);
-    trmm_l(CblasTrans, false, Lc, K, w.dQK, C, w.tk, K);  // dk += dQKlᵀ Q
-    for (int i = 0; i < Lc; i++)
-        for (int n = 0; n < K; n++) dk[(size_t)i * HK + n] += w.tk[(size_t)i * K + n];
-    // βK, βV
-    for (int i = 0; i < Lc; i++) {
-        const float *restrict ki = x.Kp + (size_t)i * HK, *restrict vi = x.Vp + (size_t)i * HV;
-        const float *restrict dbki = w.dbK + (size_t)i * K, *restrict dbvi = w.dbV + (size_t)i * V;
-        float *restrict dki = dk + (size_t)i * HK, *restrict dvi = dv + (size_t)i * HV;
-        const float bi = w.bt[i];
-        w.dbt[i] += scan_dot(ki, dbki, K) + scan_dot(vi, dbvi, V);
-        for (int n = 0; n < K; n++) dki[n] += bi * dbki[n];
-        for (int n = 0; n < V; n++) dvi[n] += bi * dbvi[n];
-    }
-    // decays: dG_j −= column sums, Γ = G_{Lc−1}, then the reverse cumsum to g
-    w.dG[Lc - 1] += (float)dgam;
-    double acc = 0.0;
-    for (int i = Lc - 1; i >= 0; i--) {
-        acc += (double)w.dG[i] - (double)w.colR[i];
-        const size_t r = (x.row0 + i) * H + h;
-        k->dg[r] += (float)acc;
-        k->dbeta[r] += w.dbt[i];
-    }
+        for (int n = 0; n < KV; n++) w.dWU[(size_t)i * KV + n] += w.dP[(size_t)i * KV + n];
+    return dgam;
+}
+
+// Chunk task, backward: the mixer's own part (ll_grads, plain_grads), then the common tail.
+static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
+    const ChunkBuf w = chunk_buf(k, loc_of(k, b, c, h), tb, NULL, NULL);
+    ChunkIdx x = chunk_idx(k, b, c, h);
+    x.gam = w.G[x.Lc - 1];  // as local_forward set them in chunk_prep
+    x.egam = scan_exp(x.gam);
+    const int K = k->K, V = k->V, H = k->H;
+    float *dq = k->dq + (x.row0 * H + h) * K, *dk = k->dk + (x.row0 * H + h) * K;
+    float *dv = k->dv + (x.row0 * H + h) * V;
+    for (int i = 0; i < x.Lc; i++) w.dG[i] = w.dbt[i] = w.colR[i] = 0.0f;
+    const double dgam = k->ll ? ll_grads(k, b, c, h, &w, &x, dq, dk, tb) : plain_grads(k, b, c, h, &w, &x, dq, dk);
+    wy_grads(k, &w, &x, h, dq, dk, dv, dgam);
 }
 
 // ---------------------------------------------------------------------------------------------------

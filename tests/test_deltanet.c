@@ -508,6 +508,18 @@ START_TEST(test_backward_fd_loglinear) {
 }
 END_TEST
 
+// Strong decays inside the chunks (e^-0.5 .. e^-3 per token, so E spans down to e^-24 in a chunk of 8): the
+// decay gradients of the one-inverse form (e^G in [−β e^G ⊙ K | β V], E in Ap and in Tg's system) against
+// finite differences, several reads per chunk, a partial last chunk.
+START_TEST(test_backward_fd_strong_decay) {
+    for (int ll = 0; ll < 2; ll++) {
+        Prob p = prob_make(1, 37, 2, 6, 5, 8, ll, 0, 0.5f, 3.0f, 500 + ll);
+        check_backward_fd(&p, 300, 1e-4, 27 + ll);
+        prob_free(&p);
+    }
+}
+END_TEST
+
 // Gradients accumulate (+=): a second call adds the same again (up to the rounding of adding in steps);
 // unused λ levels stay untouched.
 START_TEST(test_backward_accumulates) {
@@ -589,6 +601,7 @@ int main(void) {
         {"flush_to_zero_long_decays", test_flush_to_zero_long_decays},
         {"backward_fd_plain", test_backward_fd_plain},
         {"backward_fd_loglinear", test_backward_fd_loglinear},
+        {"backward_fd_strong_decay", test_backward_fd_strong_decay},
         {"backward_accumulates", test_backward_accumulates},
         {"thread_count_independent", test_thread_count_independent},
         {"summary", test_summary},

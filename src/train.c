@@ -137,11 +137,7 @@ static Args parse_args(int argc, char **argv) {
         else if (strcmp(name, "dump-grads") == 0) a.dump_grads = v;
         else if (strcmp(name, "positions") == 0) a.positions = v;
         else if (strcmp(name, "init-from") == 0) a.init_from = v;
-        else if (strcmp(name, "stop-at") == 0) {
-            char *end;
-            a.stop_at = strtoll(v, &end, 10);
-            if (*end || a.stop_at <= 0) die("--stop-at needs a positive step number, got '%s'", v);
-        }
+        else if (strcmp(name, "stop-at") == 0) a.stop_at = option_ll("--stop-at", v, 1);
         else {
             if (a.noverrides >= 128) die("too many overrides");
             size_t n = strlen(name) + strlen(v) + 2;

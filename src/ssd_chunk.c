@@ -206,23 +206,17 @@ static void state_inputs(const ScanCtx *k, float *Xt, int hh, const float *csh, 
     }
 }
 
-// What chunk task (b, c, g) works on: tokens [t0, t0 + Lc) of batch row b (the last chunk may be short) and
-// the columns of group g in C (Q) and B (K) for them.
+// What chunk task (b, c, g) works on: the chunk's tokens and the columns of group g in C (Q) and B (K) for them.
 typedef struct {
-    int64_t t0;
-    int Lc;
-    size_t row0;          // b·T + t0: the task's first row in the (B·T, ·) activations
+    ChunkSpan s;          // the chunk's tokens [t0, t0 + Lc), first row b·T + t0
     const float *Q, *K;   // (Lc, N) stride ld_bc
     bool has_state;       // every chunk but the last forms a local state
 } ChunkTask;
 
 static ChunkTask chunk_task(const ScanCtx *k, int b, int c, int g) {
-    ChunkTask t;
-    t.t0 = (int64_t)c * k->Cs;
-    t.Lc = (int)LL_MIN((int64_t)k->Cs, k->T - t.t0);
-    t.row0 = (size_t)b * k->T + t.t0;
-    t.Q = k->Cm + t.row0 * k->ld_bc + (size_t)g * k->N;
-    t.K = k->Bm + t.row0 * k->ld_bc + (size_t)g * k->N;
+    ChunkTask t = {.s = chunk_span(k->T, k->Cs, b, c)};
+    t.Q = k->Cm + t.s.row0 * k->ld_bc + (size_t)g * k->N;
+    t.K = k->Bm + t.s.row0 * k->ld_bc + (size_t)g * k->N;
     t.has_state = c < k->NC - 1;
     return t;
 }
@@ -234,22 +228,22 @@ static ChunkTask chunk_task(const ScanCtx *k, int b, int c, int g) {
 
 // Head h's values of a per-(b, h, t) buffer (cs, ecs) over the task's tokens.
 static inline float *head_row(const ScanCtx *k, float *buf, int b, int h, const ChunkTask *ct) {
-    return buf + ((size_t)b * k->H + h) * k->T + ct->t0;
+    return buf + ((size_t)b * k->H + h) * k->T + ct->s.t0;
 }
 
 // Head h's chunk-local decays (cs, exp(cs) into the scan's buffers, dt into w->dtv) and, when the chunk forms
 // a state, its columns (slot hh of the block) of Xt. Returns cs.
 static const float *head_decays(const ScanCtx *k, const ChunkTask *ct, int b, int h, int hh, const ChunkBuf *w) {
     float *csh = head_row(k, k->cs, b, h, ct), *ech = head_row(k, k->ecs, b, h, ct);
-    chunk_decays(csh, ech, w->dtv, k->dt + ct->row0 * k->H + h, k->H, k->A[h], ct->Lc);
+    chunk_decays(csh, ech, w->dtv, k->dt + ct->s.row0 * k->H + h, k->H, k->A[h], ct->s.Lc);
     if (ct->has_state)
-        state_inputs(k, w->Xt, hh, csh, w->dtv, 1, k->x + ct->row0 * k->ld_x + (size_t)h * k->P, ct->Lc);
+        state_inputs(k, w->Xt, hh, csh, w->dtv, 1, k->x + ct->s.row0 * k->ld_x + (size_t)h * k->P, ct->s.Lc);
     return csh;
 }
 
 // The local states of head block [hb0, hb0 + nh): Sc (nh·P, N) = Xtᵀ K, written as (h, P, N) blocks of S.
 static void block_states(const ScanCtx *k, const ChunkTask *ct, int b, int c, int hb0, int nh, const ChunkBuf *w) {
-    scan_gemm0(CblasTrans, CblasNoTrans, nh * k->P, k->N, ct->Lc, w->Xt, k->HB * k->P, ct->K, k->ld_bc,
+    scan_gemm0(CblasTrans, CblasNoTrans, nh * k->P, k->N, ct->s.Lc, w->Xt, k->HB * k->P, ct->K, k->ld_bc,
                scan_state(k, k->S, b, c, hb0), k->N);
 }
 
@@ -257,8 +251,8 @@ void scan_chunk_forward(const ScanCtx *k, int b, int c, int g, const ScanReads *
     (void)rd;
     const int Cs = k->Cs, N = k->N, P = k->P, H = k->H, HP = H * P;
     const ChunkTask ct = chunk_task(k, b, c, g);
-    const int Lc = ct.Lc;
-    const size_t row0 = ct.row0, ld_lam = (size_t)H * k->levels;
+    const int Lc = ct.s.Lc;
+    const size_t row0 = ct.s.row0, ld_lam = (size_t)H * k->levels;
     ChunkBuf w = chunk_buf(k, tb, NULL);
 
     cb_lower(w.CB, ct.Q, ct.K, Lc, N, k->ld_bc, Cs);
@@ -311,8 +305,8 @@ static void gather_reads(float *restrict Tc, const ScanCtx *k, const ScanReads *
 void scan_chunk_read_forward(const ScanCtx *k, int b, int c, int g, const ScanReads *rd, float *tb) {
     const int N = k->N, P = k->P, H = k->H, HP = H * P, ld = rd->n * N;
     const ChunkTask ct = chunk_task(k, b, c, g);
-    const int Lc = ct.Lc;
-    const size_t row0 = ct.row0, ld_lam = (size_t)H * k->levels;
+    const int Lc = ct.s.Lc;
+    const size_t row0 = ct.s.row0, ld_lam = (size_t)H * k->levels;
     const float *Q = ct.Q;
     ChunkBuf w = chunk_buf(k, tb, NULL);
     if (rd->n == 0) return;
@@ -339,8 +333,8 @@ void scan_chunk_read_forward(const ScanCtx *k, int b, int c, int g, const ScanRe
 void scan_chunk_backward_prep(const ScanCtx *k, int b, int c, int g, const ScanReads *rd, float *tb) {
     const int N = k->N, P = k->P, H = k->H, HP = H * P, ldt = k->HB * P;
     const ChunkTask ct = chunk_task(k, b, c, g);
-    const int Lc = ct.Lc;
-    const size_t row0 = ct.row0;
+    const int Lc = ct.s.Lc;
+    const size_t row0 = ct.s.row0;
     // SSD: the gradient of the one read (the running state) is formed here; log-linear: by ll_read_grads
     const bool dread = !k->loglinear && rd->n > 0;
     ChunkBuf w = chunk_buf(k, tb, NULL);
@@ -400,9 +394,9 @@ static void mask_backward(float *M, float *Gm, float *dCB, float *restrict rowR,
 void scan_chunk_backward(const ScanCtx *k, int b, int c, int g, const ScanReads *rd, float *tb) {
     const int Cs = k->Cs, N = k->N, P = k->P, H = k->H, HP = H * P, ldt = k->HB * P;
     const ChunkTask ct = chunk_task(k, b, c, g);
-    const int Lc = ct.Lc;
+    const int Lc = ct.s.Lc;
     const bool has_state = ct.has_state;
-    const size_t row0 = ct.row0;
+    const size_t row0 = ct.s.row0;
     const int ldbc = k->ld_bc, ldx = k->ld_x;
     const float *Q = ct.Q, *K = ct.K;
     float *dQ = k->dCm + row0 * ldbc + (size_t)g * N;  // (Lc, N) stride ld_bc, owned by this task

@@ -6,7 +6,7 @@
 #include "config.h"
 #include "model.h"
 #include "sampler.h"
-#include "testutil.h"
+#include "testmodel.h"
 
 static const ModelType TYPES[] = {MODEL_TRANSFORMER, MODEL_MAMBA2, MODEL_LOGLINEAR_MAMBA2, MODEL_GATED_DELTANET,
                                   MODEL_LOGLINEAR_GATED_DELTANET};

@@ -4,7 +4,7 @@
 #include "config.h"
 #include "model.h"
 #include "passkey.h"
-#include "testutil.h"
+#include "testmodel.h"
 
 START_TEST(test_prompt_layout) {
     ModelConfig c;

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 
 #include "common.h"
-#include "model.h"
 #include "rng.h"
 
 // splitmix64 (rng.h): deterministic test data independent of the library's xoshiro stream.
@@ -23,16 +22,6 @@ static inline float tu_randn(uint64_t *s) {
 }
 static inline void tu_fill_randn(float *x, size_t n, float scale, uint64_t *s) {
     for (size_t i = 0; i < n; i++) x[i] = scale * tu_randn(s);
-}
-
-// A model of config c sized for batches (B, T), initialised from seed; the test fails with the reason when
-// the config is refused.
-static inline Model *tu_model(const ModelConfig *c, int B, int T, uint64_t seed) {
-    Err err;
-    Model *m = model_create(c, B, T, &err);
-    ck_assert_msg(m != NULL, "%s", err.msg);
-    model_init(m, seed);
-    return m;
 }
 
 // Max |a-b| / (atol + rtol*|b|) over n values; <= 1 means "close".

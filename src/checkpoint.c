@@ -534,13 +534,61 @@ bool checkpoint_load_model(const char *dir, const TensorRef *params, int n, Err 
                      "pass a step_XXXXXXXX checkpoint directory or a run directory", err);
 }
 
+// The optimizer file p holds exactly the moments refs[0, 2n) of params[0, n) (names, shapes, count).
+// Checked from the header before loading: when model.safetensors fits the model and this file does not, it
+// belongs to another run or model, and the fix is not another --config (safetensors_read's advice).
+static bool check_optimizer_tensors(const char *dir, const char *p, const TensorRef *params, const TensorRef *refs,
+                                    int n, Err *err) {
+    char s1[96], s2[96];
+    StFileInfo info;
+    Err e;
+    if (!safetensors_list(p, &info, &e)) {
+        safetensors_info_free(&info);
+        return err_set(err, "checkpoint %s", e.msg);
+    }
+    char fix[CK_PATH + 256];
+    snprintf(fix, sizeof fix, "the optimizer state does not belong to this checkpoint's model: resume from another "
+             "checkpoint, or start a new run from these weights (fresh optimizer) with --init-from %s", dir);
+    const int want = 2 * n;
+    bool ok = true;
+    for (int i = 0; i < want && ok; i++) {
+        const StTensorInfo *ti = NULL;
+        for (int j = 0; j < info.n && !ti; j++)
+            if (!strcmp(info.tensors[j].name, refs[i].name)) ti = &info.tensors[j];
+        bool same = ti && ti->ndim == refs[i].ndim;
+        for (int d = 0; same && d < ti->ndim; d++) same = ti->shape[d] == refs[i].shape[d];
+        if (!ti)
+            ok = err_set(err, "checkpoint %s: tensor '%s' is missing (the file has %d tensors; the model's %d "
+                         "parameter tensors need %d: exp_avg.* and exp_avg_sq.* of each); %s", p, refs[i].name,
+                         info.n, n, want, fix);
+        else if (!same)
+            ok = err_set(err, "checkpoint %s: tensor '%s' has shape %s, but the model's parameter '%s' is %s; %s", p,
+                         refs[i].name, tensor_shape_str(s1, sizeof s1, ti->ndim, ti->shape),
+                         params[i % n].name,
+                         tensor_shape_str(s2, sizeof s2, refs[i].ndim, refs[i].shape), fix);
+    }
+    for (int j = 0; j < info.n && ok && info.n != want; j++) {
+        bool found = false;
+        for (int i = 0; i < want && !found; i++) found = !strcmp(info.tensors[j].name, refs[i].name);
+        if (!found)
+            ok = err_set(err, "checkpoint %s: %d tensors, but the model's %d parameter tensors need %d (exp_avg.* and "
+                         "exp_avg_sq.* of each): '%s' is not a moment of this model; %s", p, info.n, n, want,
+                         info.tensors[j].name, fix);
+    }
+    safetensors_info_free(&info);
+    return ok;
+}
+
 bool checkpoint_load_optimizer(const char *dir, const TensorRef *params, int n, float *exp_avg,
                                float *exp_avg_sq, Err *err) {
     char *names;
     TensorRef *refs = optimizer_refs(params, n, exp_avg, exp_avg_sq, &names);
-    bool ok = load_file(dir, kOptFile, refs, 2 * n,
-                        "it was saved without optimizer state, so training cannot resume exactly from it (load "
-                        "only the model weights instead)", err);
+    char p[CK_PATH];
+    bool ok = path_join(p, dir, kOptFile, err);
+    if (ok && is_file(p) && !check_optimizer_tensors(dir, p, params, refs, n, err)) ok = false;
+    ok = ok && load_file(dir, kOptFile, refs, 2 * n,
+                         "it was saved without optimizer state, so training cannot resume exactly from it (load "
+                         "only the model weights instead)", err);
     free(refs);
     free(names);
     return ok;

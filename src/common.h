@@ -58,6 +58,10 @@ bool fsync_dir(const char *dir, Err *err);
 // write(2) until all len bytes are written (retrying on EINTR); false with errno set on failure.
 bool write_all(int fd, const void *buf, size_t len);
 
+// Picks the candidate nearest to `word` (edit distance) if it is plausibly a typo of it; writes
+// " (did you mean 'x'?)" into out, or "" when none is close.
+void did_you_mean(const char *word, const char *const *cands, size_t n, char *out, size_t len);
+
 #define LL_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define LL_MAX(a, b) ((a) > (b) ? (a) : (b))
 

@@ -180,40 +180,6 @@ void train_config_defaults(TrainConfig *t) {
 // ---------------------------------------------------------------------------------------------------
 // Small text utilities
 
-static int edit_distance(const char *a, const char *b) {
-    size_t na = strlen(a), nb = strlen(b);
-    if (na > 63 || nb > 63) return 99;
-    int row[64];
-    for (size_t j = 0; j <= nb; j++) row[j] = (int)j;
-    for (size_t i = 1; i <= na; i++) {
-        int diag = row[0];
-        row[0] = (int)i;
-        for (size_t j = 1; j <= nb; j++) {
-            int up = row[j];
-            int best = diag + (a[i - 1] != b[j - 1]);
-            if (up + 1 < best) best = up + 1;
-            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[nb];
-}
-
-// Picks the closest candidate if it is plausibly a typo; writes " (did you mean 'x'?)" or "".
-static void did_you_mean(const char *key, const char *const *cands, size_t n, char *out, size_t len) {
-    const char *best = NULL;
-    int best_d = 1 << 30;
-    for (size_t i = 0; i < n; i++) {
-        int d = edit_distance(key, cands[i]);
-        if (d < best_d) { best_d = d; best = cands[i]; }
-    }
-    int limit = (int)strlen(key) / 3;
-    if (limit < 2) limit = 2;
-    if (best && best_d <= limit) snprintf(out, len, " (did you mean '%s'?)", best);
-    else if (len) out[0] = '\0';
-}
-
 // Shortest "%g" text that reads back as exactly this float (0.006f -> "0.006", not 0.006000000052).
 static void format_float(char *buf, size_t len, float v) {
     if (isnan(v)) { snprintf(buf, len, "NaN"); return; }

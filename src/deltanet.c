@@ -415,10 +415,11 @@ typedef struct {
 } ChunkIdx;
 
 static ChunkIdx chunk_idx(const DnCtx *k, int b, int c, int h) {
+    const ChunkSpan sp = chunk_span(k->T, k->C, b, c);
     ChunkIdx x;
-    x.t0 = (int64_t)c * k->C;
-    x.Lc = (int)LL_MIN((int64_t)k->C, k->T - x.t0);
-    x.row0 = (size_t)b * k->T + x.t0;
+    x.t0 = sp.t0;
+    x.Lc = sp.Lc;
+    x.row0 = sp.row0;
     x.Q = k->q + (x.row0 * k->H + h) * k->K;
     x.Kp = k->k + (x.row0 * k->H + h) * k->K;
     x.Vp = k->v + (x.row0 * k->H + h) * k->V;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "blas_setup.h"
+#include "cli.h"
 #include "data.h"
 #include "model_io.h"
 #include "passkey.h"
@@ -50,33 +51,17 @@ static void usage(FILE *f) {
 static Args parse_args(int argc, char **argv) {
     Args a = {.vendor = "data/vendor", .threads = -1, .trials = 5, .lengths = "256,512,1024",
               .depths = "0,0.25,0.5,0.75,1"};
-    for (int i = 1; i < argc; i++) {
-        const char *s = argv[i];
-        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
-            usage(stdout);
-            exit(0);
-        }
-        if (!strcmp(s, "--passkey")) { a.passkey = true; continue; }
-        if (strncmp(s, "--", 2) != 0) die("unexpected argument '%s' (options start with --; see --help)", s);
-        if (i + 1 >= argc) die("option '%s' needs a value (see --help)", s);
-        const char *v = argv[++i];
-        if (!strcmp(s, "--checkpoint")) a.checkpoint = v;
-        else if (!strcmp(s, "--data")) a.data = v;
-        else if (!strcmp(s, "--json")) a.json = v;
-        else if (!strcmp(s, "--csv")) a.csv = v;
-        else if (!strcmp(s, "--positions")) a.positions = v;
-        else if (!strcmp(s, "--tokenizer")) a.tokenizer = v;
-        else if (!strcmp(s, "--vendor")) a.vendor = v;
-        else if (!strcmp(s, "--lengths")) a.lengths = v;
-        else if (!strcmp(s, "--depths")) a.depths = v;
-        else if (!strcmp(s, "--seq_len")) a.seq_len = (int)option_ll(s, v, 1);
-        else if (!strcmp(s, "--batch_size")) a.batch_size = (int)option_ll(s, v, 1);
-        else if (!strcmp(s, "--batches")) a.batches = option_ll(s, v, 1);
-        else if (!strcmp(s, "--trials")) a.trials = (int)option_ll(s, v, 1);
-        else if (!strcmp(s, "--seed")) a.seed = (unsigned long long)option_ll(s, v, 0);
-        else if (!strcmp(s, "--threads")) a.threads = (int)option_ll(s, v, 0);
-        else die("unknown option '%s' (see --help)", s);
-    }
+    const CliOption opts[] = {
+        {"checkpoint", CLI_STR, &a.checkpoint, 0}, {"data", CLI_STR, &a.data, 0},
+        {"json", CLI_STR, &a.json, 0},             {"csv", CLI_STR, &a.csv, 0},
+        {"positions", CLI_STR, &a.positions, 0},   {"tokenizer", CLI_STR, &a.tokenizer, 0},
+        {"vendor", CLI_STR, &a.vendor, 0},         {"lengths", CLI_STR, &a.lengths, 0},
+        {"depths", CLI_STR, &a.depths, 0},         {"seq_len", CLI_INT, &a.seq_len, 1},
+        {"batch_size", CLI_INT, &a.batch_size, 1}, {"batches", CLI_LL, &a.batches, 1},
+        {"trials", CLI_INT, &a.trials, 1},         {"seed", CLI_U64, &a.seed, 0},
+        {"threads", CLI_INT, &a.threads, 0},       {"passkey", CLI_FLAG, &a.passkey, 0},
+    };
+    cli_parse(argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), usage);
     if (!a.checkpoint) {
         usage(stderr);
         die("give --checkpoint RUN_DIR");

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "blas_setup.h"
+#include "cli.h"
 #include "model_io.h"
 #include "rng.h"
 #include "sampler.h"
@@ -60,45 +61,21 @@ static void usage(FILE *f) {
           f);
 }
 
-static float parse_f(const char *opt, const char *v) {
-    char *end;
-    float x = strtof(v, &end);
-    if (*end || end == v) die("%s needs a number, got '%s'", opt, v);
-    return x;
-}
-
 static Args parse_args(int argc, char **argv) {
     Args a = {.tokens = 128, .samples = 1, .sc = {.temperature = 1.0f, .top_k = 0, .top_p = 1.0f},
               .vendor = "data/vendor", .threads = -1};
-    for (int i = 1; i < argc; i++) {
-        const char *s = argv[i];
-        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
-            usage(stdout);
-            exit(0);
-        }
-        if (!strcmp(s, "--ignore-eot")) { a.ignore_eot = true; continue; }
-        if (!strcmp(s, "--quiet")) { a.quiet = true; continue; }
-        if (strncmp(s, "--", 2) != 0) die("unexpected argument '%s' (options start with --; see --help)", s);
-        if (i + 1 >= argc) die("option '%s' needs a value (see --help)", s);
-        const char *v = argv[++i];
-        if (!strcmp(s, "--checkpoint")) a.checkpoint = v;
-        else if (!strcmp(s, "--config")) a.config = v;
-        else if (!strcmp(s, "--prompt")) a.prompt = v;
-        else if (!strcmp(s, "--prompt-file")) a.prompt_file = v;
-        else if (!strcmp(s, "--prompt-ids")) a.prompt_ids = v;
-        else if (!strcmp(s, "--tokenizer")) a.tokenizer = v;
-        else if (!strcmp(s, "--vendor")) a.vendor = v;
-        else if (!strcmp(s, "--decode-table")) a.decode_table = v;
-        else if (!strcmp(s, "--stats")) a.stats = v;
-        else if (!strcmp(s, "--tokens")) a.tokens = option_ll(s, v, 0);
-        else if (!strcmp(s, "--samples")) a.samples = (int)option_ll(s, v, 1);
-        else if (!strcmp(s, "--temperature")) a.sc.temperature = parse_f(s, v);
-        else if (!strcmp(s, "--top-k")) a.sc.top_k = (int)option_ll(s, v, 0);
-        else if (!strcmp(s, "--top-p")) a.sc.top_p = parse_f(s, v);
-        else if (!strcmp(s, "--seed")) a.seed = (unsigned long long)option_ll(s, v, 0);
-        else if (!strcmp(s, "--threads")) a.threads = (int)option_ll(s, v, 0);
-        else die("unknown option '%s' (see --help)", s);
-    }
+    const CliOption opts[] = {
+        {"checkpoint", CLI_STR, &a.checkpoint, 0},     {"config", CLI_STR, &a.config, 0},
+        {"prompt", CLI_STR, &a.prompt, 0},             {"prompt-file", CLI_STR, &a.prompt_file, 0},
+        {"prompt-ids", CLI_STR, &a.prompt_ids, 0},     {"tokenizer", CLI_STR, &a.tokenizer, 0},
+        {"vendor", CLI_STR, &a.vendor, 0},             {"decode-table", CLI_STR, &a.decode_table, 0},
+        {"stats", CLI_STR, &a.stats, 0},               {"tokens", CLI_LL, &a.tokens, 0},
+        {"samples", CLI_INT, &a.samples, 1},           {"temperature", CLI_FLOAT, &a.sc.temperature, 0},
+        {"top-k", CLI_INT, &a.sc.top_k, 0},            {"top-p", CLI_FLOAT, &a.sc.top_p, 0},
+        {"seed", CLI_U64, &a.seed, 0},                 {"threads", CLI_INT, &a.threads, 0},
+        {"ignore-eot", CLI_FLAG, &a.ignore_eot, 0},    {"quiet", CLI_FLAG, &a.quiet, 0},
+    };
+    cli_parse(argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), usage);
     if (!a.checkpoint == !a.config) {
         usage(stderr);
         die("give exactly one of --checkpoint RUN_DIR and --config FILE");

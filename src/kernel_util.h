@@ -1,6 +1,6 @@
 // kernel_util.h — small helpers shared by the chunkwise kernels (ssd_chunk.c, scan_ssd.c, scan_loglinear.c,
-// deltanet.c): a branch-free e^x for non-positive exponents, a GEMM that overwrites its output, and
-// vectorisable dot products / sums with a fixed summation order.
+// deltanet.c): a branch-free e^x for non-positive exponents, a GEMM that overwrites its output,
+// vectorisable dot products / sums with a fixed summation order, and the token span of a chunk.
 //
 // Files that call scan_exp in their loops are compiled with -fno-trapping-math (Makefile: SCAN_KERNELS):
 // with -ftrapping-math GCC refuses to if-convert its clamps and the decay loops stay scalar (~4x slower).
@@ -14,6 +14,7 @@
 #include <cblas.h>
 
 #include "activations.h"
+#include "common.h"
 
 // e^x for x <= 0 (positive x is clamped to 0, x < -87.3 gives ~1e-38 instead of a denormal), within
 // 2 ulp of expf: the polynomial of activations.h (bit for bit act_expf of the clamped x, tests/test_ops.c).
@@ -59,6 +60,19 @@ static inline float scan_sum(const float *restrict a, int n) {
     float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
     for (; i < n; i++) s += a[i];
     return s;
+}
+
+// Chunk c of batch row b, for sequences of T tokens cut into chunks of C (the last one may be short):
+// tokens [t0, t0 + Lc), whose first row in the (B·T, ·) activations is row0 = b·T + t0.
+typedef struct {
+    int64_t t0;
+    int Lc;
+    size_t row0;
+} ChunkSpan;
+
+static inline ChunkSpan chunk_span(int64_t T, int C, int b, int c) {
+    const int64_t t0 = (int64_t)c * C;
+    return (ChunkSpan){.t0 = t0, .Lc = (int)LL_MIN((int64_t)C, T - t0), .row0 = (size_t)b * T + t0};
 }
 
 #endif

@@ -94,7 +94,7 @@ static void str_add_json(Str *s, const char *x) {
 }
 
 // Formats a shape as "[a,b,c]" into buf.
-static const char *shape_str(char *buf, size_t len, int ndim, const int64_t *shape) {
+const char *tensor_shape_str(char *buf, size_t len, int ndim, const int64_t *shape) {
     size_t k = (size_t)snprintf(buf, len, "[");
     for (int i = 0; i < ndim && k < len; i++)
         k += (size_t)snprintf(buf + k, len - k, "%s%" PRId64, i ? "," : "", shape[i]);
@@ -496,7 +496,7 @@ static bool parse_entry(const char *path, const StHeader *h, const cJSON *it, St
         char sb[128];
         return err_set(err, "%s: tensor '%s' (%s %s) needs %" PRId64 " bytes but its data_offsets [%" PRId64
                        ",%" PRId64 "] span %" PRId64 "; the file is corrupt", path, name, ti->dtype,
-                       shape_str(sb, sizeof sb, ti->ndim, ti->shape), numel * dsize, b, e, e - b);
+                       tensor_shape_str(sb, sizeof sb, ti->ndim, ti->shape), numel * dsize, b, e, e - b);
     }
     if (e > h->data_size)
         return err_set(err, "%s: file is truncated: tensor '%s' ends at byte %" PRId64 " of the data section but "
@@ -578,7 +578,8 @@ bool safetensors_read(const char *path, const TensorRef *expected, int n, bool s
         if (!same) {
             err_set(err, "%s: tensor '%s' has shape %s but the model config needs %s; the file was written for a "
                     "different model config — pass the matching --config", path, t->name,
-                    shape_str(s1, sizeof s1, ti.ndim, ti.shape), shape_str(s2, sizeof s2, t->ndim, t->shape));
+                    tensor_shape_str(s1, sizeof s1, ti.ndim, ti.shape),
+                    tensor_shape_str(s2, sizeof s2, t->ndim, t->shape));
             goto done;
         }
         ReadJob *j = &jobs[i];

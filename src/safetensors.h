@@ -25,6 +25,8 @@ typedef struct {
 
 // Number of elements of a TensorRef (1 for ndim 0).
 int64_t tensor_numel(const TensorRef *t);
+// "[2,3]" into buf (for messages); returns buf.
+const char *tensor_shape_str(char *buf, size_t len, int ndim, const int64_t *shape);
 
 // Writes n F32 tensors, in the given order, to `path`.
 // meta_kv: extra string metadata as a NULL-terminated list k1, v1, k2, v2, ..., NULL (or NULL for none);

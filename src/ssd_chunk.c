@@ -206,26 +206,60 @@ static void state_inputs(const ScanCtx *k, float *Xt, int hh, const float *csh, 
     }
 }
 
+// What chunk task (b, c, g) works on: the chunk's tokens and the columns of group g in C (Q) and B (K) for them.
+typedef struct {
+    ChunkSpan s;          // the chunk's tokens [t0, t0 + Lc), first row b·T + t0
+    const float *Q, *K;   // (Lc, N) stride ld_bc
+    bool has_state;       // every chunk but the last forms a local state
+} ChunkTask;
+
+static ChunkTask chunk_task(const ScanCtx *k, int b, int c, int g) {
+    ChunkTask t = {.s = chunk_span(k->T, k->Cs, b, c)};
+    t.Q = k->Cm + t.s.row0 * k->ld_bc + (size_t)g * k->N;
+    t.K = k->Bm + t.s.row0 * k->ld_bc + (size_t)g * k->N;
+    t.has_state = c < k->NC - 1;
+    return t;
+}
+
+// The heads of group g in blocks [hb0, hb0 + nh) of at most HB heads: the heads one batched GEMM serves.
+#define FOR_HEAD_BLOCK(k, g, hb0, nh)                                                        \
+    for (int hb0 = (g) * (k)->Hg, nh = LL_MIN((k)->HB, (k)->Hg); hb0 < ((g) + 1) * (k)->Hg; \
+         hb0 += (k)->HB, nh = LL_MIN((k)->HB, ((g) + 1) * (k)->Hg - hb0))
+
+// Head h's values of a per-(b, h, t) buffer (cs, ecs) over the task's tokens.
+static inline float *head_row(const ScanCtx *k, float *buf, int b, int h, const ChunkTask *ct) {
+    return buf + ((size_t)b * k->H + h) * k->T + ct->s.t0;
+}
+
+// Head h's chunk-local decays (cs, exp(cs) into the scan's buffers, dt into w->dtv) and, when the chunk forms
+// a state, its columns (slot hh of the block) of Xt. Returns cs.
+static const float *head_decays(const ScanCtx *k, const ChunkTask *ct, int b, int h, int hh, const ChunkBuf *w) {
+    float *csh = head_row(k, k->cs, b, h, ct), *ech = head_row(k, k->ecs, b, h, ct);
+    chunk_decays(csh, ech, w->dtv, k->dt + ct->s.row0 * k->H + h, k->H, k->A[h], ct->s.Lc);
+    if (ct->has_state)
+        state_inputs(k, w->Xt, hh, csh, w->dtv, 1, k->x + ct->s.row0 * k->ld_x + (size_t)h * k->P, ct->s.Lc);
+    return csh;
+}
+
+// The local states of head block [hb0, hb0 + nh): Sc (nh·P, N) = Xtᵀ K, written as (h, P, N) blocks of S.
+static void block_states(const ScanCtx *k, const ChunkTask *ct, int b, int c, int hb0, int nh, const ChunkBuf *w) {
+    scan_gemm0(CblasTrans, CblasNoTrans, nh * k->P, k->N, ct->s.Lc, w->Xt, k->HB * k->P, ct->K, k->ld_bc,
+               scan_state(k, k->S, b, c, hb0), k->N);
+}
+
 void scan_chunk_forward(const ScanCtx *k, int b, int c, int g, const ScanReads *rd, float *tb) {
     (void)rd;
-    const int Cs = k->Cs, N = k->N, P = k->P, H = k->H, HP = H * P, ldt = k->HB * P;
-    const int64_t T = k->T, t0 = (int64_t)c * Cs;
-    const int Lc = (int)LL_MIN((int64_t)Cs, T - t0);
-    const size_t row0 = (size_t)b * T + t0;
-    const float *Q = k->Cm + row0 * k->ld_bc + (size_t)g * N;  // (Lc, N) stride ld_bc
-    const float *K = k->Bm + row0 * k->ld_bc + (size_t)g * N;  // (Lc, N) stride ld_bc
-    const bool has_state = c < k->NC - 1;
-    const size_t ld_lam = (size_t)H * k->levels;
+    const int Cs = k->Cs, N = k->N, P = k->P, H = k->H, HP = H * P;
+    const ChunkTask ct = chunk_task(k, b, c, g);
+    const int Lc = ct.s.Lc;
+    const size_t row0 = ct.s.row0, ld_lam = (size_t)H * k->levels;
     ChunkBuf w = chunk_buf(k, tb, NULL);
 
-    cb_lower(w.CB, Q, K, Lc, N, k->ld_bc, Cs);
-    for (int hb0 = g * k->Hg; hb0 < (g + 1) * k->Hg; hb0 += k->HB) {
-        const int nh = LL_MIN(k->HB, (g + 1) * k->Hg - hb0);
+    cb_lower(w.CB, ct.Q, ct.K, Lc, N, k->ld_bc, Cs);
+    FOR_HEAD_BLOCK(k, g, hb0, nh) {
         for (int hh = 0; hh < nh; hh++) {
             const int h = hb0 + hh;
-            float *csh = k->cs + ((size_t)b * H + h) * T + t0;
-            float *ech = k->ecs + ((size_t)b * H + h) * T + t0;
-            chunk_decays(csh, ech, w.dtv, k->dt + row0 * H + h, H, k->A[h], Lc);
+            const float *csh = head_decays(k, &ct, b, h, hh, &w);
             const float *lamh = k->lam ? k->lam + row0 * ld_lam + (size_t)h * k->levels : NULL;
             mask_forward(w.M, w.CB, csh, w.dtv, lamh, ld_lam, Lc, Cs);
             const float *Xh = k->x + row0 * k->ld_x + (size_t)h * P;
@@ -241,11 +275,8 @@ void scan_chunk_forward(const ScanCtx *k, int b, int c, int g, const ScanReads *
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, P, r1, 1.0f, w.M + (size_t)r0 * Cs,
                             Cs, Xh, k->ld_x, 1.0f, yh + (size_t)r0 * HP, HP);
             }
-            if (has_state) state_inputs(k, w.Xt, hh, csh, w.dtv, 1, Xh, Lc);
         }
-        if (has_state)  // Sc (nh·P, N) = Xtᵀ K, written as (h, P, N) blocks of S
-            scan_gemm0(CblasTrans, CblasNoTrans, nh * P, N, Lc, w.Xt, ldt, K, k->ld_bc,
-                       scan_state(k, k->S, b, c, hb0), N);
+        if (ct.has_state) block_states(k, &ct, b, c, hb0, nh, &w);
     }
 }
 
@@ -272,19 +303,18 @@ static void gather_reads(float *restrict Tc, const ScanCtx *k, const ScanReads *
 }
 
 void scan_chunk_read_forward(const ScanCtx *k, int b, int c, int g, const ScanReads *rd, float *tb) {
-    const int Cs = k->Cs, N = k->N, P = k->P, H = k->H, HP = H * P, ld = rd->n * N;
-    const int64_t T = k->T, t0 = (int64_t)c * Cs;
-    const int Lc = (int)LL_MIN((int64_t)Cs, T - t0);
-    const size_t row0 = (size_t)b * T + t0;
-    const float *Q = k->Cm + row0 * k->ld_bc + (size_t)g * N;
-    const size_t ld_lam = (size_t)H * k->levels;
+    const int N = k->N, P = k->P, H = k->H, HP = H * P, ld = rd->n * N;
+    const ChunkTask ct = chunk_task(k, b, c, g);
+    const int Lc = ct.s.Lc;
+    const size_t row0 = ct.s.row0, ld_lam = (size_t)H * k->levels;
+    const float *Q = ct.Q;
     ChunkBuf w = chunk_buf(k, tb, NULL);
     if (rd->n == 0) return;
 
     for (int h = g * k->Hg; h < (g + 1) * k->Hg; h++) {
         gather_reads(w.Tc, k, rd, b, c, h);
         // W (Lc, nr·N): row i, block r = e^{cs_i} λ_i[lev_r] q_i
-        const float *ech = k->ecs + ((size_t)b * H + h) * T + t0;
+        const float *ech = head_row(k, k->ecs, b, h, &ct);
         const float *lamh = k->lam ? k->lam + row0 * ld_lam + (size_t)h * k->levels : NULL;
         for (int i = 0; i < Lc; i++) {
             const float *restrict qi = Q + (size_t)i * k->ld_bc;
@@ -301,25 +331,19 @@ void scan_chunk_read_forward(const ScanCtx *k, int b, int c, int g, const ScanRe
 }
 
 void scan_chunk_backward_prep(const ScanCtx *k, int b, int c, int g, const ScanReads *rd, float *tb) {
-    const int Cs = k->Cs, N = k->N, P = k->P, H = k->H, HP = H * P, ldt = k->HB * P;
-    const int64_t T = k->T, t0 = (int64_t)c * Cs;
-    const int Lc = (int)LL_MIN((int64_t)Cs, T - t0);
-    const size_t row0 = (size_t)b * T + t0;
-    const float *Q = k->Cm + row0 * k->ld_bc + (size_t)g * N;
-    const float *K = k->Bm + row0 * k->ld_bc + (size_t)g * N;
-    const bool has_state = c < k->NC - 1;
+    const int N = k->N, P = k->P, H = k->H, HP = H * P, ldt = k->HB * P;
+    const ChunkTask ct = chunk_task(k, b, c, g);
+    const int Lc = ct.s.Lc;
+    const size_t row0 = ct.s.row0;
     // SSD: the gradient of the one read (the running state) is formed here; log-linear: by ll_read_grads
     const bool dread = !k->loglinear && rd->n > 0;
     ChunkBuf w = chunk_buf(k, tb, NULL);
 
-    for (int hb0 = g * k->Hg; hb0 < (g + 1) * k->Hg; hb0 += k->HB) {
-        const int nh = LL_MIN(k->HB, (g + 1) * k->Hg - hb0);
+    FOR_HEAD_BLOCK(k, g, hb0, nh) {
         for (int hh = 0; hh < nh; hh++) {
             const int h = hb0 + hh;
-            float *csh = k->cs + ((size_t)b * H + h) * T + t0;
-            float *ech = k->ecs + ((size_t)b * H + h) * T + t0;
-            chunk_decays(csh, ech, w.dtv, k->dt + row0 * H + h, H, k->A[h], Lc);
-            if (has_state) state_inputs(k, w.Xt, hh, csh, w.dtv, 1, k->x + row0 * k->ld_x + (size_t)h * P, Lc);
+            head_decays(k, &ct, b, h, hh, &w);
+            const float *ech = head_row(k, k->ecs, b, h, &ct);
             if (dread) {  // Z = diag(exp(cs)) dY, this head's columns
                 const float *dyh = k->dy + row0 * HP + (size_t)h * P;
                 for (int i = 0; i < Lc; i++) {
@@ -329,11 +353,9 @@ void scan_chunk_backward_prep(const ScanCtx *k, int b, int c, int g, const ScanR
                 }
             }
         }
-        if (has_state)
-            scan_gemm0(CblasTrans, CblasNoTrans, nh * P, N, Lc, w.Xt, ldt, K, k->ld_bc,
-                       scan_state(k, k->S, b, c, hb0), N);
+        if (ct.has_state) block_states(k, &ct, b, c, hb0, nh, &w);
         if (dread)  // Σ_i exp(cs_i) dy_i q_iᵀ, (nh·P, N)
-            scan_gemm0(CblasTrans, CblasNoTrans, nh * P, N, Lc, w.Z, ldt, Q, k->ld_bc,
+            scan_gemm0(CblasTrans, CblasNoTrans, nh * P, N, Lc, w.Z, ldt, ct.Q, k->ld_bc,
                        scan_state(k, k->dS, b, c, hb0), N);
     }
 }
@@ -371,29 +393,27 @@ static void mask_backward(float *M, float *Gm, float *dCB, float *restrict rowR,
 
 void scan_chunk_backward(const ScanCtx *k, int b, int c, int g, const ScanReads *rd, float *tb) {
     const int Cs = k->Cs, N = k->N, P = k->P, H = k->H, HP = H * P, ldt = k->HB * P;
-    const int64_t T = k->T, t0 = (int64_t)c * Cs;
-    const int Lc = (int)LL_MIN((int64_t)Cs, T - t0);
-    const size_t row0 = (size_t)b * T + t0;
+    const ChunkTask ct = chunk_task(k, b, c, g);
+    const int Lc = ct.s.Lc;
+    const bool has_state = ct.has_state;
+    const size_t row0 = ct.s.row0;
     const int ldbc = k->ld_bc, ldx = k->ld_x;
-    const float *Q = k->Cm + row0 * ldbc + (size_t)g * N;
-    const float *K = k->Bm + row0 * ldbc + (size_t)g * N;
+    const float *Q = ct.Q, *K = ct.K;
     float *dQ = k->dCm + row0 * ldbc + (size_t)g * N;  // (Lc, N) stride ld_bc, owned by this task
     float *dK = k->dBm + row0 * ldbc + (size_t)g * N;
-    const bool has_state = c < k->NC - 1;
     const size_t ld_lam = (size_t)H * k->levels;
     ChunkBuf w = chunk_buf(k, tb, NULL);
 
     cb_lower(w.CB, Q, K, Lc, N, ldbc, Cs);
     memset(w.dCB, 0, sizeof(float) * (size_t)Lc * Cs);
-    for (int hb0 = g * k->Hg; hb0 < (g + 1) * k->Hg; hb0 += k->HB) {
-        const int nh = LL_MIN(k->HB, (g + 1) * k->Hg - hb0);
+    FOR_HEAD_BLOCK(k, g, hb0, nh) {
         if (has_state) {
             const float *dSc = scan_state(k, k->dS, b, c, hb0);  // (nh, P, N)
             // dV (Lc, nh·P) = K dScᵀ (state part of dv before the exp(Γ - cs_j) row scale)
             scan_gemm0(CblasNoTrans, CblasTrans, Lc, nh * P, N, K, ldbc, dSc, N, w.dV, ldt);
             for (int hh = 0; hh < nh; hh++) {
                 const int h = hb0 + hh;
-                const float *csh = k->cs + ((size_t)b * H + h) * T + t0;
+                const float *csh = head_row(k, k->cs, b, h, &ct);
                 state_inputs(k, w.Xt, hh, csh, k->dt + row0 * H + h, H, k->x + row0 * ldx + (size_t)h * P, Lc);
             }
             // dk_j += Σ_h exp(Γ-cs_j) dt_j dSc_hᵀ x_j: one GEMM over the batch's heads
@@ -402,8 +422,7 @@ void scan_chunk_backward(const ScanCtx *k, int b, int c, int g, const ScanReads 
         }
         for (int hh = 0; hh < nh; hh++) {
             const int h = hb0 + hh;
-            const float *csh = k->cs + ((size_t)b * H + h) * T + t0;
-            const float *ech = k->ecs + ((size_t)b * H + h) * T + t0;
+            const float *csh = head_row(k, k->cs, b, h, &ct), *ech = head_row(k, k->ecs, b, h, &ct);
             const float *Xh = k->x + row0 * ldx + (size_t)h * P;
             const float *dyh = k->dy + row0 * HP + (size_t)h * P;
             float *dxh = k->dx + row0 * ldx + (size_t)h * P;

@@ -29,6 +29,7 @@
 #include "model_io.h"
 #include "optimizer.h"
 #include "peak.h"
+#include "resume_check.h"
 #include "rng.h"
 #include "run_dir.h"
 #include "safetensors.h"
@@ -136,11 +137,7 @@ static Args parse_args(int argc, char **argv) {
         else if (strcmp(name, "dump-grads") == 0) a.dump_grads = v;
         else if (strcmp(name, "positions") == 0) a.positions = v;
         else if (strcmp(name, "init-from") == 0) a.init_from = v;
-        else if (strcmp(name, "stop-at") == 0) {
-            char *end;
-            a.stop_at = strtoll(v, &end, 10);
-            if (*end || a.stop_at <= 0) die("--stop-at needs a positive step number, got '%s'", v);
-        }
+        else if (strcmp(name, "stop-at") == 0) a.stop_at = option_ll("--stop-at", v, 1);
         else {
             if (a.noverrides >= 128) die("too many overrides");
             size_t n = strlen(name) + strlen(v) + 2;
@@ -173,6 +170,7 @@ typedef struct {
     FILE *log;
     TrainState st;
     char ckpt_dir[1024];       // the checkpoint resumed from ("" for a fresh run)
+    uint64_t ckpt_seed;        // train.seed of its train_config.json (before any --seed override)
 } Trainer;
 
 // Tensors with their own storage (and so their own AdamW moments): all but a tied lm_head alias, which
@@ -362,6 +360,7 @@ static void setup_config(Trainer *t, const Args *args) {
         if (!config_load_with_model_overrides(&t->cfg, path, model_kv, n_model, t->config_origin,
                                               sizeof t->config_origin, &err))
             die("%s", err.msg);
+        t->ckpt_seed = t->cfg.train.seed;
         if (n_model) {
             Config saved;
             if (!config_load(&saved, path, NULL, 0, &err)) die("%s", err.msg);
@@ -480,9 +479,11 @@ static void setup_weights(Trainer *t, const Args *args) {
         if (!checkpoint_read_text(dir, "state.json", &sj, &err)) die("%s", err.msg);
         char origin[1100];
         snprintf(origin, sizeof origin, "%s/state.json", dir);
-        const TrainStateExpect expect = {.step = checkpoint_step(dir),
+        const TrainStateExpect expect = {.step = checkpoint_step(dir), .seed = &t->ckpt_seed,
                                          .num_windows = dataloader_num_windows(t->train)};
-        if (!train_state_from_json(&t->st, sj, origin, &expect, &err)) die("%s", err.msg);
+        if (!train_state_from_json(&t->st, sj, origin, &expect, &err) ||
+            !resume_check_moments(&t->st, t->refs, num_moment_tensors(t), t->m1, t->m2, dir, &err))
+            die("%s", err.msg);
         free(sj);
         if (!dataloader_seek(t->train, t->st.data, &err)) die("%s", err.msg);
         return;
@@ -823,6 +824,10 @@ int main(int argc, char **argv) {
         die("%s", err.msg);
     setup_model_and_data(&t);
     setup_weights(&t, &args);
+    // tokens_seen = step x tokens_per_step while the batch layout stays as it started (state.json checks it)
+    const int64_t tokens_per_step =
+        (int64_t)t.cfg.train.batch_size * t.cfg.train.seq_len * t.cfg.train.grad_accum * dist_size();
+    if (t.st.tokens_per_step != tokens_per_step) t.st.tokens_per_step = t.st.step == 0 ? tokens_per_step : 0;
     dp_sync_start(t.model, t.m1, t.m2, &t.cfg, t.train, t.st.step);
     if (args.dump_grads) {
         dp_single_process_only("--dump-grads");

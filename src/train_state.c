@@ -11,10 +11,11 @@ char *train_state_to_json(const TrainState *s, uint64_t seed) {
     char *buf = xmalloc(1024);
     snprintf(buf, 1024,
              "{\n  \"step\": %lld,\n  \"data_epoch\": \"%llu\",\n  \"data_cursor\": \"%llu\",\n"
-             "  \"tokens_seen\": %lld,\n  \"bad_steps_total\": %lld,\n  \"consecutive_bad\": %d,\n"
-             "  \"elapsed_seconds\": %.3f,\n  \"seed\": \"%llu\"\n}\n",
+             "  \"tokens_seen\": %lld,\n  \"tokens_per_step\": %lld,\n  \"bad_steps_total\": %lld,\n"
+             "  \"consecutive_bad\": %d,\n  \"elapsed_seconds\": %.3f,\n  \"seed\": \"%llu\"\n}\n",
              (long long)s->step, (unsigned long long)s->data.epoch, (unsigned long long)s->data.cursor,
-             (long long)s->tokens_seen, (long long)s->bad_steps_total, s->consecutive_bad, s->elapsed,
+             (long long)s->tokens_seen, (long long)s->tokens_per_step, (long long)s->bad_steps_total,
+             s->consecutive_bad, s->elapsed,
              (unsigned long long)seed);
     return buf;
 }
@@ -53,7 +54,7 @@ bool train_state_from_json(TrainState *s, const char *json, const char *origin, 
     bool ok = false;
     TrainState t;
     memset(&t, 0, sizeof t);
-    uint64_t step, epoch, cursor, tokens, bad_total, bad_run, seed;
+    uint64_t step, epoch, cursor, tokens, tps = 0, bad_total, bad_run, seed;
     if (!cJSON_IsObject(d.root)) {
         err_set(err, "%s: expected a JSON object; " STATE_HINT, origin);
         goto done;
@@ -62,6 +63,9 @@ bool train_state_from_json(TrainState *s, const char *json, const char *origin, 
     if (!read_u64(&d, "step", INT32_MAX, &step, err) || !read_u64(&d, "data_epoch", UINT64_MAX, &epoch, err) ||
         !read_u64(&d, "data_cursor", UINT64_MAX, &cursor, err) ||
         !read_u64(&d, "tokens_seen", INT64_MAX, &tokens, err) ||
+        // optional: checkpoints written before it lack it (0 = unknown)
+        (cJSON_GetObjectItemCaseSensitive(d.root, "tokens_per_step") &&
+         !read_u64(&d, "tokens_per_step", INT64_MAX, &tps, err)) ||
         !read_u64(&d, "bad_steps_total", INT64_MAX, &bad_total, err) ||
         !read_u64(&d, "consecutive_bad", INT32_MAX, &bad_run, err) || !read_u64(&d, "seed", UINT64_MAX, &seed, err))
         goto done;
@@ -98,6 +102,18 @@ bool train_state_from_json(TrainState *s, const char *json, const char *origin, 
                 origin, (unsigned long long)tokens, (unsigned long long)step);
         goto done;
     }
+    if (tps > 0 && (tokens % tps != 0 || tokens / tps != step)) {
+        err_set(err, "%s: field 'tokens_seen' = %llu does not fit 'step' = %llu x 'tokens_per_step' = %llu (= %.0f "
+                "tokens); " STATE_HINT, origin, (unsigned long long)tokens, (unsigned long long)step,
+                (unsigned long long)tps, (double)step * (double)tps);
+        goto done;
+    }
+    if (expect && expect->seed && seed != *expect->seed) {
+        err_set(err, "%s: field 'seed' = %llu, but the checkpoint's train_config.json has train.seed = %llu (the seed "
+                "fixes the data order: they are always the same); " STATE_HINT, origin, (unsigned long long)seed,
+                (unsigned long long)*expect->seed);
+        goto done;
+    }
     if (expect && expect->num_windows >= 0 && cursor >= (uint64_t)expect->num_windows) {
         err_set(err, "%s: field 'data_cursor' = %llu is past the %lld windows of the training data: the checkpoint "
                 "was made with different shards, seq_len or batch layout; resume with the same train_data and "
@@ -108,6 +124,7 @@ bool train_state_from_json(TrainState *s, const char *json, const char *origin, 
     t.data.epoch = epoch;
     t.data.cursor = cursor;
     t.tokens_seen = (int64_t)tokens;
+    t.tokens_per_step = (int64_t)tps;
     t.bad_steps_total = (int64_t)bad_total;
     t.consecutive_bad = (int)bad_run;
     t.elapsed = elapsed;

@@ -15,6 +15,8 @@ typedef struct {
     int64_t step;              // optimizer steps completed
     DataPosition data;         // next training batch
     int64_t tokens_seen;
+    int64_t tokens_per_step;   // the tokens of every step so far, or 0 when that changed during the run (or
+                               //   a checkpoint predating the field): tokens_seen = step x tokens_per_step
     int64_t bad_steps_total;
     int consecutive_bad;
     double elapsed;            // training seconds so far
@@ -24,6 +26,7 @@ typedef struct {
 typedef struct {
     int64_t step;              // the checkpoint's step (its manifest), or -1
     int64_t num_windows;       // windows per epoch of the training data: data_cursor must be below it
+    const uint64_t *seed;      // train.seed of the checkpoint's train_config.json, or NULL
 } TrainStateExpect;
 
 // state.json text (malloc'd; free it).

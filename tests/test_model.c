@@ -6,7 +6,7 @@
 #include "config.h"
 #include "model.h"
 #include "sampler.h"
-#include "testutil.h"
+#include "testmodel.h"
 
 static const ModelType TYPES[] = {MODEL_TRANSFORMER, MODEL_MAMBA2, MODEL_LOGLINEAR_MAMBA2, MODEL_GATED_DELTANET,
                                   MODEL_LOGLINEAR_GATED_DELTANET};
@@ -87,10 +87,7 @@ static ModelConfig tiny_no_gate(ModelType t) {
 static void check_model_gradients_cfg(ModelConfig c, const char *label) {
     const ModelType type = c.type;
     const int B = 2, T = 11;   // T not a multiple of the chunk
-    Err err;
-    Model *m = model_create(&c, B, T, &err);
-    ck_assert_msg(m != NULL, "%s", err.msg);
-    model_init(m, 7);
+    Model *m = tu_model(&c, B, T, 7);
     uint64_t s = 99;
     // Perturb the non-matrix parameters too (norm weights, A_log, D, L, dt_bias) so their gradients are generic.
     float *p = model_params(m);
@@ -193,10 +190,7 @@ START_TEST(test_options_take_effect) {
         if (types[i] == MODEL_TRANSFORMER) off.window_size = 0;
         else off.time_step_limit[0] = 0.0f, off.time_step_limit[1] = INFINITY;
         const int B = 2, T = 11;
-        Err err;
-        Model *ma = model_create(&on, B, T, &err), *mb = model_create(&off, B, T, &err);
-        ck_assert(ma && mb);
-        model_init(ma, 7);
+        Model *ma = tu_model(&on, B, T, 7), *mb = tu_model(&off, B, T, 7);   // mb: ma's weights, copied below
         uint64_t s = 99;
         float *p = model_params(ma);
         for (int t = 0; t < model_num_tensors(ma); t++) {   // the same perturbation as the FD test
@@ -226,10 +220,7 @@ START_TEST(test_decode_matches_forward) {
         ModelConfig c = ti < ntypes ? tiny(type) : tiny_options(type);
         c.initializer_range = 0.1f;
         const int T = 45;   // many chunks of 4: levels up to bit_length(44)+1 = 7
-        Err err;
-        Model *m = model_create(&c, 1, T, &err);
-        ck_assert_msg(m != NULL, "%s", err.msg);
-        model_init(m, 3);
+        Model *m = tu_model(&c, 1, T, 3);
         uint64_t s = 5 + ti;
         int32_t in[T];
         random_tokens(in, T, c.vocab_size, &s);
@@ -295,11 +286,7 @@ START_TEST(test_equal_lambda_reduces_to_mamba2) {
     cl.n_groups = cm.n_groups = 1;
     cl.norm_eps = cm.norm_eps = 1e-12f;   // make the norm exactly scale-invariant for the comparison
     const int T = 40;
-    Err err;
-    Model *ml = model_create(&cl, 1, T, &err), *mm = model_create(&cm, 1, T, &err);
-    ck_assert(ml && mm);
-    model_init(ml, 11);
-    model_init(mm, 12);
+    Model *ml = tu_model(&cl, 1, T, 11), *mm = tu_model(&cm, 1, T, 12);
     // Copy every tensor of the Mamba-2 model from the log-linear one (in_proj: its first rows; the dl
     // rows only feed λ), then L = 0 and D_mamba2 = D / ln 2.
     copy_tensors_by_name(mm, ml);
@@ -404,10 +391,7 @@ END_TEST
 START_TEST(test_init_rules) {
     ModelConfig c = tiny(MODEL_LOGLINEAR_MAMBA2);
     c.initializer_range = 0.006f;
-    Err err;
-    Model *m = model_create(&c, 1, 8, &err);
-    ck_assert_msg(m != NULL, "%s", err.msg);
-    model_init(m, 1);
+    Model *m = tu_model(&c, 1, 8, 1);
     const Weights *w = model_weights(m);
     for (int l = 0; l < c.num_layers; l++) {
         const BlockWeights *bw = &w->layers[l];
@@ -457,11 +441,7 @@ START_TEST(test_equal_lambda_reduces_to_gated_deltanet) {
     cl.initializer_range = cg.initializer_range = 0.1f;
     cl.norm_eps = cg.norm_eps = 1e-30f;   // the per-head norms see outputs scaled by ln2 vs 1/√dk: make the eps negligible
     const int T = 40;
-    Err err;
-    Model *ml = model_create(&cl, 1, T, &err), *mg = model_create(&cg, 1, T, &err);
-    ck_assert(ml && mg);
-    model_init(ml, 11);
-    model_init(mg, 12);
+    Model *ml = tu_model(&cl, 1, T, 11), *mg = tu_model(&cg, 1, T, 12);
     copy_tensors_by_name(mg, ml);
     const Weights *wl = model_weights(ml);
     for (int l = 0; l < cl.num_layers; l++)
@@ -507,10 +487,7 @@ START_TEST(test_init_rules_gdn) {
     ModelConfig c = tiny(MODEL_LOGLINEAR_GATED_DELTANET);
     c.num_heads = 16;   // enough draws to see the spread of A
     c.initializer_range = 0.006f;
-    Err err;
-    Model *m = model_create(&c, 1, 8, &err);
-    ck_assert_msg(m != NULL, "%s", err.msg);
-    model_init(m, 1);
+    Model *m = tu_model(&c, 1, 8, 1);
     const Weights *w = model_weights(m);
     const int dv = (int)(c.head_dim * c.expand_v);
     for (int l = 0; l < c.num_layers; l++) {
@@ -573,10 +550,7 @@ START_TEST(test_decode_past_max_context) {
         cb.max_seq_len = 8;
         cb.num_levels = 4;
         const int T = 45;   // levels_needed(45) = 7
-        Err err;
-        Model *mb = model_create(&cb, 1, 1, &err), *me = model_create(&ce, 1, T, &err);
-        ck_assert_msg(mb && me, "%s", err.msg);
-        model_init(mb, 11);
+        Model *mb = tu_model(&cb, 1, 1, 11), *me = tu_model(&ce, 1, T, 11);   // me: mb's weights, copied below
         // generic λ gates (L is initialised to ones)
         uint64_t s = 21;
         for (int i = 0; i < model_num_tensors(mb); i++) {
@@ -616,10 +590,7 @@ END_TEST
 START_TEST(test_decode_state_growth) {
     for (size_t ti = 0; ti < sizeof TYPES / sizeof TYPES[0]; ti++) {
         ModelConfig c = tiny(TYPES[ti]);
-        Err err;
-        Model *m = model_create(&c, 1, 1, &err);
-        ck_assert_msg(m != NULL, "%s", err.msg);
-        model_init(m, 3);
+        Model *m = tu_model(&c, 1, 1, 3);
         DecodeState *ds = decode_create(m, 1);
         float *lg = xmalloc((size_t)c.vocab_size * sizeof(float));
         size_t at[8];   // bytes after 2^k tokens
@@ -647,10 +618,7 @@ START_TEST(test_greedy_generation_is_forward_argmax) {
         ModelConfig c = tiny(TYPES[ti]);
         c.initializer_range = 0.2f;
         const int P = 5, N = 20, T = P + N;
-        Err err;
-        Model *m = model_create(&c, 1, T, &err);
-        ck_assert_msg(m != NULL, "%s", err.msg);
-        model_init(m, 4);
+        Model *m = tu_model(&c, 1, T, 4);
         const SamplerConfig cfgs[2] = {{0.0f, 0, 1.0f}, {1.0f, 1, 1.0f}};
         for (int ci = 0; ci < 2; ci++) {
             Sampler *sm = sampler_create(&cfgs[ci], c.vocab_size);
@@ -745,10 +713,7 @@ START_TEST(test_chunk_size_is_a_decomposition) {
             ModelConfig c = tiny(chunked[ti]);
             c.initializer_range = 0.1f;
             c.chunk_size = chunks[ci];
-            Err err;
-            Model *m = model_create(&c, 1, T, &err);
-            ck_assert_msg(m != NULL, "%s", err.msg);
-            model_init(m, 3);
+            Model *m = tu_model(&c, 1, T, 3);
             model_zero_grad(m);
             int64_t count = 0;
             const double loss = model_forward_backward(m, in, tg, 1, T, 1.0f / T, &count) / (double)count;

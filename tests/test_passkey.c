@@ -4,7 +4,7 @@
 #include "config.h"
 #include "model.h"
 #include "passkey.h"
-#include "testutil.h"
+#include "testmodel.h"
 
 START_TEST(test_prompt_layout) {
     ModelConfig c;
@@ -19,10 +19,8 @@ START_TEST(test_prompt_layout) {
     c.d_inner = 16;
     c.state_size = 4;
     c.n_groups = 1;
+    Model *m = tu_model(&c, 1, 1, 1);
     Err err;
-    Model *m = model_create(&c, 1, 1, &err);
-    ck_assert_msg(m != NULL, "%s", err.msg);
-    model_init(m, 1);
     Tokenizer *tok = tokenizer_open_bytes();
     const int filler = 90;   // bytes of one filler sentence (with its leading space)
     const int lengths[] = {300, 700};

@@ -61,7 +61,11 @@ START_TEST(test_generate_errors) {
         {"--checkpoint /nonexistent/run", "/nonexistent/run"},
         {"--config tiny_transformer.json --prompt-ids '1 99999'", "--prompt-ids"},
         {"--config tiny_transformer.json --prompt a --prompt-file b", "at most one"},
-        {"--config tiny_transformer.json --bogus 1", "--bogus"}};
+        {"--config tiny_transformer.json --bogus 1", "--bogus"},
+        {"--config tiny_transformer.json --tokns 3", "unknown option '--tokns' (did you mean '--tokens'?)"},
+        {"--config=tiny_transformer.json --top-p=2", "--top-p"},   // --key=value
+        {"--config tiny_transformer.json --quiet=1", "option '--quiet' is a flag and takes no value"},
+        {"--config tiny_transformer.json --samples 3000000000", "--samples needs an integer from 1 to"}};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char *out;
         int rc = run(&out, "./generate %s --threads 1", cases[i].args);

@@ -431,6 +431,123 @@ START_TEST(test_bad_state_json) {
 }
 END_TEST
 
+// How rewrite_optimizer damages a copy of an optimizer.safetensors.
+enum { OPT_ZERO, OPT_NAN_M, OPT_NEG_V, OPT_INF_V, OPT_DROP, OPT_EXTRA, OPT_RESHAPE, N_OPT_DAMAGE };
+
+// Writes src's tensors to dst with one kind of damage (fresh CRCs: each file is valid on its own).
+static void rewrite_optimizer(const char *src, const char *dst, int damage) {
+    StFileInfo info;
+    Err err;
+    ck_assert_msg(safetensors_list(src, &info, &err), "%s", err.msg);
+    const int n = info.n;
+    TensorRef *t = calloc((size_t)n + 1, sizeof *t);
+    float **bufs = calloc((size_t)n, sizeof *bufs);   // owned here whatever the damage does to t
+    for (int i = 0; i < n; i++) {
+        t[i].name = info.tensors[i].name;
+        t[i].ndim = info.tensors[i].ndim;
+        for (int d = 0; d < t[i].ndim; d++) t[i].shape[d] = info.tensors[i].shape[d];
+        t[i].data = bufs[i] = calloc((size_t)tensor_numel(&t[i]), sizeof(float));
+    }
+    ck_assert_msg(safetensors_read(src, t, n, true, &err), "%s", err.msg);
+    int out_n = n;
+    // the first exp_avg.* and exp_avg_sq.* tensors (the file lists each kind in the model's order)
+    TensorRef *m = NULL, *v = NULL;
+    for (int i = 0; i < n; i++) {
+        if (!m && strncmp(t[i].name, "exp_avg.", 8) == 0) m = &t[i];
+        if (!v && strncmp(t[i].name, "exp_avg_sq.", 11) == 0) v = &t[i];
+    }
+    ck_assert(m && v);
+    switch (damage) {
+    case OPT_ZERO:
+        for (int i = 0; i < n; i++) memset(t[i].data, 0, sizeof(float) * (size_t)tensor_numel(&t[i]));
+        break;
+    case OPT_NAN_M: m->data[1] = NAN; break;
+    case OPT_NEG_V: v->data[2] = -1e-8f; break;
+    case OPT_INF_V: v->data[0] = INFINITY; break;
+    case OPT_DROP: *v = t[--out_n]; break;
+    case OPT_EXTRA:
+        t[out_n] = *m;
+        t[out_n++].name = "exp_avg.model.extra.weight";
+        break;
+    case OPT_RESHAPE:   // the same numbers as one flat row
+        m->shape[0] = tensor_numel(m);
+        m->ndim = 1;
+        break;
+    }
+    ck_assert_msg(safetensors_write(dst, t, out_n, NULL, &err), "%s", err.msg);
+    for (int i = 0; i < n; i++) free(bufs[i]);
+    free(bufs);
+    safetensors_info_free(&info);
+    free(t);
+}
+
+// The files of a checkpoint must tell the same story: state.json against the AdamW moments of
+// optimizer.safetensors (finite, >= 0, non-zero exactly when a step ran; the model's tensors) and against
+// train_config.json (seed) and its own step count (tokens_per_step). The manifest is removed so that
+// the edits are not refused as corruption first.
+START_TEST(test_checkpoint_consistency) {
+    run_ok("./train --config tiny_transformer.json --run_dir %s/k --steps 4 --save_every 0 --threads 1", g_tmp);
+    char dir[300], opt[400], orig[400];
+    snprintf(dir, sizeof dir, "%s/k/step_00000004", g_tmp);
+    snprintf(opt, sizeof opt, "%s/optimizer.safetensors", dir);
+    snprintf(orig, sizeof orig, "%s/opt.orig", dir);
+    run_ok("cd %s && rm manifest.json && cp state.json state.orig && cp optimizer.safetensors opt.orig && "
+           "grep -q '\"tokens_per_step\": 256,' state.json", dir);
+    static const struct { const char *sed, *must; } states[] = {
+        {"s/\"tokens_seen\": 1024/\"tokens_seen\": 1000/",
+         "field 'tokens_seen' = 1000 does not fit 'step' = 4 x 'tokens_per_step' = 256 (= 1024 tokens)"},
+        {"s/\"seed\": \"42\"/\"seed\": \"7\"/",
+         "field 'seed' = 7, but the checkpoint's train_config.json has train.seed = 42"},
+        {"s/\"bad_steps_total\": 0/\"bad_steps_total\": 4/",
+         "'bad_steps_total' = 4 says no optimizer step ran, but"},
+    };
+    for (size_t i = 0; i < sizeof states / sizeof states[0]; i++) {
+        char *out;
+        run_ok("cd %s && sed '%s' state.orig > state.json && ! cmp -s state.json state.orig", dir, states[i].sed);
+        int rc = run(&out, "./train --resume %s/k --steps 8 --threads 1", g_tmp);
+        printf("state.json %s: %s", states[i].sed, out);
+        ck_assert_msg(rc == 1 && strstr(out, states[i].must) && strstr(out, "state.json") &&
+                      strstr(out, "resume from another checkpoint"), "%s", out);
+        free(out);
+    }
+    run_ok("cp %s/state.orig %s/state.json", dir, dir);
+    static const char *const moments[N_OPT_DAMAGE] = {
+        [OPT_ZERO] = "says 4 optimizer steps ran, but every AdamW moment in",
+        [OPT_NAN_M] = "[1] = nan, but an AdamW first moment is always finite",
+        [OPT_NEG_V] = "[2] = -1e-08, but an AdamW second moment is a mean of squares: finite and >= 0",
+        [OPT_INF_V] = "[0] = inf, but an AdamW second moment",
+        [OPT_DROP] = "' is missing (the file has 41 tensors; the model's 21 parameter tensors need 42",
+        [OPT_EXTRA] = "43 tensors, but the model's 21 parameter tensors need 42 (exp_avg.* and exp_avg_sq.* of each): "
+                      "'exp_avg.model.extra.weight' is not a moment of this model",
+        [OPT_RESHAPE] = "has shape [8224], but the model's parameter 'model.embeddings.weight' is [257,32]",
+    };
+    for (int d = 0; d < N_OPT_DAMAGE; d++) {
+        char *out;
+        rewrite_optimizer(orig, opt, d);
+        int rc = run(&out, "./train --resume %s/k --steps 8 --threads 1", g_tmp);
+        printf("optimizer damage %d: %s", d, out);
+        ck_assert_msg(rc == 1 && strstr(out, moments[d]) && strstr(out, "optimizer.safetensors") &&
+                      (strstr(out, "resume from another checkpoint") || strstr(out, "--init-from")), "%s", out);
+        free(out);
+    }
+    run_ok("cp %s %s", orig, opt);
+    char old4[400];   // a copy for the state.json without tokens_per_step (pruning deletes step 4 below)
+    snprintf(old4, sizeof old4, "%s/step_00000004", g_tmp);
+    run_ok("cp -r %s %s", dir, old4);
+    // The count holds while the batch stays as it started; a resume that changes the batch (allowed) ends
+    // the check (tokens_per_step 0 from then on), and a state.json from before the field resumes too.
+    run_ok("./train --resume %s/k --steps 5 --threads 1 && grep -q '\"tokens_per_step\": 256,' "
+           "%s/k/step_00000005/state.json", g_tmp, g_tmp);
+    run_ok("./train --resume %s/k --steps 6 --batch_size 2 --threads 1 && grep -q '\"tokens_per_step\": 0,' "
+           "%s/k/step_00000006/state.json && grep -q '\"tokens_seen\": 1408,' %s/k/step_00000006/state.json",
+           g_tmp, g_tmp, g_tmp);
+    run_ok("./train --resume %s/k --steps 7 --threads 1", g_tmp);
+    run_ok("cd %s && grep -v tokens_per_step state.orig > state.json", old4);
+    run_ok("./train --resume %s --run_dir %s/old --steps 5 --threads 1 && grep -q '\"tokens_per_step\": 0,' "
+           "%s/old/step_00000005/state.json", old4, g_tmp, g_tmp);
+}
+END_TEST
+
 // Files a shard glob or --config may name by mistake: each gets a message naming it, none hangs.
 START_TEST(test_special_files) {
     char *out;
@@ -559,6 +676,7 @@ int main(void) {
     tcase_add_test(tc, test_resume_truncates_log);
     tcase_add_test(tc, test_run_dir_reuse);
     tcase_add_test(tc, test_bad_state_json);
+    tcase_add_test(tc, test_checkpoint_consistency);
     tcase_add_test(tc, test_special_files);
     tcase_add_test(tc, test_smoke_run_and_progress);
     tcase_add_test(tc, test_model_overrides_and_sizes);

@@ -10,7 +10,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char *text = fuzz_text(data, size);
     TrainState st;
     Err err;
-    const TrainStateExpect expect = {.step = 4, .num_windows = 1000};
+    static const uint64_t seed = 42;
+    const TrainStateExpect expect = {.step = 4, .num_windows = 1000, .seed = &seed};
     train_state_from_json(&st, text, "state.json", &expect, &err);
     free(text);
     // The same bytes as the manifest and the state.json of a checkpoint directory.

@@ -1,0 +1,63 @@
+# experiment_lib.sh — helpers shared by the experiment scripts (mqar.sh, lm.sh, lambda.sh, passkey.sh,
+# efficiency.sh); sourced, not run. Each script computes its results and tables without gnuplot and keeps a
+# gnuplot script beside every plot, so that rerunning it where gnuplot exists draws the PNGs from the saved
+# results (finished runs are skipped) without computing anything again.
+
+# The paper's names of the five models, by model_type.
+xp_model_name() {
+    case "$1" in
+        transformer) echo "Transformer" ;;
+        mamba2) echo "Mamba-2" ;;
+        loglinear_mamba2) echo "Log-Linear Mamba-2" ;;
+        gated_deltanet) echo "Gated DeltaNet" ;;
+        loglinear_gated_deltanet) echo "Log-Linear Gated DeltaNet" ;;
+        *) echo "$1" ;;
+    esac
+}
+
+# Dies (exit 1) unless every named tool is an executable file or on PATH.
+xp_need() {
+    local who=$1 t
+    shift
+    for t in "$@"; do
+        if [[ $t == */* ]]; then
+            [ -x "$t" ] || { echo "$who: $t is missing; run make" >&2; exit 1; }
+        else
+            command -v "$t" >/dev/null || { echo "$who: $t is missing; run scripts/setup.sh" >&2; exit 1; }
+        fi
+    done
+}
+
+# xp_plot WHO GP_FILE: draws the plot that GP_FILE (a gnuplot script writing its own PNG) describes, or,
+# without gnuplot, says once per script that the plots were left for a rerun. Never fails the script for a
+# missing gnuplot; a gnuplot error does fail it. GNUPLOT names the program (default gnuplot).
+xp_plot_noted=0
+xp_have_gnuplot() { command -v "${GNUPLOT:-gnuplot}" >/dev/null; }
+xp_plot() {
+    local who=$1 gp=$2
+    if xp_have_gnuplot; then
+        "${GNUPLOT:-gnuplot}" "$gp"
+    elif [ $xp_plot_noted = 0 ]; then
+        echo "$who: note: gnuplot is not installed, so no PNG is drawn; the tables and the plot data are written." \
+             "Rerun the same command where gnuplot exists (scripts/setup.sh installs it) to draw the plots from" \
+             "the saved results (nothing is recomputed), or run gnuplot on the .gp files beside them."
+        xp_plot_noted=1
+    fi
+}
+
+# xp_params FILE.safetensors: the number of parameters stored in a checkpoint (from its JSON header).
+xp_params() {
+    local f=$1 len
+    len=$(od -An -t u8 -N 8 "$f" | tr -d ' ')
+    tail -c +9 "$f" | head -c "$len" |
+        jq '[to_entries[] | select(.key != "__metadata__") | .value.shape | reduce .[] as $x (1; . * $x)] | add'
+}
+
+# xp_embedding_params FILE.safetensors: the parameters of the embedding and LM head matrices (vocab x d).
+xp_embedding_params() {
+    local f=$1 len
+    len=$(od -An -t u8 -N 8 "$f" | tr -d ' ')
+    tail -c +9 "$f" | head -c "$len" |
+        jq '[to_entries[] | select(.key | test("embed|embedding|lm_head")) | .value.shape
+             | reduce .[] as $x (1; . * $x)] | add // 0'
+}

@@ -61,3 +61,27 @@ xp_embedding_params() {
         jq '[to_entries[] | select(.key | test("embed|embedding|lm_head")) | .value.shape
              | reduce .[] as $x (1; . * $x)] | add // 0'
 }
+
+# xp_train WHO DIR CONFIG THREADS [TRAIN OPTIONS...]: trains one run into DIR unless DIR/done exists;
+# an interrupted run (DIR/latest exists, no DIR/done) resumes from its newest checkpoint with the same
+# options. ./train's output goes to DIR.train.log.
+xp_train() {
+    local who=$1 dir=$2 cfg=$3 threads=$4
+    shift 4
+    if [ -f "$dir/done" ]; then
+        echo "== $who: $dir done, skipping"
+        return 0
+    fi
+    mkdir -p "$(dirname "$dir")"
+    if [ -f "$dir/latest" ]; then
+        echo "== $who: resuming $dir"
+        ./train --resume "$dir" --threads "$threads" "$@" >> "$dir.train.log"
+    else
+        echo "== $who: training $dir ($cfg)"
+        ./train --config "$cfg" --run_dir "$dir" --overwrite --threads "$threads" "$@" > "$dir.train.log"
+    fi
+    touch "$dir/done"
+}
+
+# xp_latest DIR: the newest checkpoint directory of a run.
+xp_latest() { echo "$1/$(cat "$1/latest")"; }

@@ -64,7 +64,7 @@ xp_embedding_params() {
 
 # xp_train WHO DIR CONFIG THREADS [TRAIN OPTIONS...]: trains one run into DIR unless DIR/done exists;
 # an interrupted run (DIR/latest exists, no DIR/done) resumes from its newest checkpoint with the same
-# options. ./train's output goes to DIR.train.log.
+# options. ./train's output goes to DIR.train.log. Exits the script when the run did not reach its last step.
 xp_train() {
     local who=$1 dir=$2 cfg=$3 threads=$4
     shift 4
@@ -79,6 +79,14 @@ xp_train() {
     else
         echo "== $who: training $dir ($cfg)"
         ./train --config "$cfg" --run_dir "$dir" --overwrite --threads "$threads" "$@" > "$dir.train.log"
+    fi
+    # done only when the newest checkpoint is at the run's last step (not after an early --stop-at)
+    local ck step total
+    ck=$(xp_latest "$dir")
+    step=$(jq .step "$ck/state.json") total=$(jq .train.steps "$ck/train_config.json")
+    if [ "$step" != "$total" ]; then
+        echo "$who: $dir stopped at step $step of $total; rerun to continue it" >&2
+        exit 1
     fi
     touch "$dir/done"
 }

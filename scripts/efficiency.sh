@@ -7,7 +7,7 @@
 #   scripts/efficiency.sh [--quick] [--out DIR] [--threads N] [--T "512 1024 ..."] [--no-peers]
 #
 # Settings:
-#   default  T = 512 1024 2048 4096 8192 16384, threads = all cores; expected ~5 min on 2 cores for
+#   default  T = 512 1024 2048 4096 8192 16384, threads = all cores; expected ~3 min on 2 cores for
 #            loglinear.c (softmax attention at T = 16384 alone takes ~1 min), ~10 min more with the peers
 #   quick    (--quick) T = 128 256, 1 thread, one timing round each, no peers unless PEERS_DIR is set: ~5 s
 # Peers: PEERS_DIR (default ../shared/peers) holds peer_scan_bench.py; PYTHON (default python3) must import
@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
         --threads) threads=$2; shift 2 ;;
         --T) Ts_arg=$2; shift 2 ;;
         --no-peers) peers_on=0; shift ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set /{/^#/p}' "$0"; exit 0 ;;
         *) echo "efficiency: unexpected argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -149,12 +149,12 @@ plots="" color=1
 for m in "${mixers[@]}"; do
     jq -Rrs --arg m "$m" '[split("\n")[1:][] | split("\t") | select(length == 4 and .[0] == $m)][] | "\(.[1]) \(.[2])"' \
         "$res" > "$dir/plot_ours_$m.dat"
-    plots+="${plots:+, }'$dir/plot_ours_$m.dat' using 1:2 with linespoints lw 2 pt 7 lc $color dt 1 title '$(label_of "$m")'"
+    plots+="${plots:+, }'$dir/plot_ours_$m.dat' using 1:2 with linespoints lw 2 pt 7 lc rgb '$(xp_color $color)' dt 1 title '$(label_of "$m")'"
     if [ "$have_peer" -gt 0 ]; then
         jq -Rrs --arg m "$m" '[split("\n")[1:][] | split("\t") | select(length == 4 and .[0] == $m and .[3] != "")][]
             | "\(.[1]) \(.[3])"' "$res" > "$dir/plot_peer_$m.dat"
         [ -s "$dir/plot_peer_$m.dat" ] &&
-            plots+=", '$dir/plot_peer_$m.dat' using 1:2 with linespoints lw 2 pt 6 lc $color dt 2 title '$(label_of "$m") (PyTorch)'"
+            plots+=", '$dir/plot_peer_$m.dat' using 1:2 with linespoints lw 2 pt 6 lc rgb '$(xp_color $color)' dt 2 title '$(label_of "$m") (PyTorch)'"
     fi
     color=$((color + 1))
 done

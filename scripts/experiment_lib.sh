@@ -93,3 +93,9 @@ xp_train() {
 
 # xp_latest DIR: the newest checkpoint directory of a run.
 xp_latest() { echo "$1/$(cat "$1/latest")"; }
+
+# xp_color N: the N-th (1-based) colour of the plots, colour-blind safe (Okabe-Ito), readable on white.
+xp_color() {
+    local c=('#0072b2' '#d55e00' '#009e73' '#cc79a7' '#e69f00' '#56b4e9' '#000000')
+    echo "${c[$((($1 - 1) % ${#c[@]}))]}"
+}

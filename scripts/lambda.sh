@@ -11,7 +11,8 @@
 #     speed; each log-linear model trains a few steps at every chunk size from the same seed, and the table
 #     shows that the losses agree while the tokens/s differ.
 #
-#   scripts/lambda.sh [--quick] [--out DIR] [--threads N] [--steps N] [--chunk-steps N] [--chunks "16 32"]
+#   scripts/lambda.sh [--quick] [--out DIR] [--threads N] [--steps N] [--val-batches N] [--chunk-steps N]
+#                     [--chunks "16 32"]
 #
 # Settings:
 #   default  configs/<model>.json (d = 256, 4 layers, GPT-2 vocabulary, data/tokens); part 1: T = 256, 200 steps
@@ -19,6 +20,7 @@
 #            16 32 64 128: expected ~50 min on 2 cores (~8 min per part-1 run, ~1.5 min per part-2 run)
 #   quick    (--quick) configs/tiny_<model>.json (byte level), part 1: 4 steps; part 2: T = 64, 3 steps at
 #            chunks 16 32: ~15 s
+# --val-batches N limits part 1's evaluation to N batches (default: the whole validation set).
 # Resumable: a finished run (DIR/done) and evaluation (eval.json) are skipped, an interrupted run resumes.
 # Writes under OUT (default runs/lambda[_quick]): runs/<model>/ and runs/<model>-chunk<C>/ (checkpoints,
 # log.jsonl), tied.tsv, chunk.tsv, table.md, tied.png (training loss, linear vs log-linear) and chunk.png
@@ -28,16 +30,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/experiment_lib.sh
 
-quick=0 out="" threads=$(nproc) steps="" chunk_steps="" chunks=""
+quick=0 out="" threads=$(nproc) val_batches="" steps="" chunk_steps="" chunks=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1; shift ;;
         --out) out=$2; shift 2 ;;
         --threads) threads=$2; shift 2 ;;
         --steps) steps=$2; shift 2 ;;
+        --val-batches) val_batches=$2; shift 2 ;;
         --chunk-steps) chunk_steps=$2; shift 2 ;;
         --chunks) chunks=$2; shift 2 ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set /{/^#/p}' "$0"; exit 0 ;;
         *) echo "lambda: unexpected argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -50,6 +53,7 @@ else
     eval_batches="" chunk_shape=(--seq_len 1024 --batch_size 2)
     settings=(--eval_every 50 --save_every 50 --log_every 1 --sample_every 0)
 fi
+[ -n "$val_batches" ] && eval_batches=$val_batches
 xp_need lambda ./train ./evaluate jq
 families=("mamba2 loglinear_mamba2" "gated_deltanet loglinear_gated_deltanet")
 mkdir -p "$out/runs"
@@ -140,7 +144,7 @@ for fam in "${families[@]}"; do
     dt=1
     for m in $fam; do
         jq -r 'select(.loss != null) | "\(.step) \(.loss)"' "$out/runs/$m/log.jsonl" > "$out/runs/$m/train_loss.dat"
-        curves+="${curves:+, }'$out/runs/$m/train_loss.dat' using 1:2 with lines lw 2 lc $color dt $dt title '$(xp_model_name "$m")$([ $dt = 1 ] && echo ' (tied λ)' || echo ' (per-level λ)')'"
+        curves+="${curves:+, }'$out/runs/$m/train_loss.dat' using 1:2 with lines lw 2 lc rgb '$(xp_color $color)' dt $dt title '$(xp_model_name "$m")$([ $dt = 1 ] && echo ' (linear = tied λ up to a scale)' || echo ' (per-level λ)')'"
         dt=2
     done
     color=$((color + 1))
@@ -149,16 +153,16 @@ losses="" speeds="" color=1
 for m in loglinear_mamba2 loglinear_gated_deltanet; do
     for c in $chunks; do
         jq -r 'select(.loss != null) | "\(.step) \(.loss)"' "$out/runs/$m-chunk$c/log.jsonl" > "$out/runs/$m-chunk$c/train_loss.dat"
-        losses+="${losses:+, }'$out/runs/$m-chunk$c/train_loss.dat' using 1:2 with linespoints lw 1 pt $((c % 13)) lc $color title '$(xp_model_name "$m"), chunk $c'"
+        losses+="${losses:+, }'$out/runs/$m-chunk$c/train_loss.dat' using 1:2 with linespoints lw 1 pt $((c % 13)) lc rgb '$(xp_color $color)' title '$(xp_model_name "$m"), chunk $c'"
     done
     jq -Rr --arg m "$m" 'split("\t") | select(.[0] == $m) | "\(.[1]) \(.[4])"' "$out/chunk.tsv" > "$out/speed_$m.dat"
-    speeds+="${speeds:+, }'$out/speed_$m.dat' using 1:2 with linespoints lw 2 pt 7 lc $color title '$(xp_model_name "$m")'"
+    speeds+="${speeds:+, }'$out/speed_$m.dat' using 1:2 with linespoints lw 2 pt 7 lc rgb '$(xp_color $color)' title '$(xp_model_name "$m")'"
     color=$((color + 1))
 done
 cat > "$out/tied.gp" <<EOF
 set terminal pngcairo size 1000,650 font 'Sans,11'
 set output '$out/tied.png'
-set title 'Per-level λ (log-linear, dashed) vs λ tied across levels (the linear model, solid): training loss'
+set title 'Per-level λ (log-linear, dashed) vs the linear model (λ tied across levels, solid): training loss'
 set xlabel 'training step'
 set ylabel 'training loss (nats/token)'
 set key top right

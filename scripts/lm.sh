@@ -5,13 +5,15 @@
 # validation set: loss, perplexity and the loss at every position of the context (the paper's per-position
 # analysis: the log-linear variants are expected lower at late positions).
 #
-#   scripts/lm.sh [--quick] [--out DIR] [--threads N] [--models "a b"] [--steps N] [--eval_seq_len T] [--KEY VALUE ...]
+#   scripts/lm.sh [--quick] [--out DIR] [--threads N] [--models "a b"] [--steps N] [--val-batches N]
+#                 [--eval_seq_len T] [--KEY VALUE ...]
 #
 # Settings:
 #   default  configs/<model>.json (d = 256, 4 layers, GPT-2 vocabulary, 29-30M parameters of which 25.7M are
 #            the embedding and LM head), data/tokens, T = 256, 400 steps x 8 sequences (819k tokens), the whole
 #            validation set: expected ~1.5 hours on 2 cores (~17 min per model)
 #   quick    (--quick) configs/tiny_<model>.json (byte level), 6 steps of 4 x 64, 4 validation batches: ~15 s
+# --val-batches N limits the final evaluation to N batches (default: the whole validation set);
 # --eval_seq_len evaluates at a longer context than training (length extrapolation); other --KEY VALUE pairs
 # go to ./train for every model (e.g. --batch_size 4 --lr 6e-4). Threads: --threads (default all cores).
 # Resumable: a finished run (DIR/done) is skipped, an interrupted one resumes from its last checkpoint, a
@@ -24,7 +26,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/experiment_lib.sh
 
-quick=0 out="" threads=$(nproc) models_arg="" steps="" eval_seq_len="" extra=()
+quick=0 out="" threads=$(nproc) val_batches="" models_arg="" steps="" eval_seq_len="" extra=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1; shift ;;
@@ -32,8 +34,9 @@ while [ $# -gt 0 ]; do
         --threads) threads=$2; shift 2 ;;
         --models) models_arg=$2; shift 2 ;;
         --steps) steps=$2; shift 2 ;;
+        --val-batches) val_batches=$2; shift 2 ;;
         --eval_seq_len) eval_seq_len=$2; shift 2 ;;
-        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set /{/^#/p}' "$0"; exit 0 ;;
         --*) [ $# -ge 2 ] || { echo "lm: $1 needs a value" >&2; exit 2; }; extra+=("$1" "$2"); shift 2 ;;
         *) echo "lm: unexpected argument $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -45,6 +48,7 @@ else
     prefix="" out=${out:-runs/lm} steps=${steps:-400} eval_batches=""
     settings=()
 fi
+[ -n "$val_batches" ] && eval_batches=$val_batches
 xp_need lm ./train ./evaluate jq
 models=(transformer mamba2 loglinear_mamba2 gated_deltanet loglinear_gated_deltanet)
 [ -n "$models_arg" ] && read -r -a models <<< "$models_arg"
@@ -111,9 +115,9 @@ for m in "${models[@]}"; do
         | ([32, $n] | min) as $b | range(0; $b) as $i | $r[($n * $i / $b | floor):($n * ($i + 1) / $b | floor)] as $g
         | "\(($g | map(.[0]) | add) / ($g | length)) \(($g | map(.[1] * .[2]) | add) / ($g | map(.[2]) | add))"' \
         "$dir/positions.csv" > "$dir/per_position.dat"
-    curves+="${curves:+, }'$dir/train_loss.dat' using 1:2 with lines lw 1 lc $color title '$name (train)'"
-    curves+=", '$dir/val_loss.dat' using 1:2 with linespoints lw 2 pt 7 lc $color title '$name (validation)'"
-    pos+="${pos:+, }'$dir/per_position.dat' using 1:2 with linespoints lw 2 pt 7 ps 0.6 lc $color title '$name'"
+    curves+="${curves:+, }'$dir/train_loss.dat' using 1:2 with lines lw 1 lc rgb '$(xp_color $color)' title '$name (train)'"
+    curves+=", '$dir/val_loss.dat' using 1:2 with linespoints lw 2 pt 7 lc rgb '$(xp_color $color)' title '$name (validation)'"
+    pos+="${pos:+, }'$dir/per_position.dat' using 1:2 with linespoints lw 2 pt 7 ps 0.6 lc rgb '$(xp_color $color)' title '$name'"
     color=$((color + 1))
 done
 cat > "$out/loss.gp" <<EOF

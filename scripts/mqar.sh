@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
         --seeds) seeds_arg=$2; shift 2 ;;
         --steps) steps_arg=$2; shift 2 ;;
         --threads) threads=$2; shift 2 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set /{/^#/p}' "$0"; exit 0 ;;
         *) echo "mqar: unexpected argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done

@@ -37,7 +37,7 @@ while [ $# -gt 0 ]; do
         --lengths) lengths=$2; shift 2 ;;
         --depths) depths=$2; shift 2 ;;
         --trials) trials=$2; shift 2 ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set /{/^#/p}' "$0"; exit 0 ;;
         *) echo "passkey: unexpected argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -121,7 +121,7 @@ for m in "${models[@]}"; do
         '.results as $r | range(0; $L | length) as $i | (range(0; $D | length) as $j
          | "\($j) \($i) \([$r[] | select(.length == $L[$i] and .depth == $D[$j]) | .accuracy][0] * 100)"), ""' \
         "$out/runs/$m/passkey.json" > "$out/runs/$m/heat.dat"
-    lines+="${lines:+, }'$out/runs/$m/mean.dat' using 1:2 with linespoints lw 2 pt 7 lc $color title '$(xp_model_name "$m")'"
+    lines+="${lines:+, }'$out/runs/$m/mean.dat' using 1:2 with linespoints lw 2 pt 7 lc rgb '$(xp_color $color)' title '$(xp_model_name "$m")'"
     panels+="set title '$(xp_model_name "$m")'
 plot '$out/runs/$m/heat.dat' using 1:2:3 with image notitle
 "

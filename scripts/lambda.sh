@@ -133,7 +133,7 @@ ref_chunk=$(for c in $chunks; do echo "$c"; done | grep -x 64 || echo "${chunks%
     echo "| model | chunk | final training loss | max abs. Δ loss vs chunk $ref_chunk | tokens/s |"
     echo "|---|---|---|---|---|"
     tail -n +2 "$out/chunk.tsv" | while IFS=$'\t' read -r m c l dl tps; do
-        echo "| $(xp_model_name "$m") | $c | $l | $dl | $tps |"
+        echo "| $(xp_model_name "$m") | $c | $l | $(printf "%.1e" "$dl") | $tps |"
     done
 } > "$out/table.md"
 cat "$out/table.md"

@@ -85,7 +85,7 @@ build/rel/bench_%: tests/bench_%.c $(REL_OBJ) | build/rel
 # Each test binary runs on its own so one failure names its suite; all must pass. Then each fuzzer runs
 # briefly over its seed corpus and whatever it finds in FUZZ_TEST_SECONDS (FUZZ_JOBS at a time: 6 x 20 s
 # take a minute on 2 cores).
-test: $(TESTS) $(PROGRAMS) tokenize $(FUZZERS)
+test: $(TESTS) $(PROGRAMS) tokenize $(FUZZERS) build/rel/bench_scan
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 ./tests/run_tests.sh $(TESTS)
 	@./tests/fuzz/run.sh -j $(FUZZ_JOBS) $(FUZZ_TEST_SECONDS) $(FUZZERS)
 

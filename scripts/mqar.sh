@@ -15,9 +15,12 @@
 #   quick    (--quick) T = 32, 2-4 pairs, vocab 32, zero fill, dim 16, 1 seed, 40 steps: a pipeline check, ~1 min
 # Resumable: a finished run (its result.json exists) is skipped, an interrupted one resumes from its last
 # checkpoint. Writes under OUT (default runs/mqar[_SETTING]): runs/<model>-d<dim>-s<seed>/ (checkpoints,
-# log.jsonl, result.json), results.tsv, table.md (models x dims, like the paper's Table 2) and accuracy.png.
+# log.jsonl, result.json), results.tsv, table.md (models x dims, like the paper's Table 2) and accuracy.png
+# (with its gnuplot script accuracy.gp). Needs jq; without gnuplot everything but the PNG is written, and
+# rerunning where gnuplot exists draws it from the saved results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/experiment_lib.sh
 
 setting=${MQAR_SETTING:-default} out="" models_arg="" dims_arg="" seeds_arg="" steps_arg="" threads=1
 while [ $# -gt 0 ]; do
@@ -29,7 +32,7 @@ while [ $# -gt 0 ]; do
         --seeds) seeds_arg=$2; shift 2 ;;
         --steps) steps_arg=$2; shift 2 ;;
         --threads) threads=$2; shift 2 ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set /{/^#/p}' "$0"; exit 0 ;;
         *) echo "mqar: unexpected argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -48,12 +51,7 @@ esac
 [ -n "$out" ] || out="runs/mqar$([ "$setting" = default ] || echo "_$setting")"
 models=(transformer mamba2 loglinear_mamba2 gated_deltanet loglinear_gated_deltanet)
 [ -n "$models_arg" ] && read -r -a models <<< "$models_arg"
-for tool in ./train ./evaluate; do
-    [ -x "$tool" ] || { echo "mqar: $tool is missing; run make" >&2; exit 1; }
-done
-for tool in jq gnuplot; do
-    command -v $tool >/dev/null || { echo "mqar: $tool is missing; run scripts/setup.sh" >&2; exit 1; }
-done
+xp_need mqar ./train ./evaluate jq
 mkdir -p "$out/configs" "$out/runs"
 train_spec="mqar:pairs=$train_pairs,vocab=$vocab,fill=$fill,examples=$examples,seed=0"
 val_spec="mqar:pairs=$test_pairs,vocab=$vocab,fill=$fill,examples=512,seed=1"
@@ -146,7 +144,7 @@ plots=""
 for m in "${models[@]}"; do
     plots+="${plots:+, }'$out/plot_$m.dat' using 1:2:3 with yerrorlines lw 2 title '$(jq -rn --argjson n "$names" --arg m "$m" '$n[$m]')'"
 done
-gnuplot <<EOF
+cat > "$out/accuracy.gp" <<EOF
 set terminal pngcairo size 900,600 font 'Sans,11'
 set output '$out/accuracy.png'
 set title 'MQAR answer accuracy (T = $T, $test_pairs test pairs, vocab $vocab)'
@@ -159,4 +157,5 @@ set key bottom right
 set grid
 plot $plots
 EOF
-echo "mqar: wrote $out/table.md, $out/results.tsv and $out/accuracy.png"
+xp_plot mqar "$out/accuracy.gp"
+echo "mqar: wrote $out/table.md, $out/results.tsv$(xp_have_gnuplot && echo " and $out/accuracy.png")"

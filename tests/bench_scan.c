@@ -4,6 +4,10 @@
 // x, B and C live in one conv-output-like buffer (row = [x (H·P) | B (N) | C (N)]) as in the model.
 // blas_setup() picks the OpenBLAS kernels for this CPU (Debian's OpenBLAS misdetects some); thread count
 // from OMP_NUM_THREADS.
+//   bench_scan              the default tables above
+//   bench_scan gdn          the Gated DeltaNet pair only
+//   bench_scan sweep [--T 512,1024,...] [--mixers attention,ssd,loglinear,gdn,ll-gdn] [--budget-ms MS]
+//                           the five mixers (chunk 64, N = 64) at the given T, one row each (scripts/efficiency.sh)
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,7 +94,8 @@ static double time_once(Bench *bn, bool loglinear, bool backward) {
 }
 
 // Softmax attention core (RoPE and projections excluded, like the scans): best of a few rounds.
-static void time_attention(int T, double *f_ms, double *fb_ms) {
+// budget_ms: rounds continue (at least 2, at most 20) until this much time was spent.
+static void time_attention(int T, double budget_ms, double *f_ms, double *fb_ms) {
     const int B = 1, H = 8, hd = 64;
     const size_t n = (size_t)B * T * H * hd;
     uint64_t s = 99;
@@ -105,7 +110,7 @@ static void time_attention(int T, double *f_ms, double *fb_ms) {
     tu_fill_randn(dout, n, 1.0f, &s);
     *f_ms = *fb_ms = 1e30;
     double spent = 0;
-    for (int round = 0; round < 20 && (round < 2 || spent < 3000.0); round++) {
+    for (int round = 0; round < 20 && (round < 2 || spent < budget_ms); round++) {
         double t0 = now_seconds();
         attention_forward(o, lse, q, k, v, B, T, H, H, hd, 0, scr);
         double t1 = now_seconds();
@@ -222,8 +227,100 @@ static void bench_gdn(void) {
                fbT[ti][1] / fbT[ti - 1][1]);
 }
 
+// ---- sweep: every mixer at a list of T --------------------------------------------------------------
+static const char *const sweep_names[] = {"attention", "ssd", "loglinear", "gdn", "ll-gdn"};
+enum { SWEEP_MIXERS = 5, SWEEP_MAX_T = 64 };
+
+// A comma-separated list of positive integers (at most max), or die naming the option.
+static int parse_int_list(const char *opt, const char *v, int *out, int max) {
+    int n = 0;
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", v);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n == max) die("%s: at most %d values", opt, max);
+        out[n++] = (int)option_ll(opt, tok, 1);
+    }
+    if (n == 0) die("%s needs a comma-separated list, got '%s'", opt, v);
+    return n;
+}
+
+// Forward and forward+backward ms (best of rounds, at least 3 after a warm-up, until budget_ms is spent) of
+// one mixer at T: chunk 64, N = 64 for the scans, 8 heads of 64 everywhere.
+static void sweep_one(int mixer, int T, double budget_ms, double *f, double *fb) {
+    *f = *fb = 1e30;
+    if (mixer == 0) {
+        time_attention(T, budget_ms, f, fb);
+        return;
+    }
+    double spent = 0;
+    if (mixer <= 2) {
+        const bool ll = mixer == 2;
+        Bench bn;
+        bench_init(&bn, T, 64, 64, ll, false);
+        run(&bn, ll, true);  // warm-up
+        for (int round = 0; round < 40 && (round < 3 || spent < budget_ms); round++) {
+            double a = time_once(&bn, ll, false), b = time_once(&bn, ll, true);
+            *f = LL_MIN(*f, a);
+            *fb = LL_MIN(*fb, b);
+            spent += a + b;
+        }
+        bench_free(&bn);
+    } else {
+        GdnBench bn;
+        gdn_init(&bn, T, mixer == 4);
+        gdn_time_once(&bn, true);  // warm-up
+        for (int round = 0; round < 40 && (round < 3 || spent < budget_ms); round++) {
+            double a = gdn_time_once(&bn, false), b = gdn_time_once(&bn, true);
+            *f = LL_MIN(*f, a);
+            *fb = LL_MIN(*fb, b);
+            spent += a + b;
+        }
+        gdn_free(&bn);
+    }
+}
+
+static int bench_sweep(int argc, char **argv) {
+    int Ts[SWEEP_MAX_T] = {512, 1024, 2048, 4096, 8192, 16384}, nT = 6;
+    bool use[SWEEP_MIXERS] = {true, true, true, true, true};
+    double budget = 1500.0;
+    for (int i = 2; i < argc; i++) {
+        if (i + 1 >= argc) die("bench_scan sweep: %s needs a value", argv[i]);
+        if (!strcmp(argv[i], "--T")) {
+            nT = parse_int_list("--T", argv[++i], Ts, SWEEP_MAX_T);
+        } else if (!strcmp(argv[i], "--budget-ms")) {
+            budget = (double)option_ll("--budget-ms", argv[++i], 0);
+        } else if (!strcmp(argv[i], "--mixers")) {
+            char buf[256];
+            snprintf(buf, sizeof buf, "%s", argv[++i]);
+            memset(use, 0, sizeof use);
+            for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+                int k = 0;
+                while (k < SWEEP_MIXERS && strcmp(tok, sweep_names[k])) k++;
+                if (k == SWEEP_MIXERS) die("--mixers: unknown mixer '%s' (attention, ssd, loglinear, gdn, ll-gdn)", tok);
+                use[k] = true;
+            }
+        } else {
+            die("bench_scan sweep: unknown option '%s' (--T LIST, --mixers LIST, --budget-ms MS)", argv[i]);
+        }
+    }
+    printf("sweep: B=1 H=8 P=d_k=d_v=64 N=64 chunk 64, threads=%d, OpenBLAS core %s (%s)\n", omp_get_max_threads(),
+           blas_core_name(), blas_core_source());
+    printf("%-10s %5s %4s %6s %10s %10s %12s\n", "op", "chunk", "N", "T", "fwd ms", "fwd+bwd ms", "tok/s f+b");
+    for (int ti = 0; ti < nT; ti++)
+        for (int k = 0; k < SWEEP_MIXERS; k++) {
+            if (!use[k]) continue;
+            double f, fb;
+            sweep_one(k, Ts[ti], budget, &f, &fb);
+            printf("%-10s %5s %4s %6d %10.2f %10.2f %12.0f\n", sweep_names[k], k ? "64" : "-", k == 1 || k == 2 ? "64" : "-",
+                   Ts[ti], f, fb, Ts[ti] / (fb * 1e-3));
+            fflush(stdout);
+        }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     blas_setup(argv);
+    if (argc > 1 && strcmp(argv[1], "sweep") == 0) return bench_sweep(argc, argv);
     if (argc > 1 && strcmp(argv[1], "gdn") == 0) {
         printf("GDN benchmark: B=1 H=8 d_k=d_v=64, threads=%d, OpenBLAS core %s (%s)\n", omp_get_max_threads(),
                blas_core_name(), blas_core_source());
@@ -268,7 +365,7 @@ int main(int argc, char **argv) {
             }
             if (ni == 0) {
                 double af, afb;
-                time_attention(Ts[ti], &af, &afb);
+                time_attention(Ts[ti], 3000.0, &af, &afb);
                 printf("%-10s %5s %4s %6d %10.2f %10.2f %12.0f\n", "attention", "-", "-", Ts[ti], af, afb,
                        Ts[ti] / (afb * 1e-3));
                 att_fb[ti] = afb;

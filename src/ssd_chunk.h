@@ -38,9 +38,13 @@
 #define SCAN_QT_ROWS 512
 // Chunk tasks wanted per phase: a group's heads are split into smaller batches until B·NC·G·batches
 // reaches it (short sequences at B = 1 have few chunks; 64 tasks keep 16 threads busy and balanced).
+#ifndef SCAN_MIN_TASKS
 #define SCAN_MIN_TASKS 64
+#endif
 // State tasks wanted per phase (B·H·column blocks), with blocks of at least SCAN_MIN_COLS elements.
+#ifndef SCAN_STATE_TASKS
 #define SCAN_STATE_TASKS 64
+#endif
 #define SCAN_MIN_COLS 256
 
 // Everything a phase needs: dims, the caller's tensors, and pointers into the scratch.

@@ -80,36 +80,66 @@ static void ll_tree_build(const ScanCtx *k, int b, int h, int blk, int64_t e0, i
     level_tree_build(k->NC - 1, tree_combine, &t);  // chunks whose state can be read: 0 .. NC-2
 }
 
-// dS[s] (head h) = gradient of the node in slot s from its reads: the sum over the reader block's tokens t
-// of exp(cs_t + decay since the block start)·λ_t[lev]·dy_t q_tᵀ. One GEMM per piece of the block (the
-// weights go on dY, so Q is read in place).
-static void ll_read_grads(const ScanCtx *k, int b, int h, int s, float *dYt, int64_t qt_chunks) {
-    const int N = k->N, P = k->P, H = k->H, HP = H * P, Cs = k->Cs, g = h / k->Hg;
+// dS[s] (heads hb0 .. hb0+nh-1 of group g) = gradient of the node in slot s from its reads: the sum over
+// the reader block's tokens t of exp(cs_t + decay since the block start)·λ_t[lev]·dy_t q_tᵀ. One GEMM per
+// piece of the block for all nh heads (the weights go on dY, so Q is shared and read in place).
+static void ll_read_grads(const ScanCtx *k, int b, int hb0, int nh, int s, float *dYt, int64_t qt_chunks) {
+    const int N = k->N, P = k->P, H = k->H, HP = H * P, Cs = k->Cs, ldt = nh * P, g = hb0 / k->Hg;
     const size_t ld_lam = (size_t)H * k->levels;
     int64_t c_lo, c_hi;
     const int J = level_node_readers(s, k->NC, &c_lo, &c_hi);
     const int lev = k->lc + 1 + J;
-    float *dst = scan_state(k, k->dS, b, s, h);
-    memset(dst, 0, sizeof(float) * (size_t)P * N);  // (beta = 0 is slow in OpenBLAS, see scan_gemm0)
-    const double *gch = k->gc + ((size_t)b * H + h) * (k->NC + 1);
-    const float *ech = k->ecs + ((size_t)b * H + h) * k->T;
+    float *dst = scan_state(k, k->dS, b, s, hb0);
+    memset(dst, 0, sizeof(float) * (size_t)nh * P * N);  // (beta = 0 is slow in OpenBLAS, see scan_gemm0)
     for (int64_t c0 = c_lo; c0 < c_hi; c0 += qt_chunks) {
         const int64_t c1 = LL_MIN(c_hi, c0 + qt_chunks);
         const int64_t t_beg = c0 * Cs, t_end = LL_MIN(c1 * Cs, k->T);
-        for (int64_t cc = c0; cc < c1; cc++) {
-            const float ed = scan_exp((float)(gch[cc] - gch[c_lo]));
-            const int64_t u_end = LL_MIN((cc + 1) * Cs, k->T);
-            for (int64_t t = cc * Cs; t < u_end; t++) {
-                const size_t row = (size_t)b * k->T + t;
-                const float wt = ech[t] * ed * k->lam[row * ld_lam + (size_t)h * k->levels + lev];
-                const float *restrict dyt = k->dy + row * HP + (size_t)h * P;
-                float *restrict o = dYt + (size_t)(t - t_beg) * P;
-                for (int p = 0; p < P; p++) o[p] = wt * dyt[p];
+        for (int hh = 0; hh < nh; hh++) {
+            const int h = hb0 + hh;
+            const double *gch = k->gc + ((size_t)b * H + h) * (k->NC + 1);
+            const float *ech = k->ecs + ((size_t)b * H + h) * k->T;
+            for (int64_t cc = c0; cc < c1; cc++) {
+                const float ed = scan_exp((float)(gch[cc] - gch[c_lo]));
+                const int64_t u_end = LL_MIN((cc + 1) * Cs, k->T);
+                for (int64_t t = cc * Cs; t < u_end; t++) {
+                    const size_t row = (size_t)b * k->T + t;
+                    const float wt = ech[t] * ed * k->lam[row * ld_lam + (size_t)h * k->levels + lev];
+                    const float *restrict dyt = k->dy + row * HP + (size_t)h * P;
+                    float *restrict o = dYt + (size_t)(t - t_beg) * ldt + (size_t)hh * P;
+                    for (int p = 0; p < P; p++) o[p] = wt * dyt[p];
+                }
             }
         }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, P, N, (int)(t_end - t_beg), 1.0f, dYt, P,
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nh * P, N, (int)(t_end - t_beg), 1.0f, dYt, ldt,
                     k->Cm + ((size_t)b * k->T + t_beg) * k->ld_bc + (size_t)g * N, k->ld_bc, 1.0f, dst, N);
     }
+}
+
+// The read-gradient tasks, largest reader blocks first: class J holds the slots with J trailing ones
+// (s+1 = (2m+1)·2^J, reader block of 2^J chunks), in batches of max(1, HB >> J) heads, so that a task
+// covers about HB chunk-heads of readers: small blocks share one GEMM over many heads, the large ones
+// spread over one task per head. Returns the task count, or with task >= 0 decodes that task.
+static int64_t ll_read_grad_task(const ScanCtx *k, int64_t task, int *b, int *hb0, int *nh, int *s) {
+    const int nslot = k->NC - 1;
+    int64_t total = 0;
+    for (int J = k->nclev; J >= 0; J--) {
+        const int64_t cnt = ((nslot >> J) + 1) / 2;  // slots of class J
+        const int per = LL_MAX(1, k->HB >> J), nb = (k->Hg + per - 1) / per;
+        const int64_t n = cnt * nb * k->G * k->B;
+        if (task >= 0 && task < n) {
+            const int bi = (int)(task % nb);
+            const int64_t m = (task / nb) % cnt, rest = task / nb / cnt;
+            const int g = (int)(rest % k->G);
+            *b = (int)(rest / k->G);
+            *s = (int)(((2 * m + 1) << J) - 1);
+            *hb0 = g * k->Hg + bi * per;
+            *nh = LL_MIN(per, (g + 1) * k->Hg - *hb0);
+            return total;
+        }
+        if (task >= 0) task -= n;
+        total += n;
+    }
+    return total;
 }
 
 // Backward of tree_combine over the block: d(left) += exp(Γ_R) · d(right); the block's part of
@@ -203,27 +233,18 @@ void loglinear_backward(float *dx, float *ddt, float *dA, float *dBm, float *dCm
     k.dy = dy; k.dx = dx; k.ddt = ddt; k.dBm = dBm; k.dCm = dCm; k.dlam = dlam;
     // 1. recompute cs and the chunk states
     scan_chunk_tasks(&k, scan_chunk_backward_prep, false);
-    // 2. the tree (per column block), the read gradients of its nodes (per (b, head, slot)), and the tree
+    // 2. the tree (per column block), the read gradients of its nodes (per (b, slot, head batch)), and the tree
     //    backward (per column block) -> dS holds the leaf (chunk state) gradients
     scan_head_tasks(&k, ll_chunk_prefix);
     if (k.NC > 1) {
         scan_state_tasks(&k, ll_tree_build);
         const int64_t qt_chunks = LL_MAX(1, SCAN_QT_ROWS / k.Cs);
-        const int nslot = k.NC - 1;
-        const int64_t ngrad = (int64_t)k.B * k.H * nslot;
+        const int64_t ngrad = ll_read_grad_task(&k, -1, NULL, NULL, NULL, NULL);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(k.nthreads)
         for (int64_t task = 0; task < ngrad; task++) {
-            // slots in decreasing order of their reader-block size, for load balance
-            const int si = (int)(task % nslot);
-            int s = 0, seen = 0;
-            for (int J = k.nclev; J >= 0 && s == 0 && seen <= si; J--) {
-                // slots with trailing-ones count J: s+1 = (2m+1)·2^J, m >= 0, s <= NC-2
-                const int64_t cnt = (nslot >> J) >= 1 ? ((nslot >> J) + 1) / 2 : 0;
-                if (si < seen + cnt) s = (int)((2 * (int64_t)(si - seen) + 1) << J) - 1;
-                seen += (int)cnt;
-            }
-            const int bh = (int)(task / nslot);
-            ll_read_grads(&k, bh / k.H, bh % k.H, s, scan_thread_buf(&k), qt_chunks);
+            int b, hb0, nh, s;
+            ll_read_grad_task(&k, task, &b, &hb0, &nh, &s);
+            ll_read_grads(&k, b, hb0, nh, s, scan_thread_buf(&k), qt_chunks);
         }
         scan_state_tasks(&k, ll_tree_backward);
     }

@@ -127,7 +127,7 @@ size_t scan_setup(ScanCtx *k, const ScanDims *d, bool loglinear, float *scratch)
     size_t tchunk;
     chunk_buf(k, NULL, &tchunk);
     const size_t qt_rows = (size_t)LL_MAX(k->Cs, SCAN_QT_ROWS / k->Cs * k->Cs);  // ll_read_grads' rows
-    size_t thead = LL_MAX((size_t)k->sb, loglinear ? qt_rows * k->P : 0);
+    size_t thead = LL_MAX((size_t)k->sb, loglinear ? qt_rows * k->HB * k->P : 0);
     k->tstride = round16(LL_MAX(tchunk, thead));
 
     Arena a = {.base = scratch};

@@ -92,6 +92,34 @@ static ChunkBuf chunk_buf(const ScanCtx *k, float *tb, size_t *floats) {
     return cb;
 }
 
+// Heads per chunk task (*HB) and batches per group (returned) for `seqchunks` = B·NC: ~512 GEMM columns
+// keep the group GEMMs efficient and the buffers in L2; halved (each batch then forms C·Bᵀ again, and its
+// dB/dC go through partial rows) while there are fewer than SCAN_MIN_TASKS chunk tasks.
+static int scan_head_batches(int64_t seqchunks, const ScanCtx *k, int *HB) {
+    int hb = LL_MAX(1, LL_MIN(k->Hg, 512 / k->P));
+    int nhb = (k->Hg + hb - 1) / hb;
+    while (hb > 1 && seqchunks * k->G * nhb < SCAN_MIN_TASKS) {
+        hb = (hb + 1) / 2;
+        nhb = (k->Hg + hb - 1) / hb;
+    }
+    *HB = hb;
+    return nhb;
+}
+
+// Rows (of G·N floats) of the head batches' partial dB (or dC): the most that any B'·NC' <= B·NC needs,
+// so that the scratch sized for (B, T) also serves every smaller batch and sequence (where the heads may
+// split further). Below SCAN_MIN_TASKS chunk-task rows the split varies; above it, it is fixed.
+static size_t scan_partial_rows(const ScanCtx *k) {
+    const int64_t x_max = (int64_t)k->B * k->NC;
+    size_t most = 0;
+    for (int64_t x = 1; x <= x_max; x = x < SCAN_MIN_TASKS ? x + 1 : LL_MAX(x + 1, x_max)) {
+        int hb;
+        const int nhb = scan_head_batches(x, k, &hb);
+        if (nhb > 1) most = LL_MAX(most, (size_t)nhb * x * k->Cs);
+    }
+    return most;
+}
+
 size_t scan_setup(ScanCtx *k, const ScanDims *d, bool loglinear, float *scratch) {
     memset(k, 0, sizeof *k);
     k->T = d->T;
@@ -101,16 +129,7 @@ size_t scan_setup(ScanCtx *k, const ScanDims *d, bool loglinear, float *scratch)
     k->lc = ilog2i(d->chunk);
     k->NC = (int)((k->T + k->Cs - 1) / k->Cs);
     k->Hg = k->H / k->G;
-    // Heads per batched GEMM: ~512 columns keeps the group GEMMs efficient and the buffers in L2; halved
-    // (each batch then forms C·Bᵀ again, and its dB/dC go through partial rows) while there are fewer than
-    // SCAN_MIN_TASKS chunk tasks.
-    int hb = 512 / k->P;
-    k->HB = LL_MAX(1, LL_MIN(k->Hg, hb));
-    k->nhb = (k->Hg + k->HB - 1) / k->HB;
-    while (k->HB > 1 && (int64_t)k->B * k->NC * k->G * k->nhb < SCAN_MIN_TASKS) {
-        k->HB = (k->HB + 1) / 2;
-        k->nhb = (k->Hg + k->HB - 1) / k->HB;
-    }
+    k->nhb = scan_head_batches((int64_t)k->B * k->NC, k, &k->HB);
     // State column blocks: enough for SCAN_STATE_TASKS tasks, none narrower than SCAN_MIN_COLS elements.
     const int64_t PN = (int64_t)k->P * k->N;
     int64_t nsb = ((int64_t)SCAN_STATE_TASKS + (int64_t)k->B * k->H - 1) / ((int64_t)k->B * k->H);
@@ -138,12 +157,12 @@ size_t scan_setup(ScanCtx *k, const ScanDims *d, bool loglinear, float *scratch)
     k->partA = arena_take(&a, B * NC * H);
     k->partD = arena_take(&a, B * NC * H);
     k->partA2 = arena_take(&a, B * H);
-    k->pdot = arena_take(&a, B * H * k->nsb * NC);
+    // pdot for the most column blocks any batch can have (a smaller batch has more), for the same reason
+    k->pdot = arena_take(&a, B * H * NC * (size_t)LL_MAX(1, PN / SCAN_MIN_COLS));
     k->corder = (int *)(void *)arena_take(&a, NC);  // ints: one float each
-    if (k->nhb > 1) {
-        k->dQp = arena_take(&a, (size_t)k->nhb * B * T * k->G * k->N);
-        k->dKp = arena_take(&a, (size_t)k->nhb * B * T * k->G * k->N);
-    }
+    const size_t prows = scan_partial_rows(k);
+    k->dQp = arena_take(&a, prows * k->G * k->N);
+    k->dKp = arena_take(&a, prows * k->G * k->N);
     if (loglinear) {  // doubles: two floats each
         k->gc = (double *)(void *)arena_take(&a, 2 * B * H * (NC + 1));
         k->gdiff = (double *)(void *)arena_take(&a, 2 * B * H * (NC + 1));

@@ -69,7 +69,7 @@ typedef struct {
     float *pdot;    // (B, H, nsb, NC) per column block, the state-scan dot products of the decay gradients:
                     // SSD <H_c, dH_{c+1}> of chunk c; log-linear <left, d(parent)> of the tree combine of
                     // left slot s
-    float *dQp, *dKp;  // (nhb, B·T, G·N) per head batch partial dC / dB rows (nhb > 1 only)
+    float *dQp, *dKp;  // (nhb, B·T, G·N) per head batch partial dC / dB rows (used when nhb > 1)
     int *corder;    // (NC) chunk order of the chunk tasks: most state reads first, chunk 0 (no reads) last
     double *gc;     // (B, H, NC+1) log-linear: decay of the chunks before chunk c (sum of their totals)
     double *gdiff;  // (B, H, NC+1) log-linear: difference array of the chunk-total decay gradients
@@ -87,7 +87,8 @@ typedef struct {
 // chunk level j (log-linear).
 typedef LevelReads ScanReads;
 
-// Fills dims and scratch pointers (scratch may be NULL to only size it) and returns the scratch floats.
+// Fills dims and scratch pointers (scratch may be NULL to only size it) and returns the scratch floats:
+// never fewer than any smaller B or T needs, so a model's scratch sized for its largest batch serves all.
 size_t scan_setup(ScanCtx *k, const ScanDims *d, bool loglinear, float *scratch);
 
 static inline void scan_set_inputs(ScanCtx *k, const float *x, const float *dt, const float *A, const float *Bm,

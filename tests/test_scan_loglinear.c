@@ -223,8 +223,8 @@ START_TEST(test_backward_accumulates) {
 }
 END_TEST
 
-// Same results for 1 and 8 threads and run to run: 20 chunks, so the 8 heads go in 4 batches of 2 and the
-// 512 elements of each state in 2 column blocks; then two B/C groups of 4 heads in batches of 1, and
+// Same results for 1 and 8 threads and run to run: 20 chunks, so the 8 heads go in 2 batches of 4 and the
+// 512 elements of each state in 2 column blocks; then two B/C groups of 4 heads in batches of 2, and
 // states of 560 elements (blocks of 288 + 272).
 START_TEST(test_backward_deterministic) {
     Prob p = prob_make(&(Shape){1, 640, 8, 16, 1, 32, 32, 0, 0, 0}, true, 0.05f, 0.5f, -1.0f, -0.2f, 12);

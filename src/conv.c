@@ -1,20 +1,22 @@
 // conv.c — see conv.h.
 #include "conv.h"
 
+#include <omp.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "activations.h"
 
 // Channels per tile (one thread owns a tile): 64 floats = 4 cache lines per row, narrowed (down to 16,
-// one line) while there are fewer than CONV_MIN_TASKS tiles, so that a short batch still feeds every
-// thread. Each channel's arithmetic is the same for any width: the results do not depend on it.
+// one line) while there are fewer than two tiles per thread, so that a short batch still feeds every
+// thread (B = 1 with 640 channels is 10 tiles). Each channel's arithmetic is the same for any width, so the
+// results do not depend on it (nor on the thread count).
 #define CONV_CBLOCK 64
-#define CONV_MIN_TASKS 64
 
 static int conv_block_width(int64_t sequences, int C) {
+    const int64_t want = 2 * (int64_t)omp_get_max_threads();
     int w = CONV_CBLOCK;
-    while (w > 16 && sequences * ((C + w - 1) / w) < CONV_MIN_TASKS) w /= 2;
+    while (w > 16 && sequences * ((C + w - 1) / w) < want) w /= 2;
     return w;
 }
 

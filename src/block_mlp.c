@@ -49,10 +49,10 @@ void mlp_backward(float *dx,                 // (N, d) +=
                   const MlpSaved *s, const MlpWeights *w, const ModelConfig *c, int64_t N, MlpScratch *ms) {
     const int d = c->hidden_size, I = c->intermediate_size;
     const size_t NI = (size_t)N * I;
-    memset(ms->dact, 0, NI * sizeof(float));
+    zero_floats(ms->dact, NI);
     linear_backward(ms->dact, gw->down_proj, NULL, dout, s->act, w->down_proj, N, I, d);
-    memset(ms->dgate, 0, NI * sizeof(float));
-    memset(ms->dup, 0, NI * sizeof(float));
+    zero_floats(ms->dgate, NI);
+    zero_floats(ms->dup, NI);
     swiglu_backward(ms->dgate, ms->dup, ms->dact, s->gate, s->up, (int64_t)NI);
     linear_backward(dx, gw->gate_proj, NULL, ms->dgate, x, w->gate_proj, N, d, I);
     linear_backward(dx, gw->up_proj, NULL, ms->dup, x, w->up_proj, N, d, I);

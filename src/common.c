@@ -75,6 +75,16 @@ double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+void zero_floats(float *p, size_t n) {
+    enum { PIECE = 1 << 14 };  // 64 KiB per task
+    const int64_t pieces = (int64_t)((n + PIECE - 1) / PIECE);
+#pragma omp parallel for schedule(static) if (pieces > 4)
+    for (int64_t i = 0; i < pieces; i++) {
+        const size_t lo = (size_t)i * PIECE, m = n - lo < PIECE ? n - lo : PIECE;
+        memset(p + lo, 0, m * sizeof(float));
+    }
+}
+
 uint32_t crc32_update(uint32_t crc, const void *data, size_t bytes) {
     const unsigned char *p = data;
     // zlib's crc32 takes a uInt length; feed large buffers in pieces.

@@ -36,6 +36,10 @@ void *xcalloc(size_t count, size_t size);
 // Monotonic wall clock in seconds.
 double now_seconds(void);
 
+// Zeroes n floats, split over the OpenMP threads when large (a single-threaded memset of the training
+// step's gradient buffers would be a serial pass over memory). Call outside parallel regions.
+void zero_floats(float *p, size_t n);
+
 // CRC32 (zlib polynomial) of a byte range; chain with crc = crc32_update(crc, ...), start from 0.
 uint32_t crc32_update(uint32_t crc, const void *data, size_t bytes);
 

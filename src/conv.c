@@ -1,13 +1,24 @@
 // conv.c — see conv.h.
 #include "conv.h"
 
+#include <omp.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "activations.h"
 
-// Channels per tile (one thread owns a tile): 64 floats = 4 cache lines per row.
+// Channels per tile (one thread owns a tile): 64 floats = 4 cache lines per row, narrowed (down to 16,
+// one line) while there are fewer than two tiles per thread, so that a short batch still feeds every
+// thread (B = 1 with 640 channels is 10 tiles). Each channel's arithmetic is the same for any width, so the
+// results do not depend on it (nor on the thread count).
 #define CONV_CBLOCK 64
+
+static int conv_block_width(int64_t sequences, int C) {
+    const int64_t want = 2 * (int64_t)omp_get_max_threads();
+    int w = CONV_CBLOCK;
+    while (w > 16 && sequences * ((C + w - 1) / w) < want) w /= 2;
+    return w;
+}
 
 // Both passes work on (channel block × sequence) tiles: the block's taps are copied into a small
 // tap-major local array (K × CONV_CBLOCK floats; K is the kernel width, 4 in every paper config) so the
@@ -19,11 +30,11 @@ static void conv_load_taps(float *wt, const float *w, int c0, int nc, int K) {
 
 void conv1d_silu_forward(float *out, float *pre, const float *inp, const float *w, const float *bias,
                          int B, int T, int C, int K, int ld_in, int ld_out) {
-    int nblocks = (C + CONV_CBLOCK - 1) / CONV_CBLOCK;
+    const int cw = conv_block_width(B, C), nblocks = (C + cw - 1) / cw;
     #pragma omp parallel for schedule(static)
     for (int task = 0; task < B * nblocks; task++) {
         int b = task / nblocks, blk = task % nblocks;
-        int c0 = blk * CONV_CBLOCK, nc = C - c0 < CONV_CBLOCK ? C - c0 : CONV_CBLOCK;
+        int c0 = blk * cw, nc = C - c0 < cw ? C - c0 : cw;
         float wt[K * CONV_CBLOCK];
         conv_load_taps(wt, w, c0, nc, K);
         int64_t row0 = (int64_t)b * T;
@@ -52,10 +63,10 @@ void conv1d_silu_backward(float *dinp, float *dw, float *dbias, const float *dou
                           int ld_out) {
     // One task per channel block over all sequences: it owns dw/dbias of its channels (summed locally
     // in fixed (b, t) order, then added once) and the dinp columns of its channels.
-    int nblocks = (C + CONV_CBLOCK - 1) / CONV_CBLOCK;
+    const int cw = conv_block_width(1, C), nblocks = (C + cw - 1) / cw;
     #pragma omp parallel for schedule(dynamic, 1)
     for (int blk = 0; blk < nblocks; blk++) {
-        int c0 = blk * CONV_CBLOCK, nc = C - c0 < CONV_CBLOCK ? C - c0 : CONV_CBLOCK;
+        int c0 = blk * cw, nc = C - c0 < cw ? C - c0 : cw;
         float wt[K * CONV_CBLOCK], dwt[K * CONV_CBLOCK], dbt[CONV_CBLOCK], dpre[CONV_CBLOCK];
         conv_load_taps(wt, w, c0, nc, K);
         memset(dwt, 0, sizeof dwt);

@@ -123,12 +123,12 @@ static void attn_backward(float *dx,            // (N, d) +=
     const int64_t N = (int64_t)B * T;
     const size_t nq = (size_t)N * H * hd, nkv = (size_t)N * Hkv * hd;
     // out = att W_oᵀ
-    memset(ms->datt, 0, nq * sizeof(float));
+    zero_floats(ms->datt, nq);
     linear_backward(ms->datt, gw->o_proj, NULL, dout, s->att, w->o_proj, N, H * hd, d);
     // att = softmax attention(q, k, v)
-    memset(ms->dq, 0, nq * sizeof(float));
-    memset(ms->dk, 0, nkv * sizeof(float));
-    memset(ms->dv, 0, nkv * sizeof(float));
+    zero_floats(ms->dq, nq);
+    zero_floats(ms->dk, nkv);
+    zero_floats(ms->dv, nkv);
     attention_backward(ms->dq, ms->dk, ms->dv, ms->datt, s->q, s->k, s->v, s->att, s->lse, B, T, H, Hkv, hd,
                        c->window_size, kscratch);
     // q, k = RoPE(·) of the projections (after the qk norm)
@@ -136,8 +136,8 @@ static void attn_backward(float *dx,            // (N, d) +=
     rope_backward(ms->dk, B, T, Hkv, hd, c->rope_theta);
     const float *dq = ms->dq, *dk = ms->dk;
     if (c->qk_norm) {
-        memset(ms->dq_raw, 0, nq * sizeof(float));
-        memset(ms->dk_raw, 0, nkv * sizeof(float));
+        zero_floats(ms->dq_raw, nq);
+        zero_floats(ms->dk_raw, nkv);
         rmsnorm_backward(ms->dq_raw, gw->q_norm, ms->dq, s->q_raw, w->q_norm, s->q_rstd, N, H * hd);
         rmsnorm_backward(ms->dk_raw, gw->k_norm, ms->dk, s->k_raw, w->k_norm, s->k_rstd, N, Hkv * hd);
         dq = ms->dq_raw;

@@ -199,40 +199,40 @@ static void gdn_backward(float *dx,            // (N, d) +=
     const int64_t N = (int64_t)B * T;
     const size_t NDv = (size_t)N * m.Dv, NH = (size_t)N * m.H;
     // out = gout W_oᵀ
-    memset(sc->dgout, 0, NDv * sizeof(float));
+    zero_floats(sc->dgout, NDv);
     linear_backward(sc->dgout, gw->o_proj, NULL, dout, s->gout, w->o_proj, N, m.Dv, m.d);
     // gout = silu(graw) ⊙ n;  graw = x W_gᵀ   (without the gate dn is dgout itself)
     if (m.gate) {
-        memset(sc->dn, 0, NDv * sizeof(float));
-        memset(sc->dgraw, 0, NDv * sizeof(float));
+        zero_floats(sc->dn, NDv);
+        zero_floats(sc->dgraw, NDv);
         swiglu_backward(sc->dgraw, sc->dn, sc->dgout, s->graw, s->n, (int64_t)NDv);
         linear_backward(dx, gw->g_proj, NULL, sc->dgraw, x, w->g_proj, N, m.d, m.Dv);
     }
     // n = RMSNorm_dv(o) ⊙ w, per head
-    memset(sc->d_o, 0, NDv * sizeof(float));
+    zero_floats(sc->d_o, NDv);
     rmsnorm_backward(sc->d_o, gw->o_norm, sc->dn, s->o, w->o_norm, s->o_rstd, N * m.H, m.dv);
     // the gated delta rule
-    memset(sc->dq, 0, (size_t)N * m.Dk * sizeof(float));
-    memset(sc->dk, 0, (size_t)N * m.Dk * sizeof(float));
-    memset(sc->dv, 0, NDv * sizeof(float));
+    zero_floats(sc->dq, (size_t)N * m.Dk);
+    zero_floats(sc->dk, (size_t)N * m.Dk);
+    zero_floats(sc->dv, NDv);
     memset(sc->dbeta, 0, NH * sizeof(float));
     memset(sc->dg, 0, NH * sizeof(float));
-    if (m.loglinear) memset(sc->dlam, 0, (size_t)N * m.HL * sizeof(float));
+    if (m.loglinear) zero_floats(sc->dlam, (size_t)N * m.HL);
     const DeltaDims dd = delta_dims(&m, c, B, T);
     deltanet_backward(sc->dq, sc->dk, sc->dv, sc->dg, sc->dbeta, sc->dlam, sc->d_o, s->q, s->k, s->v, s->g, s->beta,
                       s->lam, &dd, kscratch);
     // λ = softplus(L ⊙ dl), dl = x W_lᵀ
     if (m.loglinear) {
-        memset(sc->ddl, 0, (size_t)N * m.HL * sizeof(float));
+        zero_floats(sc->ddl, (size_t)N * m.HL);
         lambda_backward(sc->ddl, m.HL, gw->L, sc->dlam, s->dl, m.HL, w->L, N, m.HL);
         linear_backward(dx, gw->l_proj, NULL, sc->ddl, x, w->l_proj, N, m.d, m.HL);
     }
     // q, k = l2norm(conv output); v copied out of it; β, g from the a/b columns of the projection
-    memset(sc->dqkv, 0, (size_t)N * m.Cc * sizeof(float));
+    zero_floats(sc->dqkv, (size_t)N * m.Cc);
     l2norm_backward(sc->dqkv, sc->dq, s->qkv, s->q_rstd, m.Cc, N, m.H, m.dk, m.qscale);
     l2norm_backward(sc->dqkv + m.Dk, sc->dk, s->qkv + m.Dk, s->k_rstd, m.Cc, N, m.H, m.dk, 1.0f);
     add_columns(sc->dqkv + 2 * m.Dk, m.Cc, sc->dv, m.Dv, N, m.Dv);
-    memset(sc->dproj, 0, (size_t)N * m.R * sizeof(float));
+    zero_floats(sc->dproj, (size_t)N * m.R);
     gdn_gates_backward(sc->dproj + m.Cc, sc->dproj + m.Cc + m.H, gw->A_log, gw->dt_bias, sc->dbeta, sc->dg, s->beta,
                        s->g, s->proj + m.Cc, m.R, w->A_log, w->dt_bias, N, m.H);
     // [q|k|v] = silu(conv(proj[:, :Cc]));  proj = x [W_q; W_k; W_v; W_a; W_b]ᵀ

@@ -219,22 +219,22 @@ static void mamba2_backward(float *dx,            // (N, d) +=
     const MambaDims m = mamba_dims(c);
     const int64_t N = (int64_t)B * T;
     // out = gout W_outᵀ
-    memset(ms->dgout, 0, (size_t)N * m.din * sizeof(float));
+    zero_floats(ms->dgout, (size_t)N * m.din);
     linear_backward(ms->dgout, gw->out_proj, gw->out_bias, dout, s->gout, w->out_proj, N, m.din, m.d);
     // gout = RMSNorm(y ⊙ silu(z)) ⊙ w  — dz lands in the z columns of dzxbcdt
-    memset(ms->dzxbcdt, 0, (size_t)N * m.R * sizeof(float));
-    memset(ms->dy, 0, (size_t)N * m.din * sizeof(float));
+    zero_floats(ms->dzxbcdt, (size_t)N * m.R);
+    zero_floats(ms->dy, (size_t)N * m.din);
     gated_rmsnorm_backward(ms->dy, ms->dzxbcdt, gw->gnorm, ms->dgout, s->y, s->zxbcdt, m.R, w->gnorm, s->grstd, N, m.din,
                            m.norm_groups);
     // the scan
-    memset(ms->dxbc, 0, (size_t)N * m.Cc * sizeof(float));
-    memset(ms->ddt, 0, (size_t)N * m.H * sizeof(float));
+    zero_floats(ms->dxbc, (size_t)N * m.Cc);
+    zero_floats(ms->ddt, (size_t)N * m.H);
     memset(ms->dA, 0, (size_t)m.H * sizeof(float));
     ScanDims sd = scan_dims(&m, c, B, T);
     const float *xs = s->xbc, *Bm = s->xbc + m.din, *Cm = s->xbc + m.din + m.GN;
     float *dxs = ms->dxbc, *dBm = ms->dxbc + m.din, *dCm = ms->dxbc + m.din + m.GN;
     if (m.loglinear) {
-        memset(ms->dlam, 0, (size_t)N * m.H * m.levels * sizeof(float));
+        zero_floats(ms->dlam, (size_t)N * m.H * m.levels);
         loglinear_backward(dxs, ms->ddt, ms->dA, dBm, dCm, gw->D, ms->dlam, ms->dy, xs, s->dt, s->A, Bm, Cm, w->D,
                            s->lam, &sd, kscratch);
     } else {

@@ -276,7 +276,7 @@ static void grad_ready(Model *m, size_t lo, size_t hi) {
 }
 
 bool model_recomputes(const Model *m) { return m->recompute; }
-void model_zero_grad(Model *m) { memset(m->grads, 0, m->numel * sizeof(float)); }
+void model_zero_grad(Model *m) { zero_floats(m->grads, m->numel); }
 
 // ---------------------------------------------------------------------------------------------------
 // Initialisation (doc/architectures.md §2.3): Linear/Conv1d/Embedding N(0, σ²), biases 0, norms 1, then each
@@ -381,10 +381,10 @@ double model_forward_backward(Model *m, const int32_t *inputs, const int32_t *ta
     const int64_t N = (int64_t)B * T;
     forward_body(m, inputs, B, T);
     // Loss and its gradient w.r.t. the final norm output, chunked over rows (no B×T×V logits).
-    memset(m->dh, 0, (size_t)N * d * sizeof(float));
+    zero_floats(m->dh, (size_t)N * d);
     double loss = lm_head_loss(m->dh, m->gw.lm_head, count, NULL, m->hf, m->w.lm_head, targets, N, d, c->vocab_size,
                                grad_scale, m->kscratch, LM_HEAD_CHUNK_ROWS);
-    memset(m->dres, 0, (size_t)N * d * sizeof(float));
+    zero_floats(m->dres, (size_t)N * d);
     rmsnorm_backward(m->dres, m->gw.final_norm, m->dh, m->res_final, m->w.final_norm, m->rstdf, N, d);
     grad_ready(m, m->layer_start[L], m->numel);   // final norm and an untied lm_head
     for (int l = L - 1; l >= 0; l--) {
@@ -395,11 +395,11 @@ double model_forward_backward(Model *m, const int32_t *inputs, const int32_t *ta
         // every other block's are rebuilt from its input, by the same code, so they are the same bytes.
         if (m->recompute && l < L - 1) block_forward(m, l, NULL, B, T);
         // y = x + MLP(Norm(x)): dres already is d(y) = d(x) through the skip; add the MLP path.
-        memset(m->dh, 0, (size_t)N * d * sizeof(float));
+        zero_floats(m->dh, (size_t)N * d);
         mlp_backward(m->dh, &gw->mlp, m->dres, a->h2, &a->mlp, &w->mlp, c, N, &m->mlp_scratch);
         rmsnorm_backward(m->dres, gw->mlp_norm, m->dh, a->res_mid, w->mlp_norm, a->rstd2, N, d);
         // x = r + Mixer(Norm(r))
-        memset(m->dh, 0, (size_t)N * d * sizeof(float));
+        zero_floats(m->dh, (size_t)N * d);
         m->family[l]->backward(m->dh, &gw->mix, m->dres, a->h1, &a->mix, &w->mix, c, B, T, &a->mix_scratch,
                                m->kscratch);
         rmsnorm_backward(m->dres, gw->mixer_norm, m->dh, a->res_in, w->mixer_norm, a->rstd1, N, d);

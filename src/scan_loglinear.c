@@ -34,8 +34,10 @@ size_t loglinear_scratch_floats(const ScanDims *d) {
     return scan_setup(&k, d, true, NULL);
 }
 
-// gc[c] = Σ_{c' < c} Γ_c' in double: differences of it are the decays between chunk boundaries.
-static void ll_chunk_prefix(const ScanCtx *k, int b, int h) {
+// Head task: gc[c] = Σ_{c' < c} Γ_c' in double, differences of which are the decays between chunk
+// boundaries (tb unused).
+static void ll_chunk_prefix(const ScanCtx *k, int b, int h, float *tb) {
+    (void)tb;
     const float *csh = k->cs + ((size_t)b * k->H + h) * k->T;
     double *gch = k->gc + ((size_t)b * k->H + h) * (k->NC + 1);
     gch[0] = 0.0;
@@ -45,12 +47,15 @@ static void ll_chunk_prefix(const ScanCtx *k, int b, int h) {
     }
 }
 
-// The tree walk of one (b, h) (level_tree_build / level_tree_backward) with the scalar-decay combine.
+// The tree walk over elements [e0, e1) of the states of one (b, h) (level_tree_build /
+// level_tree_backward) with the scalar-decay combine.
 typedef struct {
     const ScanCtx *k;
     int b, h;
+    int64_t e0, e1;
     const double *gch;  // (NC+1) chunk prefix decays of (b, h)
-    double *gd;         // (NC+1) its chunk-total decay gradient difference array (backward)
+    float *pd;          // (NC) this column block's dot products of the tree backward, by left slot
+    double *gd;         // (NC+1) the chunk-total decay gradient difference array of (b, h) (ll_decay_grads)
 } TreeCtx;
 
 // The decay of the right block [right_lo, right_lo + span) of chunks: exp(its total log decay).
@@ -61,26 +66,25 @@ static inline float tree_decay(const TreeCtx *t, int64_t right_lo, int64_t span)
 // right node += exp(Γ_R) · left node
 static void tree_combine(void *ctx, int64_t left_slot, int64_t right_slot, int64_t right_lo, int64_t span) {
     const TreeCtx *t = ctx;
-    const size_t PN = (size_t)t->k->P * t->k->N;
-    const float *restrict Ls = scan_state(t->k, t->k->S, t->b, (int)left_slot, t->h);
-    float *restrict Rs = scan_state(t->k, t->k->S, t->b, (int)right_slot, t->h);
+    const size_t n = (size_t)(t->e1 - t->e0);
+    const float *restrict Ls = scan_state(t->k, t->k->S, t->b, (int)left_slot, t->h) + t->e0;
+    float *restrict Rs = scan_state(t->k, t->k->S, t->b, (int)right_slot, t->h) + t->e0;
     const float eg = tree_decay(t, right_lo, span);
-    for (size_t e = 0; e < PN; e++) Rs[e] += eg * Ls[e];
+    for (size_t e = 0; e < n; e++) Rs[e] += eg * Ls[e];
 }
 
-// The chunk prefix decays gc, then the tree over the chunk states in S (head task; tb unused).
-static void ll_tree_build(const ScanCtx *k, int b, int h, float *tb) {
-    (void)tb;
-    ll_chunk_prefix(k, b, h);
-    TreeCtx t = {.k = k, .b = b, .h = h, .gch = k->gc + ((size_t)b * k->H + h) * (k->NC + 1)};
+// State task: the tree over elements [e0, e1) of the chunk states in S (tb unused).
+static void ll_tree_build(const ScanCtx *k, int b, int h, int blk, int64_t e0, int64_t e1, float *tb) {
+    (void)tb; (void)blk;
+    TreeCtx t = {.k = k, .b = b, .h = h, .e0 = e0, .e1 = e1, .gch = k->gc + ((size_t)b * k->H + h) * (k->NC + 1)};
     level_tree_build(k->NC - 1, tree_combine, &t);  // chunks whose state can be read: 0 .. NC-2
 }
 
 // dS[s] (heads hb0 .. hb0+nh-1 of group g) = gradient of the node in slot s from its reads: the sum over
 // the reader block's tokens t of exp(cs_t + decay since the block start)·λ_t[lev]·dy_t q_tᵀ. One GEMM per
 // piece of the block for all nh heads (the weights go on dY, so Q is shared and read in place).
-static void ll_read_grads(const ScanCtx *k, int b, int g, int hb0, int nh, int s, float *dYt, int64_t qt_chunks) {
-    const int N = k->N, P = k->P, H = k->H, HP = H * P, Cs = k->Cs, ldt = nh * P;
+static void ll_read_grads(const ScanCtx *k, int b, int hb0, int nh, int s, float *dYt, int64_t qt_chunks) {
+    const int N = k->N, P = k->P, H = k->H, HP = H * P, Cs = k->Cs, ldt = nh * P, g = hb0 / k->Hg;
     const size_t ld_lam = (size_t)H * k->levels;
     int64_t c_lo, c_hi;
     const int J = level_node_readers(s, k->NC, &c_lo, &c_hi);
@@ -111,36 +115,79 @@ static void ll_read_grads(const ScanCtx *k, int b, int g, int hb0, int nh, int s
     }
 }
 
-// Backward of tree_combine: d(left) += exp(Γ_R) · d(right); Γ_R gets exp(Γ_R) <left, d(right)>, added to the
-// difference array over the right block's chunks. (d(right) passes through: it is the same slot.)
+// The read-gradient tasks, largest reader blocks first: class J holds the slots with J trailing ones
+// (s+1 = (2m+1)·2^J, reader block of 2^J chunks), in batches of max(1, HB >> J) heads, so that a task
+// covers about HB chunk-heads of readers: small blocks share one GEMM over many heads, the large ones
+// spread over one task per head. Returns the task count, or with task >= 0 decodes that task.
+static int64_t ll_read_grad_task(const ScanCtx *k, int64_t task, int *b, int *hb0, int *nh, int *s) {
+    const int nslot = k->NC - 1;
+    int64_t total = 0;
+    for (int J = k->nclev; J >= 0; J--) {
+        const int64_t cnt = ((nslot >> J) + 1) / 2;  // slots of class J
+        const int per = LL_MAX(1, k->HB >> J), nb = (k->Hg + per - 1) / per;
+        const int64_t n = cnt * nb * k->G * k->B;
+        if (task >= 0 && task < n) {
+            const int bi = (int)(task % nb);
+            const int64_t m = (task / nb) % cnt, rest = task / nb / cnt;
+            const int g = (int)(rest % k->G);
+            *b = (int)(rest / k->G);
+            *s = (int)(((2 * m + 1) << J) - 1);
+            *hb0 = g * k->Hg + bi * per;
+            *nh = LL_MIN(per, (g + 1) * k->Hg - *hb0);
+            return total;
+        }
+        if (task >= 0) task -= n;
+        total += n;
+    }
+    return total;
+}
+
+// Backward of tree_combine over the block: d(left) += exp(Γ_R) · d(right); the block's part of
+// <left, d(right)> goes to pd[left slot] (each left slot is combined once; d(right) passes through: it is
+// the same slot).
 static void tree_combine_backward(void *ctx, int64_t left_slot, int64_t right_slot, int64_t right_lo, int64_t span) {
     const TreeCtx *t = ctx;
-    const size_t PN = (size_t)t->k->P * t->k->N;
-    const float *restrict Ls = scan_state(t->k, t->k->S, t->b, (int)left_slot, t->h);
-    float *restrict dLs = scan_state(t->k, t->k->dS, t->b, (int)left_slot, t->h);
-    const float *restrict dRs = scan_state(t->k, t->k->dS, t->b, (int)right_slot, t->h);
+    const size_t n = (size_t)(t->e1 - t->e0);
+    const float *restrict Ls = scan_state(t->k, t->k->S, t->b, (int)left_slot, t->h) + t->e0;
+    float *restrict dLs = scan_state(t->k, t->k->dS, t->b, (int)left_slot, t->h) + t->e0;
+    const float *restrict dRs = scan_state(t->k, t->k->dS, t->b, (int)right_slot, t->h) + t->e0;
     const float eg = tree_decay(t, right_lo, span);
-    const double v = eg * (double)scan_dot(Ls, dRs, (int)PN);
-    for (size_t e = 0; e < PN; e++) dLs[e] += eg * dRs[e];
+    t->pd[left_slot] = scan_dot(Ls, dRs, (int)n);
+    for (size_t e = 0; e < n; e++) dLs[e] += eg * dRs[e];
+}
+
+// State task, down the tree over elements [e0, e1): dS[s] becomes the gradient of leaf s (the chunk state
+// Sc_s); the decay gradients' dot products go to pdot.
+static void ll_tree_backward(const ScanCtx *k, int b, int h, int blk, int64_t e0, int64_t e1, float *tb) {
+    (void)tb;
+    const size_t bh = (size_t)b * k->H + h;
+    TreeCtx t = {.k = k, .b = b, .h = h, .e0 = e0, .e1 = e1, .gch = k->gc + bh * (k->NC + 1),
+                 .pd = k->pdot + (bh * k->nsb + blk) * k->NC};
+    level_tree_backward(k->NC - 1, tree_combine_backward, &t);
+}
+
+// The decay gradient of one tree combine: Γ_R gets exp(Γ_R) <left, d(parent)> (the column blocks' parts
+// summed in block order), added to the difference array over the right block's chunks.
+static void tree_decay_grad(void *ctx, int64_t left_slot, int64_t right_slot, int64_t right_lo, int64_t span) {
+    (void)right_slot;
+    const TreeCtx *t = ctx;
+    double dot = 0.0;
+    for (int blk = 0; blk < t->k->nsb; blk++) dot += t->pd[(size_t)blk * t->k->NC + left_slot];
+    const double v = tree_decay(t, right_lo, span) * dot;
     t->gd[right_lo] += v;
     t->gd[right_lo + span] -= v;
 }
 
-// Down the tree: dS[s] becomes the gradient of leaf s (the chunk state Sc_s); tree decay gradients go to
-// the difference array gdiff.
-static void ll_tree_backward(const ScanCtx *k, int b, int h, float *tb) {
-    (void)tb;
-    const size_t bh = (size_t)b * k->H + h;
-    TreeCtx t = {.k = k, .b = b, .h = h, .gch = k->gc + bh * (k->NC + 1), .gd = k->gdiff + bh * (k->NC + 1)};
-    level_tree_backward(k->NC - 1, tree_combine_backward, &t);
-}
-
-// Chunk-total decay gradients of (b, h) (tree decays already in gdiff, plus the read decays in ddelta) to
-// every token of each chunk; the dA part goes to partA2 (head task; tb unused).
+// Chunk-total decay gradients of (b, h) (tree decays from pdot, plus the read decays in ddelta) to every
+// token of each chunk; the dA part goes to partA2 (head task; tb unused).
 static void ll_decay_grads(const ScanCtx *k, int b, int h, float *tb) {
     (void)tb;
     const size_t bh = (size_t)b * k->H + h;
     double *gd = k->gdiff + bh * (k->NC + 1);
+    memset(gd, 0, sizeof(double) * (size_t)(k->NC + 1));
+    TreeCtx tc = {.k = k, .b = b, .h = h, .gch = k->gc + bh * (k->NC + 1), .pd = k->pdot + bh * k->nsb * k->NC,
+                  .gd = gd};
+    level_tree_backward(k->NC - 1, tree_decay_grad, &tc);
     for (int c = 1; c < k->NC; c++) {
         LevelReads rd;
         level_chunk_reads_of(c, k->lc, &rd);
@@ -174,7 +221,7 @@ void loglinear_forward(float *y, const float *x, const float *dt, const float *A
     scan_setup(&k, d, true, scratch);
     scan_set_inputs(&k, x, dt, A, Bm, Cm, D, lam);
     k.y = y;
-    scan_forward(&k, ll_tree_build);
+    scan_forward(&k, ll_chunk_prefix, ll_tree_build);
 }
 
 void loglinear_backward(float *dx, float *ddt, float *dA, float *dBm, float *dCm, float *dD, float *dlam,
@@ -185,35 +232,25 @@ void loglinear_backward(float *dx, float *ddt, float *dA, float *dBm, float *dCm
     scan_set_inputs(&k, x, dt, A, Bm, Cm, D, lam);
     k.dy = dy; k.dx = dx; k.ddt = ddt; k.dBm = dBm; k.dCm = dCm; k.dlam = dlam;
     // 1. recompute cs and the chunk states
-    scan_chunk_tasks(&k, scan_chunk_backward_prep, 0);
-    // 2. the tree (per (b, h)), the read gradients of its nodes (per (b, group, head batch, slot)), and
-    //    the tree backward (per (b, h)) -> dS holds the leaf (chunk state) gradients
-    memset(k.gdiff, 0, sizeof(double) * (size_t)k.B * k.H * (k.NC + 1));
+    scan_chunk_tasks(&k, scan_chunk_backward_prep, false);
+    // 2. the tree (per column block), the read gradients of its nodes (per (b, slot, head batch)), and the tree
+    //    backward (per column block) -> dS holds the leaf (chunk state) gradients
+    scan_head_tasks(&k, ll_chunk_prefix);
     if (k.NC > 1) {
-        scan_head_tasks(&k, ll_tree_build);
+        scan_state_tasks(&k, ll_tree_build);
         const int64_t qt_chunks = LL_MAX(1, SCAN_QT_ROWS / k.Cs);
-        const int nhb = (k.Hg + k.HB - 1) / k.HB, nslot = k.NC - 1;
-        const int64_t ngrad = (int64_t)k.B * k.G * nhb * nslot;
+        const int64_t ngrad = ll_read_grad_task(&k, -1, NULL, NULL, NULL, NULL);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(k.nthreads)
         for (int64_t task = 0; task < ngrad; task++) {
-            // slots in decreasing order of their reader-block size, for load balance
-            const int si = (int)(task % nslot);
-            int s = 0, seen = 0;
-            for (int J = k.nclev; J >= 0 && s == 0 && seen <= si; J--) {
-                // slots with trailing-ones count J: s+1 = (2m+1)·2^J, m >= 0, s <= NC-2
-                const int64_t cnt = (nslot >> J) >= 1 ? ((nslot >> J) + 1) / 2 : 0;
-                if (si < seen + cnt) s = (int)((2 * (int64_t)(si - seen) + 1) << J) - 1;
-                seen += (int)cnt;
-            }
-            const int64_t rest = task / nslot;
-            const int hbi = (int)(rest % nhb), g = (int)((rest / nhb) % k.G), b = (int)(rest / ((int64_t)nhb * k.G));
-            const int hb0 = g * k.Hg + hbi * k.HB, nh = LL_MIN(k.HB, (g + 1) * k.Hg - hb0);
-            ll_read_grads(&k, b, g, hb0, nh, s, scan_thread_buf(&k), qt_chunks);
+            int b, hb0, nh, s;
+            ll_read_grad_task(&k, task, &b, &hb0, &nh, &s);
+            ll_read_grads(&k, b, hb0, nh, s, scan_thread_buf(&k), qt_chunks);
         }
-        scan_head_tasks(&k, ll_tree_backward);
+        scan_state_tasks(&k, ll_tree_backward);
     }
     // 3. everything local to each chunk (intra blocks, reads, local states)
-    scan_chunk_tasks(&k, scan_chunk_backward, 0);
+    scan_chunk_tasks(&k, scan_chunk_backward, false);
+    scan_reduce_batches(&k);
     // 4. per (b, h): chunk-total decay gradients (tree + read decays) to every token of each chunk
     scan_head_tasks(&k, ll_decay_grads);
     scan_reduce_partials(&k, dA, dD);

@@ -13,51 +13,53 @@ size_t ssd_scratch_floats(const ScanDims *d) {
     return scan_setup(&k, d, false, NULL);
 }
 
-// In place over the chunk states of (b, h): S[c] <- H_c, the state entering chunk c
-// (H_0 = 0, H_{c+1} = exp(Γ_c) H_c + Sc_c). R: P·N floats of scratch.
-static void ssd_state_scan(const ScanCtx *k, int b, int h, float *R) {
-    const size_t PN = (size_t)k->P * k->N;
+// State task: in place over elements [e0, e1) of the chunk states of (b, h): S[c] <- H_c, the state
+// entering chunk c (H_0 = 0, H_{c+1} = exp(Γ_c) H_c + Sc_c). R: e1 - e0 floats of scratch.
+static void ssd_state_scan(const ScanCtx *k, int b, int h, int blk, int64_t e0, int64_t e1, float *R) {
+    (void)blk;
+    const size_t n = (size_t)(e1 - e0);
     const float *csh = k->cs + ((size_t)b * k->H + h) * k->T;
-    memset(R, 0, sizeof(float) * PN);
+    memset(R, 0, sizeof(float) * n);
     for (int c = 0; c + 1 < k->NC; c++) {
-        float *restrict Sc = scan_state(k, k->S, b, c, h);
+        float *restrict Sc = scan_state(k, k->S, b, c, h) + e0;
         const float eg = scan_exp(csh[(size_t)(c + 1) * k->Cs - 1]);
-        for (size_t e = 0; e < PN; e++) {
+        for (size_t e = 0; e < n; e++) {
             const float s = Sc[e];
             Sc[e] = R[e];
             R[e] = eg * R[e] + s;
         }
     }
-    memcpy(scan_state(k, k->S, b, k->NC - 1, h), R, sizeof(float) * PN);
+    memcpy(scan_state(k, k->S, b, k->NC - 1, h) + e0, R, sizeof(float) * n);
 }
 
-// Per (b, h), after the backward prologue (chunk states in S, read gradients in dS): entering states H_c
-// (forward scan), then the reverse scan: dS[c] <- gradient of the state leaving chunk c (= dH_{c+1}),
-// dgam[c] = exp(Γ_c) <H_c, dH_{c+1}>.
-static void ssd_state_backward(const ScanCtx *k, int b, int h, float *R) {
-    const size_t PN = (size_t)k->P * k->N;
-    float *dgh = k->dgam + ((size_t)b * k->H + h) * k->NC;
-    dgh[k->NC - 1] = 0.0f;
+// State task, after the backward prologue (chunk states in S, read gradients in dS), over elements
+// [e0, e1): entering states H_c (forward scan), then the reverse scan: dS[c] <- gradient of the state
+// leaving chunk c (= dH_{c+1}), and pdot[c] = this block's part of <H_c, dH_{c+1}> (the chunk task of
+// chunk c sums the blocks into its decay gradient).
+static void ssd_state_backward(const ScanCtx *k, int b, int h, int blk, int64_t e0, int64_t e1, float *R) {
+    const size_t n = (size_t)(e1 - e0);
+    float *pd = k->pdot + (((size_t)b * k->H + h) * k->nsb + blk) * k->NC;
+    pd[k->NC - 1] = 0.0f;
     if (k->NC == 1) return;
-    ssd_state_scan(k, b, h, R);
+    ssd_state_scan(k, b, h, blk, e0, e1, R);
     const float *csh = k->cs + ((size_t)b * k->H + h) * k->T;
-    memcpy(R, scan_state(k, k->dS, b, k->NC - 1, h), sizeof(float) * PN);  // dH_{NC-1}
+    memcpy(R, scan_state(k, k->dS, b, k->NC - 1, h) + e0, sizeof(float) * n);  // dH_{NC-1}
     for (int c = k->NC - 2; c >= 0; c--) {
-        float *restrict dSc = scan_state(k, k->dS, b, c, h);
-        const float *restrict Hc = scan_state(k, k->S, b, c, h);
+        float *restrict dSc = scan_state(k, k->dS, b, c, h) + e0;
+        const float *restrict Hc = scan_state(k, k->S, b, c, h) + e0;
         const float eg = scan_exp(csh[(size_t)(c + 1) * k->Cs - 1]);
-        double dot = 0.0;
+        float dot = 0.0f;
         if (c > 0) {
-            dot = scan_dot(Hc, R, (int)PN);
-            for (size_t e = 0; e < PN; e++) {
+            dot = scan_dot(Hc, R, (int)n);
+            for (size_t e = 0; e < n; e++) {
                 const float d0 = dSc[e];
                 dSc[e] = R[e];
                 R[e] = eg * R[e] + d0;
             }
         } else {
-            memcpy(dSc, R, sizeof(float) * PN);  // H_0 = 0: no decay gradient, no dH_0 needed
+            memcpy(dSc, R, sizeof(float) * n);  // H_0 = 0: no decay gradient, no dH_0 needed
         }
-        dgh[c] = eg * (float)dot;
+        pd[c] = dot;
     }
 }
 
@@ -67,7 +69,7 @@ void ssd_forward(float *y, const float *x, const float *dt, const float *A, cons
     scan_setup(&k, d, false, scratch);
     scan_set_inputs(&k, x, dt, A, Bm, Cm, D, NULL);
     k.y = y;
-    scan_forward(&k, ssd_state_scan);
+    scan_forward(&k, NULL, ssd_state_scan);
 }
 
 void ssd_backward(float *dx, float *ddt, float *dA, float *dBm, float *dCm, float *dD, const float *dy,
@@ -78,12 +80,13 @@ void ssd_backward(float *dx, float *ddt, float *dA, float *dBm, float *dCm, floa
     scan_set_inputs(&k, x, dt, A, Bm, Cm, D, NULL);
     k.dy = dy; k.dx = dx; k.ddt = ddt; k.dBm = dBm; k.dCm = dCm;
     // 1. recompute cs and the chunk states; per-chunk read gradients Σ exp(cs_i) dy_i q_iᵀ into dS
-    scan_chunk_tasks(&k, scan_chunk_backward_prep, 0);
-    // 2. the running state and its gradient along the chunks
-    scan_head_tasks(&k, ssd_state_backward);
+    scan_chunk_tasks(&k, scan_chunk_backward_prep, false);
+    // 2. the running state and its gradient along the chunks (per column block)
+    scan_state_tasks(&k, ssd_state_backward);
     // 3. everything local to each chunk
     memset(k.partA2, 0, sizeof(float) * (size_t)k.B * k.H);
-    scan_chunk_tasks(&k, scan_chunk_backward, 0);
+    scan_chunk_tasks(&k, scan_chunk_backward, false);
+    scan_reduce_batches(&k);
     scan_reduce_partials(&k, dA, dD);
 }
 

@@ -223,11 +223,43 @@ START_TEST(test_backward_accumulates) {
 }
 END_TEST
 
-// Same results for any thread count and run to run.
+// Same results for 1 and 8 threads and run to run: 20 chunks, so the 8 heads go in 2 batches of 4 and the
+// 512 elements of each state in 2 column blocks; then two B/C groups of 4 heads in batches of 2, and
+// states of 560 elements (blocks of 288 + 272).
 START_TEST(test_backward_deterministic) {
-    Prob p = prob_make(&(Shape){1, 700, 8, 8, 1, 8, 64, 0, 0, 0}, true, 0.05f, 0.5f, -1.0f, -0.2f, 12);
-    check_backward_deterministic(&p, 6);
+    Prob p = prob_make(&(Shape){1, 640, 8, 16, 1, 32, 32, 0, 0, 0}, true, 0.05f, 0.5f, -1.0f, -0.2f, 12);
+    check_thread_count_independent(&p, 6);
     prob_free(&p);
+    p = prob_make(&(Shape){1, 300, 8, 16, 2, 35, 32, 0, 2, 0}, true, 0.05f, 0.5f, -1.0f, -0.2f, 13);
+    check_thread_count_independent(&p, 7);
+    prob_free(&p);
+}
+END_TEST
+
+// The scratch sized for (B, T) covers every smaller batch and sequence (the model sizes it once for its
+// largest batch; shorter inputs split the heads into more batches and the states into more blocks).
+START_TEST(test_scratch_covers_smaller_inputs) {
+    const int shapes[][4] = {{8, 64, 64, 64}, {4, 32, 16, 32}, {16, 64, 16, 256}};  // H, P, N, chunk
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        const int H = shapes[si][0], P = shapes[si][1], N = shapes[si][2], chunk = shapes[si][3];
+        for (int ll = 0; ll < 2; ll++)
+            for (int B = 1; B <= 4; B++)
+                for (int T = chunk; T <= 96 * chunk; T += chunk * 5 / 2) {
+                    ScanDims d = {.B = B, .T = T, .H = H, .P = P, .G = 1, .N = N, .chunk = chunk,
+                                  .ld_x = H * P + 2 * N, .ld_bc = H * P + 2 * N, .levels = levels_needed(T)};
+                    ScanCtx k;
+                    const size_t big = scan_setup(&k, &d, ll, NULL);
+                    for (int b2 = 1; b2 <= B; b2++)
+                        for (int t2 = 1; t2 <= T; t2 += 1 + t2 / 3) {
+                            ScanDims e = d;
+                            e.B = b2;
+                            e.T = t2;
+                            ck_assert_msg(scan_setup(&k, &e, ll, NULL) <= big,
+                                          "scratch for B=%d T=%d exceeds the one for B=%d T=%d (H=%d chunk=%d)", b2,
+                                          t2, B, T, H, chunk);
+                        }
+                }
+    }
 }
 END_TEST
 
@@ -246,6 +278,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_backward_matches_reference);
     tcase_add_test(tc, test_backward_accumulates);
     tcase_add_test(tc, test_backward_deterministic);
+    tcase_add_test(tc, test_scratch_covers_smaller_inputs);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -145,15 +145,16 @@ for m in "${models[@]}"; do
     plots+="${plots:+, }'$out/plot_$m.dat' using 1:2:3 with yerrorlines lw 2 title '$(jq -rn --argjson n "$names" --arg m "$m" '$n[$m]')'"
 done
 cat > "$out/accuracy.gp" <<EOF
-set terminal pngcairo size 900,600 font 'Sans,11'
+set terminal pngcairo size 1000,560 font 'Sans,11'
 set output '$out/accuracy.png'
 set title 'MQAR answer accuracy (T = $T, $test_pairs test pairs, vocab $vocab)'
 set xlabel 'model dimension'
 set ylabel 'test accuracy (%)'
 set logscale x 2
 set xrange [*:*]
+set offsets graph 0.05, graph 0.05, 0, 0
 set yrange [0:105]
-set key bottom right
+set key outside right center
 set grid
 plot $plots
 EOF

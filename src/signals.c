@@ -2,12 +2,17 @@
 #include "signals.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
 
 static volatile sig_atomic_t g_signo;   // first SIGINT/SIGTERM received, 0 = none
+// Set by the first signal. The handler's sa_mask orders two signals only within one thread: a process
+// signal goes to any thread that does not block it (OpenMP / OpenBLAS / sanitizer threads), so two can run
+// the handler at the same moment; a lock-free test-and-set (async-signal-safe) lets exactly one be first.
+static atomic_flag g_seen = ATOMIC_FLAG_INIT;
 
 static void on_signal(int signo) {
-    if (g_signo) {
+    if (atomic_flag_test_and_set(&g_seen)) {
         // Second signal: the user does not want to wait. Default action (terminate), re-raised, so the
         // exit status says "killed by signal".
         signal(signo, SIG_DFL);

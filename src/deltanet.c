@@ -116,8 +116,8 @@ static float *carve(float *base, size_t *off, size_t n) {
 }
 
 // Buffers of a chunk task: the forward part (kept per chunk-head from the forward to the backward), the
-// derived part (cheap to form again from the kept part and the inputs: not kept) and the backward part. Plain GDN carves no Λ,
-// A, βV (Aλ is Ap) and keeps K̃ (its state scans read it).
+// derived part (cheap to form again from the kept part and the inputs: not kept) and the backward part.
+// Plain GDN carves no Λ, A, βV (Aλ is Ap) and keeps K̃ (its state scans read it).
 typedef struct {
     float *G, *eG, *eR, *bt;                       // (C) cumsum, e^G, e^{Γ−G}, β
     float *KK, *Tg, *E, *Ap;                       // (C, C) KK, the inverse, E, QKl ⊙ E

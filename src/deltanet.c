@@ -21,15 +21,16 @@
 // dK̃ = Vn dS_outᵀ, d(−W̃) = dVn S_inᵀ, dU = dVn, dΓ += e^Γ ⟨S_in, dS_out⟩ (chunk tasks).
 //
 // Phases, each one OpenMP loop:
-//   forward:  chunk tasks (b, c, h): intra part of o, Q̃, AX (plain: [−W̃ | U], K̃).   head tasks (b, h, a
-//             block of the state's columns, dn_setup): the state scan of every level at once along the chunks
-//             (the transitions of all live levels are one GEMM A_c·[S_j ...], the reads of a chunk one GEMM
-//             over its read states stacked), adding the reads to o.
-//   backward: chunk tasks: Q̃, AX again, keeping each chunk-head's chunk-local forward part (G, KK, Tg, E,
-//             Ap, A, Z, plain K̃: ChunkBuf's forward part, in Loc);  head tasks: the scan again,
-//             storing the entering states, then the reverse scan storing the gradients of the states leaving
-//             each chunk;  chunk tasks: what sums over the state's columns (dQ̃ and the inter-chunk dλ, dAX)
-//             and all chunk-local gradients, from the kept part.
+//   forward:  chunk tasks (b, c, h): intra part of o, Q̃, AX and each chunk-head's chunk-local forward part
+//             (G, KK, Tg, E, Ap, A, Z, plain K̃: ChunkBuf's forward part, in Loc), all three kept in `saved`
+//             for the backward.   head tasks (b, h, a block of the state's columns, dn_setup): the state
+//             scan of every level at once along the chunks (the transitions of all live levels are one GEMM
+//             A_c·[S_j ...], the reads of a chunk one GEMM over its read states stacked), adding the reads
+//             to o.
+//   backward: head tasks: the scan again (from the kept AX, plain: the kept Z, K̃), storing the entering
+//             states, then the reverse scan storing the gradients of the states leaving each chunk;  chunk
+//             tasks: what sums over the state's columns (dQ̃ and the inter-chunk dλ, dAX) and all
+//             chunk-local gradients, from the kept part (nothing chunk-local is formed twice).
 // Products with a triangular C×C factor use strmm, lower-only products ssyrk or 32-row panels (DN_PANEL).
 // Every task owns its output rows (or columns): no atomics, fixed summation orders, so results do not depend
 // on the thread count.
@@ -62,21 +63,21 @@ typedef struct {
     const float *q, *k, *v, *g, *beta, *lam, *dout;
     // outputs
     float *o, *dq, *dk, *dv, *dg, *dbeta, *dlam;
-    // scratch
+    // saved (written by the forward, read by the backward)
     float *Qt;   // (B, NC, H, C, K)    q̃ of each chunk
-    float *AX;   // (B, NC, H, K, K+V)  [A_c | X_c]
+    float *AX;   // (B, NC, H, K, K+V)  [A_c | X_c] (log-linear)
+    float *Loc;  // (B, NC, H, lstride) the forward part of each chunk's ChunkBuf
+    // scratch
     float *dQt;  // (B, NC, H, C, K)    gradient of q̃ (backward)
     float *dAX;  // (B, NC, H, K, K+V)  gradient of AX (backward)
     float *Sst;  // (B, H, NC, K, L·V)  entering states of every chunk, levels side by side (backward)
     float *dSst; // (B, H, NC, K, L·V)  log-linear: gradients of the states leaving every chunk (backward)
-    // plain GDN (the state form, no AX): forward [−W̃ | U] and K̃ of each chunk (in Loc for the backward);
-    // backward Vn = U − W̃ S_in, its gradient, the gradient of the state leaving each chunk
-    float *WUs;  // (B, NC, H, C, K+V)
-    float *Kts;  // (B, NC, H, C, K)
+    // plain GDN (the state form, no AX; its scans read [−W̃ | U] and K̃ in Loc): backward Vn = U − W̃ S_in,
+    // its gradient, the gradient of the state leaving each chunk
     float *Vn, *dVn;  // (B, NC, H, C, V)
     float *dSo;  // (B, NC, H, K, V)
-    float *Loc;  // (B, NC, H, lstride) the forward part of each chunk's ChunkBuf (backward)
     float *tbuf;  // per-thread buffers, nthreads × tstride floats
+    size_t nsaved, nscratch;  // floats of saved and of scratch
     size_t tstride, lstride, hoff;  // hoff: where a chunk task's HeadBuf starts in its thread buffer
     int nthreads;
     int nvb, vb;  // the state scans run as B·H·nvb tasks, each over vb of the V state columns
@@ -114,9 +115,9 @@ static float *carve(float *base, size_t *off, size_t n) {
     return p;
 }
 
-// Buffers of a chunk task: the forward part (kept per chunk-head in the backward), the derived part (cheap
-// to form again from the kept part and the inputs: not kept) and the backward part. Plain GDN carves no Λ,
-// A, βV (Aλ is Ap) and keeps K̃ (its state scans read it).
+// Buffers of a chunk task: the forward part (kept per chunk-head from the forward to the backward), the
+// derived part (cheap to form again from the kept part and the inputs: not kept) and the backward part.
+// Plain GDN carves no Λ, A, βV (Aλ is Ap) and keeps K̃ (its state scans read it).
 typedef struct {
     float *G, *eG, *eR, *bt;                       // (C) cumsum, e^G, e^{Γ−G}, β
     float *KK, *Tg, *E, *Ap;                       // (C, C) KK, the inverse, E, QKl ⊙ E
@@ -138,8 +139,8 @@ typedef struct {
 
 // The forward part (G .. WU, plain GDN's K̃) is carved from fw, the backward part from tb, the derived part
 // after the backward part in tb, or after the forward part in fw without tb (fw or tb may be NULL when only
-// counting; *ffloats: the forward part, *bfloats: the backward and the derived part). The backward keeps the
-// forward part of every chunk-head from chunk_prep to chunk_backward.
+// counting; *ffloats: the forward part, *bfloats: the backward and the derived part). The forward part of
+// every chunk-head is kept in Loc from chunk_forward to chunk_backward.
 static ChunkBuf chunk_buf(const DnCtx *k, float *fw, float *tb, size_t *ffloats, size_t *bfloats) {
     const size_t C = k->C, cc = C * C, ck = C * k->K, cv = C * k->V, ckv = C * (size_t)(k->K + k->V);
     const bool ll = k->ll;
@@ -197,7 +198,8 @@ static int ilog2i(int v) {
     return r;
 }
 
-static size_t dn_setup(DnCtx *k, const DeltaDims *d, float *scratch) {
+// Lays out saved and scratch (either may be NULL: only counted, in k->nsaved, k->nscratch).
+static void dn_setup(DnCtx *k, const DeltaDims *d, float *saved, float *scratch) {
     memset(k, 0, sizeof *k);
     k->T = d->T;
     k->B = d->B; k->H = d->H; k->K = d->K; k->V = d->V; k->levels = d->levels;
@@ -213,7 +215,7 @@ static size_t dn_setup(DnCtx *k, const DeltaDims *d, float *scratch) {
     head_buf(k, NULL, &th);
     k->lstride = round16(tf);
     k->hoff = round16(tc);
-    k->tstride = round16(LL_MAX(tf + tc, k->hoff + th));
+    k->tstride = round16(k->hoff + th);
     // The scans are sequential along the chunks, so with few (b, h) pairs they are split over the state's
     // columns (every product of a scan acts on each column of S on its own; what sums over the columns, dA_c
     // and dq̃, is formed in the chunk tasks). Blocks of at least DN_MIN_COLS columns keep the products
@@ -227,25 +229,32 @@ static size_t dn_setup(DnCtx *k, const DeltaDims *d, float *scratch) {
     const size_t BNH = (size_t)k->B * k->NC * k->H, KV = k->ps ? 0 : (size_t)k->K * (k->K + k->V);
     const size_t P = k->ps ? 1 : 0, C = k->C;
     size_t off = 0;
-    k->Qt = carve(scratch, &off, BNH * k->C * k->K);
-    k->AX = carve(scratch, &off, BNH * KV);
-    k->dQt = carve(scratch, &off, BNH * k->C * k->K);
+    k->Qt = carve(saved, &off, BNH * C * k->K);
+    k->AX = carve(saved, &off, BNH * KV);
+    k->Loc = carve(saved, &off, BNH * k->lstride);
+    k->nsaved = off;
+    off = 0;
+    k->dQt = carve(scratch, &off, BNH * C * k->K);
     k->dAX = carve(scratch, &off, BNH * KV);
-    k->WUs = carve(scratch, &off, P * BNH * C * (k->K + k->V));
-    k->Kts = carve(scratch, &off, P * BNH * C * k->K);
     k->Vn = carve(scratch, &off, P * BNH * C * k->V);
     k->dVn = carve(scratch, &off, P * BNH * C * k->V);
     k->dSo = carve(scratch, &off, P * BNH * k->K * k->V);
     k->Sst = carve(scratch, &off, BNH * k->K * (size_t)k->L * k->V);
     k->dSst = carve(scratch, &off, (k->ll ? BNH : 0) * k->K * (size_t)k->L * k->V);
-    k->Loc = carve(scratch, &off, BNH * k->lstride);
     k->tbuf = carve(scratch, &off, (size_t)k->nthreads * k->tstride);
-    return off;
+    k->nscratch = off;
+}
+
+size_t deltanet_saved_floats(const DeltaDims *d) {
+    DnCtx k;
+    dn_setup(&k, d, NULL, NULL);
+    return k.nsaved;
 }
 
 size_t deltanet_scratch_floats(const DeltaDims *d) {
     DnCtx k;
-    return dn_setup(&k, d, NULL);
+    dn_setup(&k, d, NULL, NULL);
+    return k.nscratch;
 }
 
 static inline float *thread_buf(const DnCtx *k) { return k->tbuf + (size_t)omp_get_thread_num() * k->tstride; }
@@ -533,15 +542,11 @@ static void form_ax(const DnCtx *k, const ChunkBuf *w, const ChunkIdx *x, float 
     gemm1(CblasTrans, CblasNoTrans, K, KV, x->Lc, 1.0f, w->Kt, K, w->WU, KV, AX, KV);
 }
 
-// Chunk task, forward: o = intra part (overwrites the rows), q̃ and AX.
+// Chunk task, forward: o = intra part (overwrites the rows), q̃, AX and the chunk-local forward part (Loc).
 static void chunk_forward(const DnCtx *k, int b, int c, int h, float *tb) {
-    ChunkBuf w = chunk_buf(k, tb, NULL, NULL, NULL);
+    const ChunkBuf w = chunk_buf(k, loc_of(k, b, c, h), tb, NULL, NULL);
     ChunkIdx x = chunk_idx(k, b, c, h);
     const bool state = c < k->NC - 1;
-    if (k->ps) {  // the state scan reads [−W̃ | U] and K̃ where local_forward writes them
-        w.WU = k->WUs + bch(k, b, c, h) * k->C * (size_t)(k->K + k->V);
-        w.Kt = k->Kts + bch(k, b, c, h) * k->C * (size_t)k->K;
-    }
     local_forward(k, b, c, h, &w, &x, state);
     const int HV = k->H * k->V;
     float *o = k->o + (x.row0 * k->H + h) * k->V;
@@ -550,15 +555,6 @@ static void chunk_forward(const DnCtx *k, int b, int c, int h, float *tb) {
     else
         copy_rows(x.Lc, k->V, w.WU + k->K, k->K + k->V, o, HV);
     trmm_l(CblasNoTrans, false, x.Lc, k->V, w.Al, k->C, o, HV);  // o = Aλ βV; plain Aλ U
-    if (state && !k->ps) form_ax(k, &w, &x, ax_of(k, k->AX, b, c, h));
-}
-
-// Chunk task, backward prologue: the chunk-local forward part kept for chunk_backward, q̃ and AX.
-static void chunk_prep(const DnCtx *k, int b, int c, int h, float *tb) {
-    const ChunkBuf w = chunk_buf(k, loc_of(k, b, c, h), tb, NULL, NULL);
-    ChunkIdx x = chunk_idx(k, b, c, h);
-    const bool state = c < k->NC - 1;
-    local_forward(k, b, c, h, &w, &x, state);
     if (state && !k->ps) form_ax(k, &w, &x, ax_of(k, k->AX, b, c, h));
 }
 
@@ -776,13 +772,6 @@ static void states_chunk_grads(const DnCtx *k, int b, int c, int h, const ChunkI
 // Plain GDN state scan (head tasks), the state form: per chunk Vn = U − W̃ S_in, S_out = e^Γ S_in + K̃ᵀ Vn,
 // o += Q̃ S_in; two C×K×V products per chunk instead of forming A_c = e^Γ I − K̃ᵀ W̃, X_c = K̃ᵀ U.
 
-// Γ of the chunk, summed as local_forward sums G (bit-identical).
-static float chunk_gam(const DnCtx *k, const ChunkIdx *x, int h) {
-    float acc = 0.0f;
-    for (int i = 0; i < x->Lc; i++) acc += k->g[(x->row0 + i) * k->H + h];
-    return acc;
-}
-
 // Columns e0 .. e0+vb of Vn = U − W̃ S_in (S_in == NULL: zero) and S_out = e^Γ S_in + K̃ᵀ Vn (S_out may be
 // S_in); the states' rows are lds apart, Vn's ldv.
 static void plain_advance(const DnCtx *k, int Lc, const float *WU, const float *Kt, float egam, const float *Sin,
@@ -809,9 +798,8 @@ static void plain_forward(const DnCtx *k, int b, int h, int e0, float *tb) {
             gemm1(CblasNoTrans, CblasNoTrans, x.Lc, vb, K, 1.0f, qt_of(k, k->Qt, b, c, h), K, S, vb,
                   k->o + (x.row0 * k->H + h) * V + e0, HV);
         if (c == k->NC - 1) break;
-        const size_t i = bch(k, b, c, h);
-        plain_advance(k, x.Lc, k->WUs + i * k->C * (size_t)(K + V), k->Kts + i * k->C * (size_t)K,
-                      scan_exp(chunk_gam(k, &x, h)), c > 0 ? S : NULL, S, vb, hb.vn, vb, e0);
+        const ChunkBuf w = chunk_buf(k, loc_of(k, b, c, h), NULL, NULL, NULL);
+        plain_advance(k, x.Lc, w.WU, w.Kt, scan_exp(w.G[x.Lc - 1]), c > 0 ? S : NULL, S, vb, hb.vn, vb, e0);
     }
 }
 
@@ -1085,7 +1073,7 @@ static double plain_grads(const DnCtx *k, int b, int c, int h, const ChunkBuf *w
 static void chunk_backward(const DnCtx *k, int b, int c, int h, float *tb) {
     const ChunkBuf w = chunk_buf(k, loc_of(k, b, c, h), tb, NULL, NULL);
     ChunkIdx x = chunk_idx(k, b, c, h);
-    x.gam = w.G[x.Lc - 1];  // as local_forward set them in chunk_prep
+    x.gam = w.G[x.Lc - 1];  // as local_forward set them in chunk_forward
     x.egam = scan_exp(x.gam);
     const int K = k->K, V = k->V, H = k->H;
     float *dq = k->dq + (x.row0 * H + h) * K, *dk = k->dk + (x.row0 * H + h) * K;
@@ -1131,10 +1119,10 @@ static void set_inputs(DnCtx *k, const float *q, const float *kk, const float *v
 #else
 #define PT(stmt, name) stmt
 #endif
-void deltanet_forward(float *o, const float *q, const float *k, const float *v, const float *g, const float *beta,
-                      const float *lam, const DeltaDims *d, float *scratch) {
+void deltanet_forward(float *o, float *saved, const float *q, const float *k, const float *v, const float *g,
+                      const float *beta, const float *lam, const DeltaDims *d, float *scratch) {
     DnCtx x;
-    dn_setup(&x, d, scratch);
+    dn_setup(&x, d, saved, scratch);
     set_inputs(&x, q, k, v, g, beta, lam);
     x.o = o;
     PT(chunk_tasks(&x, chunk_forward), "fwd_chunk");
@@ -1142,14 +1130,13 @@ void deltanet_forward(float *o, const float *q, const float *k, const float *v, 
 }
 
 void deltanet_backward(float *dq, float *dk, float *dv, float *dg, float *dbeta, float *dlam, const float *do_,
-                       const float *q, const float *k, const float *v, const float *g, const float *beta,
-                       const float *lam, const DeltaDims *d, float *scratch) {
+                       const float *saved, const float *q, const float *k, const float *v, const float *g,
+                       const float *beta, const float *lam, const DeltaDims *d, float *scratch) {
     DnCtx x;
-    dn_setup(&x, d, scratch);
+    dn_setup(&x, d, (float *)saved, scratch);  // the backward only reads what the forward saved
     set_inputs(&x, q, k, v, g, beta, lam);
     x.dout = do_;
     x.dq = dq; x.dk = dk; x.dv = dv; x.dg = dg; x.dbeta = dbeta; x.dlam = dlam;
-    PT(chunk_tasks(&x, chunk_prep), "prep");
     if (x.L > 0) {
         PT(head_tasks(&x, x.ps ? plain_store : states_store), "store");
         PT(head_tasks(&x, x.ps ? plain_reverse : states_reverse), "reverse");

@@ -12,8 +12,9 @@
 // Chunkwise: chunks of `chunk` tokens (a power of two); inside a chunk the UT transform (WY form) gives a
 // dense lower-triangular block; across chunks K×V states are passed along: one scan for plain GDN, one
 // independent masked scan per chunk level for the log-linear variant (levels.h schedule). Only
-// non-positive decay exponents are ever exponentiated. The forward saves nothing but o; the backward
-// recomputes what it needs from the inputs.
+// non-positive decay exponents are ever exponentiated. Besides o the forward saves each chunk's chunk-local
+// results (q̃, the decayed inverse, [−W̃ | U], ..., see deltanet.c) for the backward, which forms only the
+// states along the chunks again.
 #ifndef LL_DELTANET_H
 #define LL_DELTANET_H
 
@@ -34,21 +35,27 @@ typedef struct {
 // False with a message naming the field and the fix when the dims are unusable.
 bool deltanet_dims_check(const DeltaDims *d, Err *err);
 
+// Floats that deltanet_forward saves for deltanet_backward (kept between them, as an activation), per token
+// and head at chunk C: 4C + 3K + V + 4 (plain), 5C + 2K + V + 4 + K(K+V)/C (log-linear): 516 and 644 at
+// C = K = V = 64 (partial chunks count whole). Independent of the thread count.
+size_t deltanet_saved_floats(const DeltaDims *d);
+
 // Floats of scratch for deltanet_forward and deltanet_backward (covers both, for omp_get_max_threads()
 // threads: call it under the same OpenMP thread setting as the kernels).
 size_t deltanet_scratch_floats(const DeltaDims *d);
 
 // q, k (B,T,H,K) contiguous; v (B,T,H,V); g (B,T,H) log-decay <= 0; beta (B,T,H) in (0,1);
-// lam (B,T,H,levels) or NULL when levels == 0. o (B,T,H,V) is overwritten. q and k are used as given (the
-// layer L2-normalises them and scales q).
-void deltanet_forward(float *o, const float *q, const float *k, const float *v, const float *g, const float *beta,
-                      const float *lam, const DeltaDims *d, float *scratch);
+// lam (B,T,H,levels) or NULL when levels == 0. o (B,T,H,V) and saved (deltanet_saved_floats) are
+// overwritten. q and k are used as given (the layer L2-normalises them and scales q).
+void deltanet_forward(float *o, float *saved, const float *q, const float *k, const float *v, const float *g,
+                      const float *beta, const float *lam, const DeltaDims *d, float *scratch);
 
 // Accumulates (+=) dq, dk (B,T,H,K), dv (B,T,H,V), dg, dbeta (B,T,H), dlam (B,T,H,levels; NULL when
-// levels == 0) from do_ (B,T,H,V). λ levels >= levels_needed(T) get no gradient (they are never used).
+// levels == 0) from do_ (B,T,H,V); saved is what deltanet_forward wrote for these inputs and dims (read
+// only). λ levels >= levels_needed(T) get no gradient (they are never used).
 void deltanet_backward(float *dq, float *dk, float *dv, float *dg, float *dbeta, float *dlam, const float *do_,
-                       const float *q, const float *k, const float *v, const float *g, const float *beta,
-                       const float *lam, const DeltaDims *d, float *scratch);
+                       const float *saved, const float *q, const float *k, const float *v, const float *g,
+                       const float *beta, const float *lam, const DeltaDims *d, float *scratch);
 
 // Recurrent form (decoding): one token of one sequence, all heads. o (H,V), state (H,K,V) zeroed before
 // the first token, q, k (H,K), v (H,V), g, beta (H).

@@ -114,6 +114,8 @@ static void gdn_saved_carve(MixerSaved *ms, Arena *a, const ModelConfig *c, int 
     s->dl = m.loglinear ? arena_take(a, N * m.HL) : NULL;
     s->lam = m.loglinear ? arena_take(a, N * m.HL) : NULL;
     s->o = arena_take(a, N * m.Dv);
+    const DeltaDims dd = delta_dims(&m, c, B, T);
+    s->dn = arena_take(a, deltanet_saved_floats(&dd));
     s->o_rstd = arena_take(a, N * m.H);
     s->n = arena_take(a, N * m.Dv);
     s->graw = m.gate ? arena_take(a, N * m.Dv) : NULL;
@@ -176,7 +178,7 @@ static void gdn_forward(float *out,        // (N, d)
         lambda_forward(s->lam, s->dl, m.HL, w->L, N, m.HL);
     }
     const DeltaDims dd = delta_dims(&m, c, B, T);
-    deltanet_forward(s->o, s->q, s->k, s->v, s->g, s->beta, s->lam, &dd, kscratch);
+    deltanet_forward(s->o, s->dn, s->q, s->k, s->v, s->g, s->beta, s->lam, &dd, kscratch);
     rmsnorm_forward(s->n, s->o_rstd, s->o, w->o_norm, N * m.H, m.dv, c->norm_eps);
     if (m.gate) {
         linear_forward(s->graw, x, w->g_proj, NULL, N, m.d, m.Dv);
@@ -219,8 +221,8 @@ static void gdn_backward(float *dx,            // (N, d) +=
     memset(sc->dg, 0, NH * sizeof(float));
     if (m.loglinear) zero_floats(sc->dlam, (size_t)N * m.HL);
     const DeltaDims dd = delta_dims(&m, c, B, T);
-    deltanet_backward(sc->dq, sc->dk, sc->dv, sc->dg, sc->dbeta, sc->dlam, sc->d_o, s->q, s->k, s->v, s->g, s->beta,
-                      s->lam, &dd, kscratch);
+    deltanet_backward(sc->dq, sc->dk, sc->dv, sc->dg, sc->dbeta, sc->dlam, sc->d_o, s->dn, s->q, s->k, s->v, s->g,
+                      s->beta, s->lam, &dd, kscratch);
     // λ = softplus(L ⊙ dl), dl = x W_lᵀ
     if (m.loglinear) {
         zero_floats(sc->ddl, (size_t)N * m.HL);

@@ -15,6 +15,7 @@ typedef struct {
     float *beta, *g;      // (N, H) write strength σ(b), log-decay −e^{A_log}·softplus(a + dt_bias)
     float *dl, *lam;      // (N, H·Λ) l_proj output and λ = softplus(L ⊙ dl) (log-linear only)
     float *o;             // (N, H, dv) delta-rule output
+    float *dn;            // (deltanet_saved_floats) the delta rule's chunk-local forward, for its backward
     float *o_rstd;        // (N, H) per-head RMSNorm
     float *n;             // (N, H, dv) RMSNorm(o) ⊙ o_norm
     float *graw;          // (N, Dv) g_proj output (use_gate only)

@@ -131,7 +131,7 @@ static void time_attention(int T, double budget_ms, double *f_ms, double *fb_ms)
 typedef struct {
     DeltaDims d;
     float *q, *k, *v, *g, *beta, *lam, *o, *dout;
-    float *dq, *dk, *dv, *dg, *dbeta, *dlam, *scr;
+    float *dq, *dk, *dv, *dg, *dbeta, *dlam, *saved, *scr;
 } GdnBench;
 
 static void gdn_init(GdnBench *bn, int T, bool loglinear) {
@@ -172,21 +172,22 @@ static void gdn_init(GdnBench *bn, int T, bool loglinear) {
     bn->dg = xcalloc(rows, sizeof(float));
     bn->dbeta = xcalloc(rows, sizeof(float));
     bn->dlam = loglinear ? xcalloc(nlam, sizeof(float)) : NULL;
-    bn->scr = xcalloc(deltanet_scratch_floats(&bn->d), sizeof(float));  // pages touched before timing
+    bn->saved = xcalloc(deltanet_saved_floats(&bn->d), sizeof(float));  // pages touched before timing
+    bn->scr = xcalloc(deltanet_scratch_floats(&bn->d), sizeof(float));
 }
 
 static void gdn_free(GdnBench *bn) {
     float *ps[] = {bn->q, bn->k, bn->v, bn->g, bn->beta, bn->lam, bn->o, bn->dout, bn->dq, bn->dk, bn->dv, bn->dg,
-                   bn->dbeta, bn->dlam, bn->scr};
+                   bn->dbeta, bn->dlam, bn->saved, bn->scr};
     for (size_t i = 0; i < sizeof ps / sizeof *ps; i++) free(ps[i]);
 }
 
 static double gdn_time_once(GdnBench *bn, bool backward) {
     double t0 = now_seconds();
-    deltanet_forward(bn->o, bn->q, bn->k, bn->v, bn->g, bn->beta, bn->lam, &bn->d, bn->scr);
+    deltanet_forward(bn->o, bn->saved, bn->q, bn->k, bn->v, bn->g, bn->beta, bn->lam, &bn->d, bn->scr);
     if (backward)
-        deltanet_backward(bn->dq, bn->dk, bn->dv, bn->dg, bn->dbeta, bn->dlam, bn->dout, bn->q, bn->k, bn->v, bn->g,
-                          bn->beta, bn->lam, &bn->d, bn->scr);
+        deltanet_backward(bn->dq, bn->dk, bn->dv, bn->dg, bn->dbeta, bn->dlam, bn->dout, bn->saved, bn->q, bn->k, bn->v,
+                          bn->g, bn->beta, bn->lam, &bn->d, bn->scr);
     return (now_seconds() - t0) * 1e3;
 }
 

@@ -70,10 +70,30 @@ static float *scratch_for(const DeltaDims *d) {
     return s;
 }
 
-static void run_forward(float *o, const Prob *p) {
-    float *scr = scratch_for(&p->d);
-    deltanet_forward(o, p->q, p->k, p->v, p->g, p->beta, p->lam, &p->d, scr);
+// The buffer the forward saves into, NaN like the scratch (the backward must read only what was saved).
+static float *saved_buf(const DeltaDims *d) {
+    const size_t n = deltanet_saved_floats(d);
+    float *s = xmalloc(sizeof(float) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) s[i] = NAN;
+    return s;
+}
+
+// o and, when saved is non-NULL, what the backward reads (else it is dropped).
+static void run_forward_saving(float *o, float *saved, const Prob *p) {
+    float *scr = scratch_for(&p->d), *sv = saved ? saved : saved_buf(&p->d);
+    deltanet_forward(o, sv, p->q, p->k, p->v, p->g, p->beta, p->lam, &p->d, scr);
     free(scr);
+    if (!saved) free(sv);
+}
+
+static void run_forward(float *o, const Prob *p) { run_forward_saving(o, NULL, p); }
+
+// What the forward saves for p, for a backward.
+static float *forward_saved(const Prob *p) {
+    float *o = xmalloc(sizeof(float) * (p->nv ? p->nv : 1)), *sv = saved_buf(&p->d);
+    run_forward_saving(o, sv, p);
+    free(o);
+    return sv;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -344,10 +364,11 @@ START_TEST(test_tied_lambda) {
         const size_t ns[5] = {p.nq, p.nq, p.nv, p.ng, p.ng};
         for (int t = 0; t < 5; t++) gl[t] = tu_zeros(ns[t]), gp[t] = tu_zeros(ns[t]);
         float *dlam = tu_zeros(p.nlam);
-        float *scr = scratch_for(&p.d), *scrp = scratch_for(&pp.d);
-        deltanet_backward(gl[0], gl[1], gl[2], gl[3], gl[4], dlam, dout, p.q, p.k, p.v, p.g, p.beta, p.lam, &p.d, scr);
-        deltanet_backward(gp[0], gp[1], gp[2], gp[3], gp[4], NULL, doc, pp.q, pp.k, pp.v, pp.g, pp.beta, NULL, &pp.d,
-                          scrp);
+        float *scr = scratch_for(&p.d), *scrp = scratch_for(&pp.d), *sv = forward_saved(&p), *svp = forward_saved(&pp);
+        deltanet_backward(gl[0], gl[1], gl[2], gl[3], gl[4], dlam, dout, sv, p.q, p.k, p.v, p.g, p.beta, p.lam, &p.d,
+                          scr);
+        deltanet_backward(gp[0], gp[1], gp[2], gp[3], gp[4], NULL, doc, svp, pp.q, pp.k, pp.v, pp.g, pp.beta, NULL,
+                          &pp.d, scrp);
         const char *names[5] = {"dq", "dk", "dv", "dg", "dbeta"};
         for (int t = 0; t < 5; t++) {
             double e = tu_rel_error(gl[t], gp[t], ns[t]);
@@ -367,7 +388,7 @@ START_TEST(test_tied_lambda) {
         ck_assert_msg(e < 1e-5, "tied λ: Σ_l dλ differs from do·o");
         (void)K;
         for (int t = 0; t < 5; t++) free(gl[t]), free(gp[t]);
-        free(dlam); free(scr); free(scrp); free(dout); free(doc); free(dls); free(dlr);
+        free(dlam); free(scr); free(scrp); free(sv); free(svp); free(dout); free(doc); free(dls); free(dlr);
         free(o); free(op); free(oc);
         prob_free(&p);
     }
@@ -399,13 +420,13 @@ START_TEST(test_strong_decay) {
         float *dout = tu_randn_buf(p2.nv, 1.0f, &rng), *gs[6];
         const size_t ns[6] = {p2.nq, p2.nq, p2.nv, p2.ng, p2.ng, p2.nlam};
         for (int t = 0; t < 6; t++) gs[t] = tu_zeros(ns[t]);
-        float *scr = scratch_for(&p2.d);
-        deltanet_backward(gs[0], gs[1], gs[2], gs[3], gs[4], ll ? gs[5] : NULL, dout, p2.q, p2.k, p2.v, p2.g, p2.beta,
-                          p2.lam, &p2.d, scr);
+        float *scr = scratch_for(&p2.d), *sv = forward_saved(&p2);
+        deltanet_backward(gs[0], gs[1], gs[2], gs[3], gs[4], ll ? gs[5] : NULL, dout, sv, p2.q, p2.k, p2.v, p2.g,
+                          p2.beta, p2.lam, &p2.d, scr);
         for (int t = 0; t < 6; t++)
             for (size_t i = 0; i < ns[t]; i++) ck_assert_msg(isfinite(gs[t][i]), "gradient %d not finite", t);
         for (int t = 0; t < 6; t++) free(gs[t]);
-        free(scr); free(dout);
+        free(scr); free(sv); free(dout);
         prob_free(&p2);
     }
 }
@@ -438,10 +459,11 @@ static void check_backward_fd(const Prob *p, size_t max_checks, double tol, uint
     const size_t ns[6] = {p->nq, p->nq, p->nv, p->ng, p->ng, p->nlam};
     float *gs[6];
     for (int t = 0; t < 6; t++) gs[t] = tu_zeros(ns[t]);
-    float *scr = scratch_for(d);
-    deltanet_backward(gs[0], gs[1], gs[2], gs[3], gs[4], ll ? gs[5] : NULL, dout, p->q, p->k, p->v, p->g, p->beta,
-                      p->lam, d, scr);
+    float *scr = scratch_for(d), *sv = forward_saved(p);
+    deltanet_backward(gs[0], gs[1], gs[2], gs[3], gs[4], ll ? gs[5] : NULL, dout, sv, p->q, p->k, p->v, p->g,
+                      p->beta, p->lam, d, scr);
     free(scr);
+    free(sv);
     DProb r = dprob_of(p);
     double *w = to_double(dout, p->nv), *o = xmalloc(sizeof(double) * p->nv);
     FdCtx c = {&r, w, o, p->nv};
@@ -521,7 +543,7 @@ START_TEST(test_backward_fd_strong_decay) {
 END_TEST
 
 // Gradients accumulate (+=): a second call adds the same again (up to the rounding of adding in steps);
-// unused λ levels stay untouched.
+// unused λ levels stay untouched; the backward leaves what the forward saved as it was.
 START_TEST(test_backward_accumulates) {
     for (int ll = 0; ll < 2; ll++) {
         Prob p = prob_make(2, 90, 3, 8, 12, 16, ll, 2, 0.0f, 0.7f, 300 + ll);
@@ -533,12 +555,16 @@ START_TEST(test_backward_accumulates) {
             a[t] = tu_zeros(ns[t]);
             b[t] = tu_zeros(ns[t]);
         }
-        float *scr = scratch_for(&p.d);
-        deltanet_backward(a[0], a[1], a[2], a[3], a[4], ll ? a[5] : NULL, dout, p.q, p.k, p.v, p.g, p.beta, p.lam,
+        float *scr = scratch_for(&p.d), *sv = forward_saved(&p);
+        const size_t nsv = deltanet_saved_floats(&p.d);
+        float *sv0 = xmalloc(sizeof(float) * nsv);
+        memcpy(sv0, sv, sizeof(float) * nsv);
+        deltanet_backward(a[0], a[1], a[2], a[3], a[4], ll ? a[5] : NULL, dout, sv, p.q, p.k, p.v, p.g, p.beta, p.lam,
                           &p.d, scr);
         for (int rep = 0; rep < 2; rep++)
-            deltanet_backward(b[0], b[1], b[2], b[3], b[4], ll ? b[5] : NULL, dout, p.q, p.k, p.v, p.g, p.beta, p.lam,
-                              &p.d, scr);
+            deltanet_backward(b[0], b[1], b[2], b[3], b[4], ll ? b[5] : NULL, dout, sv, p.q, p.k, p.v, p.g, p.beta,
+                              p.lam, &p.d, scr);
+        ck_assert_msg(memcmp(sv, sv0, sizeof(float) * nsv) == 0, "the backward changed what the forward saved");
         for (int t = 0; t < 6; t++)
             for (size_t i = 0; i < ns[t]; i++)
                 ck_assert_msg(fabsf(b[t][i] - 2.0f * a[t][i]) <= 1e-5f * (1.0f + fabsf(a[t][i])),
@@ -547,7 +573,7 @@ START_TEST(test_backward_accumulates) {
             for (size_t r = 0; r < p.ng; r++)
                 for (int l = levels_needed(p.d.T); l < p.d.levels; l++) ck_assert(b[5][r * p.d.levels + l] == 0.0f);
         for (int t = 0; t < 6; t++) free(a[t]), free(b[t]);
-        free(scr); free(dout);
+        free(scr); free(sv); free(sv0); free(dout);
         prob_free(&p);
     }
 }
@@ -566,11 +592,12 @@ START_TEST(test_thread_count_independent) {
         for (int th = 0; th < 2; th++) {
             omp_set_num_threads(th == 0 ? 1 : 8);
             for (int t = 0; t < 7; t++) r[th][t] = tu_zeros(ns[t]);
-            float *scr = scratch_for(&p.d);
-            deltanet_forward(r[th][0], p.q, p.k, p.v, p.g, p.beta, p.lam, &p.d, scr);
-            deltanet_backward(r[th][1], r[th][2], r[th][3], r[th][4], r[th][5], ll ? r[th][6] : NULL, dout, p.q, p.k,
-                              p.v, p.g, p.beta, p.lam, &p.d, scr);
+            float *scr = scratch_for(&p.d), *sv = saved_buf(&p.d);
+            deltanet_forward(r[th][0], sv, p.q, p.k, p.v, p.g, p.beta, p.lam, &p.d, scr);
+            deltanet_backward(r[th][1], r[th][2], r[th][3], r[th][4], r[th][5], ll ? r[th][6] : NULL, dout, sv, p.q,
+                              p.k, p.v, p.g, p.beta, p.lam, &p.d, scr);
             free(scr);
+            free(sv);
         }
         omp_set_num_threads(saved);
         for (int t = 0; t < 7; t++)

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "testrun.h"
+#include "testutil.h"
 
 static char g_tmp[256];
 static bool g_gnuplot;
@@ -120,20 +121,8 @@ START_TEST(test_passkey_quick) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("scripts");
-    const struct { const char *name; const TTest *fn; } tests[] = {
+    const TuNamedTest tests[] = {
         {"efficiency_quick", test_efficiency_quick}, {"lm_quick", test_lm_quick},
         {"lambda_quick", test_lambda_quick}, {"passkey_quick", test_passkey_quick}};
-    for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {
-        TCase *tc = tcase_create(tests[i].name);
-        tcase_add_checked_fixture(tc, setup, teardown);
-        tcase_set_timeout(tc, 300);
-        tcase_add_test(tc, tests[i].fn);
-        suite_add_tcase(s, tc);
-    }
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(tu_suite_with_fixture("scripts", tests, sizeof tests / sizeof *tests, 300, setup, teardown));
 }

@@ -134,16 +134,8 @@ START_TEST(test_mqar_script_quick) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("tools");
-    const struct { const char *name; const TTest *fn; } tests[] = {
+    const TuNamedTest tests[] = {
         {"generate_seeded", test_generate_seeded}, {"generate_errors", test_generate_errors},
         {"mqar_learns_and_stops", test_mqar_learns_and_stops}, {"mqar_script_quick", test_mqar_script_quick}};
-    for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {
-        TCase *tc = tcase_create(tests[i].name);
-        tcase_add_checked_fixture(tc, setup, teardown);
-        tcase_set_timeout(tc, 180);
-        tcase_add_test(tc, tests[i].fn);
-        suite_add_tcase(s, tc);
-    }
-    return tu_run_suite(s);
+    return tu_run_suite(tu_suite_with_fixture("tools", tests, sizeof tests / sizeof *tests, 180, setup, teardown));
 }

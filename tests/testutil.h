@@ -93,15 +93,22 @@ typedef struct {
     const char *name;
     const TTest *fn;
 } TuNamedTest;
-static inline Suite *tu_suite_of(const char *suite_name, const TuNamedTest *tests, size_t n, int timeout_s) {
+// setup / teardown (may be NULL) run around every test, in its own process (a checked fixture).
+static inline Suite *tu_suite_with_fixture(const char *suite_name, const TuNamedTest *tests, size_t n, int timeout_s,
+                                           SFun setup, SFun teardown) {
     Suite *s = suite_create(suite_name);
     for (size_t i = 0; i < n; i++) {
         TCase *tc = tcase_create(tests[i].name);
+        if (setup || teardown) tcase_add_checked_fixture(tc, setup, teardown);
         tcase_set_timeout(tc, timeout_s);
         tcase_add_test(tc, tests[i].fn);
         suite_add_tcase(s, tc);
     }
     return s;
+}
+
+static inline Suite *tu_suite_of(const char *suite_name, const TuNamedTest *tests, size_t n, int timeout_s) {
+    return tu_suite_with_fixture(suite_name, tests, n, timeout_s, NULL, NULL);
 }
 
 // Run a single Check suite and exit with a status CI understands.

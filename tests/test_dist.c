@@ -20,18 +20,11 @@ static char g_tmp[256];
             "--eval_every 3 --eval_batches 3 --save_every 3 --sample_every 0"
 
 static void setup(void) {
-    ck_assert_msg(access("./train", X_OK) == 0, "./train is missing: run make");
-    ck_assert_msg(access("data/tokens_bytes/corpus.tok", R_OK) == 0,
-                  "byte-level corpus missing: run data/build_corpus.sh (or scripts/test.sh)");
-    snprintf(g_tmp, sizeof g_tmp, "/tmp/test_dist_XXXXXX");
-    ck_assert(mkdtemp(g_tmp) != NULL);
+    tu_require_train_and_bytes();
+    tu_make_tmp(g_tmp, sizeof g_tmp, "dist");
 }
 
-static void teardown(void) {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp);
-    ck_assert_int_eq(system(cmd), 0);
-}
+static void teardown(void) { tu_remove_tmp(g_tmp); }
 
 // Largest |a - b| over every tensor of two model.safetensors files of the same model (run_a/step_N).
 static double max_weight_difference(const char *run_a, const char *run_b, int step) {

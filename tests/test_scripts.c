@@ -16,16 +16,11 @@ static void setup(void) {
     ck_assert_msg(access("./train", X_OK) == 0 && access("./evaluate", X_OK) == 0 &&
                       access("build/rel/bench_scan", X_OK) == 0,
                   "./train, ./evaluate or build/rel/bench_scan is missing: run make test");
-    snprintf(g_tmp, sizeof g_tmp, "/tmp/test_scripts_XXXXXX");
-    ck_assert(mkdtemp(g_tmp) != NULL);
+    tu_make_tmp(g_tmp, sizeof g_tmp, "scripts");
     g_gnuplot = system("command -v gnuplot >/dev/null") == 0;
 }
 
-static void teardown(void) {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp);
-    ck_assert_int_eq(system(cmd), 0);
-}
+static void teardown(void) { tu_remove_tmp(g_tmp); }
 
 // The number printed by a shell command (e.g. grep -c) whose one %s is the test's directory.
 static long count(const char *fmt) {

@@ -13,15 +13,10 @@ static char g_tmp[256];
 static void setup(void) {
     ck_assert_msg(access("./generate", X_OK) == 0 && access("./evaluate", X_OK) == 0 && access("./train", X_OK) == 0,
                   "./train, ./generate or ./evaluate is missing: run make");
-    snprintf(g_tmp, sizeof g_tmp, "/tmp/test_tools_XXXXXX");
-    ck_assert(mkdtemp(g_tmp) != NULL);
+    tu_make_tmp(g_tmp, sizeof g_tmp, "tools");
 }
 
-static void teardown(void) {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp);
-    ck_assert_int_eq(system(cmd), 0);
-}
+static void teardown(void) { tu_remove_tmp(g_tmp); }
 
 START_TEST(test_generate_seeded) {
     // 300 new tokens from a model whose maximum context is 256 (9 levels): decoding continues past it

@@ -14,18 +14,11 @@
 static char g_tmp[256];
 
 static void setup(void) {
-    ck_assert_msg(access("./train", X_OK) == 0, "./train is missing: run make");
-    ck_assert_msg(access("data/tokens_bytes/corpus.tok", R_OK) == 0,
-                  "byte-level corpus missing: run data/build_corpus.sh (or scripts/test.sh)");
-    snprintf(g_tmp, sizeof g_tmp, "/tmp/test_train_XXXXXX");
-    ck_assert(mkdtemp(g_tmp) != NULL);
+    tu_require_train_and_bytes();
+    tu_make_tmp(g_tmp, sizeof g_tmp, "train");
 }
 
-static void teardown(void) {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp);
-    ck_assert_int_eq(system(cmd), 0);
-}
+static void teardown(void) { tu_remove_tmp(g_tmp); }
 
 // The last "val_loss" in a run's log.jsonl, and the first training loss.
 static void read_log(const char *run_dir, double *first_loss, double *last_val) {

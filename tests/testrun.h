@@ -10,6 +10,27 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
+
+// The per-test temporary directory of an end-to-end suite: /tmp/test_<suite>_XXXXXX, made fresh (into tmp,
+// n bytes) and removed with everything under it.
+static inline void tu_make_tmp(char *tmp, size_t n, const char *suite) {
+    snprintf(tmp, n, "/tmp/test_%s_XXXXXX", suite);
+    ck_assert(mkdtemp(tmp) != NULL);
+}
+
+static inline void tu_remove_tmp(const char *tmp) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+// The suites that train end to end need ./train and the byte-level corpus.
+static inline void tu_require_train_and_bytes(void) {
+    ck_assert_msg(access("./train", X_OK) == 0, "./train is missing: run make");
+    ck_assert_msg(access("data/tokens_bytes/corpus.tok", R_OK) == 0,
+                  "byte-level corpus missing: run data/build_corpus.sh (or scripts/test.sh)");
+}
 
 // Runs a shell command with ./train etc.; captures stdout+stderr into *out (malloc'd); returns exit status.
 static inline int vrun(char **out, const char *fmt, va_list ap) {

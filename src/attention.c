@@ -80,13 +80,69 @@ static size_t attn_thread_floats(int T) {
     return (n + 15) / 16 * 16;
 }
 
-size_t attention_scratch_floats(int B, int T, int H, int hd) {
-    (void)B; (void)H; (void)hd;
-    return (size_t)omp_get_max_threads() * attn_thread_floats(T);
-}
-
 // Keys visible to query rows [i0, i0+m): [lo, i0+m), lo = 0 without a window.
 static int window_first_key(int i0, int window) { return window > 0 && i0 - window + 1 > 0 ? i0 - window + 1 : 0; }
+
+static int block_rows(int T, int i0) { return T - i0 < ATTN_BLOCK ? T - i0 : ATTN_BLOCK; }
+
+// The backward's segments: each (batch, kv head) splits its query blocks into S runs of about equal
+// work (visible keys × rows), S chosen from the shapes alone so that there are at least ATTN_MIN_TASKS
+// tasks (a single long sequence with few heads still fills many cores). A segment adds into dq directly
+// and into its own partial dk / dv over the keys it sees; the partials are then summed in segment
+// order, so the result does not depend on the thread count. With S = 1 (B·Hkv ≥ ATTN_MIN_TASKS) the
+// task adds into dk / dv directly.
+#define ATTN_MIN_TASKS 48
+#define ATTN_MAX_SEGMENTS 64
+
+typedef struct {
+    int S;                              // segments per (batch, kv head)
+    int first[ATTN_MAX_SEGMENTS + 1];   // query blocks [first[s], first[s+1]) form segment s
+    int klo[ATTN_MAX_SEGMENTS];         // keys [klo[s], khi[s]) are seen by segment s
+    int khi[ATTN_MAX_SEGMENTS];
+    size_t off[ATTN_MAX_SEGMENTS + 1];  // partial dk of segment s at off[s] (rows · hd), dv after all dk
+} AttnSegments;
+
+static AttnSegments attn_segments(int B, int T, int Hkv, int hd, int window) {
+    AttnSegments g;
+    const int nb = (T + ATTN_BLOCK - 1) / ATTN_BLOCK, tasks = B * Hkv;
+    int S = tasks >= ATTN_MIN_TASKS ? 1 : (ATTN_MIN_TASKS + tasks - 1) / tasks;
+    if (S > nb) S = nb;
+    if (S > ATTN_MAX_SEGMENTS) S = ATTN_MAX_SEGMENTS;
+    if (S < 1) S = 1;
+    g.S = S;
+    double total = 0;
+    for (int i = 0; i < nb; i++) {
+        int i0 = i * ATTN_BLOCK, m = block_rows(T, i0);
+        total += (double)m * (i0 + m - window_first_key(i0, window));
+    }
+    g.first[0] = 0;
+    double acc = 0;
+    int i = 0;
+    for (int s = 1; s < S; s++) {   // the first block where the running work reaches s/S of the total
+        while (i < nb - (S - s) && (i < g.first[s - 1] + 1 || acc < total * s / S)) {
+            int i0 = i * ATTN_BLOCK, m = block_rows(T, i0);
+            acc += (double)m * (i0 + m - window_first_key(i0, window));
+            i++;
+        }
+        g.first[s] = i;
+    }
+    g.first[S] = nb;
+    g.off[0] = 0;
+    for (int s = 0; s < S; s++) {
+        g.klo[s] = window_first_key(g.first[s] * ATTN_BLOCK, window);
+        int end = g.first[s + 1] * ATTN_BLOCK;
+        g.khi[s] = end < T ? end : T;
+        g.off[s + 1] = g.off[s] + (S > 1 ? (size_t)(g.khi[s] - g.klo[s]) * hd : 0);
+    }
+    return g;
+}
+
+size_t attention_scratch_floats(int B, int T, int H, int Hkv, int hd, int window) {
+    (void)H;
+    AttnSegments g = attn_segments(B, T, Hkv, hd, window);
+    // per thread blocks, then B·Hkv sets of partial dk and dv
+    return (size_t)omp_get_max_threads() * attn_thread_floats(T) + 2 * (size_t)B * Hkv * g.off[g.S];
+}
 
 void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                        int B, int T, int H, int Hkv, int hd, int window, float *scratch) {
@@ -94,10 +150,13 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
     const int ldq = H * hd, ldk = Hkv * hd;  // row strides of (B,T,H,hd) and (B,T,Hkv,hd)
     const float scale = 1.0f / sqrtf((float)hd);
     const size_t per_thread = attn_thread_floats(T);
+    const int nb = (T + ATTN_BLOCK - 1) / ATTN_BLOCK;
 
+    // One task per (batch, head, query block), the last blocks (most keys) first.
     #pragma omp parallel for schedule(dynamic, 1)
-    for (int bh = 0; bh < B * H; bh++) {
-        int b = bh / H, h = bh % H, kvh = h / group;
+    for (int64_t t = 0; t < (int64_t)B * H * nb; t++) {
+        const int i0 = (nb - 1 - (int)(t / (B * H))) * ATTN_BLOCK, bh = (int)(t % (B * H));
+        const int b = bh / H, h = bh % H, kvh = h / group;
         float *S = scratch + (size_t)omp_get_thread_num() * per_thread;  // (ATTN_BLOCK, ≤T)
         const float *qh = q + (int64_t)b * T * ldq + (int64_t)h * hd;
         const float *kh = k + (int64_t)b * T * ldk + (int64_t)kvh * hd;
@@ -105,29 +164,27 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
         float *oh = out + (int64_t)b * T * ldq + (int64_t)h * hd;
         float *lse_h = lse + ((int64_t)b * H + h) * T;
 
-        for (int i0 = 0; i0 < T; i0 += ATTN_BLOCK) {
-            int m = T - i0 < ATTN_BLOCK ? T - i0 : ATTN_BLOCK;
-            int lo = window_first_key(i0, window);
-            int n = i0 + m - lo;  // keys lo..lo+n−1 can be seen by this block (causal, windowed)
-            // S (m, n) = scale · Q[i0:i0+m] Kᵀ[:, lo:lo+n]
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, hd, scale,
-                        qh + (int64_t)i0 * ldq, ldq, kh + (int64_t)lo * ldk, ldk, 0.0f, S, n);
-            for (int r = 0; r < m; r++) {
-                int last = i0 + r - lo;                                  // the query's own key, local index
-                int first = window_first_key(i0 + r, window) - lo;      // its first visible key
-                float *row = S + (int64_t)r * n;
-                float mx = act_max(row + first, last - first + 1);
-                float sum = act_exp_shift_sum(row + first, row + first, last - first + 1, mx);
-                float inv = 1.0f / sum;
-                for (int j = 0; j < first; j++) row[j] = 0.0f;           // outside the window: P = 0
-                for (int j = first; j <= last; j++) row[j] *= inv;
-                for (int j = last + 1; j < n; j++) row[j] = 0.0f;       // masked: P = 0
-                lse_h[i0 + r] = mx + logf(sum);
-            }
-            // O[i0:i0+m] (m, hd) = P (m, n) · V[lo:lo+n] (n, hd)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, n, 1.0f,
-                        S, n, vh + (int64_t)lo * ldk, ldk, 0.0f, oh + (int64_t)i0 * ldq, ldq);
+        const int m = block_rows(T, i0);
+        const int lo = window_first_key(i0, window);
+        const int n = i0 + m - lo;  // keys lo..lo+n−1 can be seen by this block (causal, windowed)
+        // S (m, n) = scale · Q[i0:i0+m] Kᵀ[:, lo:lo+n]
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, hd, scale,
+                    qh + (int64_t)i0 * ldq, ldq, kh + (int64_t)lo * ldk, ldk, 0.0f, S, n);
+        for (int r = 0; r < m; r++) {
+            int last = i0 + r - lo;                                  // the query's own key, local index
+            int first = window_first_key(i0 + r, window) - lo;      // its first visible key
+            float *row = S + (int64_t)r * n;
+            float mx = act_max(row + first, last - first + 1);
+            float sum = act_exp_shift_sum(row + first, row + first, last - first + 1, mx);
+            float inv = 1.0f / sum;
+            for (int j = 0; j < first; j++) row[j] = 0.0f;           // outside the window: P = 0
+            for (int j = first; j <= last; j++) row[j] *= inv;
+            for (int j = last + 1; j < n; j++) row[j] = 0.0f;       // masked: P = 0
+            lse_h[i0 + r] = mx + logf(sum);
         }
+        // O[i0:i0+m] (m, hd) = P (m, n) · V[lo:lo+n] (n, hd)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, n, 1.0f,
+                    S, n, vh + (int64_t)lo * ldk, ldk, 0.0f, oh + (int64_t)i0 * ldq, ldq);
     }
 }
 
@@ -138,18 +195,35 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
     const int ldq = H * hd, ldk = Hkv * hd;
     const float scale = 1.0f / sqrtf((float)hd);
     const size_t per_thread = attn_thread_floats(T);
+    const AttnSegments g = attn_segments(B, T, Hkv, hd, window);
+    const int S = g.S;
+    float *partial = scratch + (size_t)omp_get_max_threads() * per_thread;  // (B·Hkv, S) partial dk, then dv
+    const size_t part_dv = (size_t)B * Hkv * g.off[S];
 
-    // One task per (batch, kv head): it owns dk/dv of that head, and its query heads run in order.
+    // One task per (batch, kv head, segment): its query heads and blocks run in order.
     #pragma omp parallel for schedule(dynamic, 1)
-    for (int bk = 0; bk < B * Hkv; bk++) {
-        int b = bk / Hkv, kvh = bk % Hkv;
+    for (int t = 0; t < B * Hkv * S; t++) {
+        const int s = t % S, bk = t / S, b = bk / Hkv, kvh = bk % Hkv;
         float *P = scratch + (size_t)omp_get_thread_num() * per_thread;  // (ATTN_BLOCK, ≤T)
         float *dP = P + (size_t)ATTN_BLOCK * T;                           // (ATTN_BLOCK, ≤T)
         float *D = dP + (size_t)ATTN_BLOCK * T;                           // (ATTN_BLOCK)
         const float *kh = k + (int64_t)b * T * ldk + (int64_t)kvh * hd;
         const float *vh = v + (int64_t)b * T * ldk + (int64_t)kvh * hd;
-        float *dkh = dk + (int64_t)b * T * ldk + (int64_t)kvh * hd;
-        float *dvh = dv + (int64_t)b * T * ldk + (int64_t)kvh * hd;
+        // Where this task adds dK / dV of key row j: row j − kbase of (dkh, lddk).
+        float *dkh, *dvh;
+        int kbase, lddk;
+        if (S == 1) {
+            dkh = dk + (int64_t)b * T * ldk + (int64_t)kvh * hd;
+            dvh = dv + (int64_t)b * T * ldk + (int64_t)kvh * hd;
+            kbase = 0, lddk = ldk;
+        } else {
+            const size_t rows = (size_t)(g.khi[s] - g.klo[s]);
+            dkh = partial + (size_t)bk * g.off[S] + g.off[s];
+            dvh = dkh + part_dv;
+            memset(dkh, 0, rows * hd * sizeof(float));
+            memset(dvh, 0, rows * hd * sizeof(float));
+            kbase = g.klo[s], lddk = hd;
+        }
 
         for (int h = kvh * group; h < (kvh + 1) * group; h++) {
             int64_t qoff = (int64_t)b * T * ldq + (int64_t)h * hd;
@@ -157,12 +231,13 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
             float *dqh = dq + qoff;
             const float *lse_h = lse + ((int64_t)b * H + h) * T;
 
-            for (int i0 = 0; i0 < T; i0 += ATTN_BLOCK) {
-                int m = T - i0 < ATTN_BLOCK ? T - i0 : ATTN_BLOCK;
+            for (int i0 = g.first[s] * ATTN_BLOCK; i0 < g.first[s + 1] * ATTN_BLOCK && i0 < T; i0 += ATTN_BLOCK) {
+                int m = block_rows(T, i0);
                 int lo = window_first_key(i0, window);
                 int n = i0 + m - lo;
                 const float *qb = qh + (int64_t)i0 * ldq, *dob = doh + (int64_t)i0 * ldq;
                 const float *kb = kh + (int64_t)lo * ldk, *vb = vh + (int64_t)lo * ldk;
+                float *dkb = dkh + (int64_t)(lo - kbase) * lddk, *dvb = dvh + (int64_t)(lo - kbase) * lddk;
                 // Recompute P = exp(scale · Q Kᵀ − lse) on the visible keys, 0 elsewhere.
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, hd, scale,
                             qb, ldq, kb, ldk, 0.0f, P, n);
@@ -181,7 +256,7 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                 }
                 // dV[lo:lo+n] (n, hd) += Pᵀ (n, m) · dO (m, hd)
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, m, 1.0f,
-                            P, n, dob, ldq, 1.0f, dvh + (int64_t)lo * ldk, ldk);
+                            P, n, dob, ldq, 1.0f, dvb, lddk);
                 // dP (m, n) = dO (m, hd) · V[lo:lo+n]ᵀ (hd, n)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, hd, 1.0f,
                             dob, ldq, vb, ldk, 0.0f, dP, n);
@@ -196,7 +271,29 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                             dP, n, kb, ldk, 1.0f, dqh + (int64_t)i0 * ldq, ldq);
                 // dK[lo:lo+n] (n, hd) += scale · dSᵀ (n, m) · Q (m, hd)
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, m, scale,
-                            dP, n, qb, ldq, 1.0f, dkh + (int64_t)lo * ldk, ldk);
+                            dP, n, qb, ldq, 1.0f, dkb, lddk);
+            }
+        }
+    }
+    if (S == 1) return;
+
+    // dk, dv += the segments' partials, in segment order; one task per (batch, kv head, key block).
+    const int nb = (T + ATTN_BLOCK - 1) / ATTN_BLOCK;
+    #pragma omp parallel for schedule(static)
+    for (int t = 0; t < B * Hkv * nb; t++) {
+        const int bk = t / nb, j0 = (t % nb) * ATTN_BLOCK, j1 = block_rows(T, j0) + j0;
+        const int b = bk / Hkv, kvh = bk % Hkv;
+        for (int j = j0; j < j1; j++) {
+            float *dkr = dk + ((int64_t)b * T + j) * ldk + (int64_t)kvh * hd;
+            float *dvr = dv + ((int64_t)b * T + j) * ldk + (int64_t)kvh * hd;
+            for (int s = 0; s < S; s++) {
+                if (j < g.klo[s] || j >= g.khi[s]) continue;
+                const float *pk = partial + (size_t)bk * g.off[S] + g.off[s] + (size_t)(j - g.klo[s]) * hd;
+                const float *pv = pk + part_dv;
+                for (int c = 0; c < hd; c++) {
+                    dkr[c] += pk[c];
+                    dvr[c] += pv[c];
+                }
             }
         }
     }

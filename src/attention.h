@@ -2,11 +2,13 @@
 // causal multi-head attention with grouped-query heads (query head h reads kv head h / (H/Hkv)),
 // softmax scale 1/sqrt(hd). The projections around it are linear layers (linear.h).
 //
-// Flash-style on CPU: one OpenMP task per (batch, head), query blocks of ATTN_BLOCK rows against keys
-// [0, block end) only, cblas_sgemm for QKᵀ, PV and the backward products, the probabilities recomputed
-// from the saved logsumexp in the backward. Nothing of size T×T is ever stored; scratch is
-// O(ATTN_BLOCK·T) per thread. Call outside OpenMP parallel regions: the per-block sgemms then run
-// single-threaded inside our (batch, head) loop. Measured at B=4, T=1024, H=8, hd=64 (causal-half
+// Flash-style on CPU: query blocks of ATTN_BLOCK rows against keys [0, block end) only, cblas_sgemm for
+// QKᵀ, PV and the backward products, the probabilities recomputed from the saved logsumexp in the
+// backward. The forward runs one OpenMP task per (batch, head, query block); the backward one per
+// (batch, kv head, segment of query blocks), with per-segment partial dk / dv summed afterwards when
+// B·Hkv alone gives too few tasks. Nothing of size T×T is ever stored; scratch is O(ATTN_BLOCK·T) per
+// thread plus the partials (O(T·hd) per task). Call outside OpenMP parallel regions: the per-block
+// sgemms then run single-threaded inside our task loop. Measured at B=4, T=1024, H=8, hd=64 (causal-half
 // FLOPs, forward 2·T²·hd, backward 5·T²·hd per head): ~50 GFLOP/s forward+backward on one core,
 // ~85 GFLOP/s on the two cores of the dev VM.
 #ifndef LL_ATTENTION_H
@@ -29,7 +31,7 @@ void rope_backward(float *dx,  // (B, T, H, hd) in place
 
 // Floats of scratch for attention_forward / attention_backward, covering all OpenMP threads
 // (omp_get_max_threads() at the time of the call: size it after setting the thread count).
-size_t attention_scratch_floats(int B, int T, int H, int hd);
+size_t attention_scratch_floats(int B, int T, int H, int Hkv, int hd, int window);
 
 // out_i = Σ_{j≤i} softmax_j(q_i·k_j / sqrt(hd)) v_j per sequence and head; lse_i = the log of the
 // softmax denominator (including the scale), saved for the backward. window > 0 is fla's sliding
@@ -41,11 +43,11 @@ void attention_forward(float *out,      // (B, T, H, hd)
                        const float *k,  // (B, T, Hkv, hd), already rotated
                        const float *v,  // (B, T, Hkv, hd)
                        int B, int T, int H, int Hkv, int hd, int window,
-                       float *scratch);  // attention_scratch_floats(B, T, H, hd)
+                       float *scratch);  // attention_scratch_floats(B, T, H, Hkv, hd, window)
 
-// Accumulates (+=) into dq, dk and dv. Tasks are (batch, kv head), so the query heads sharing a kv
-// head add into its dk/dv in a fixed order: deterministic for any thread count. (With few kv heads,
-// B·Hkv tasks may be fewer than the threads; the paper's Transformers are MHA, Hkv = H.)
+// Accumulates (+=) into dq, dk and dv. Within a task the query heads sharing a kv head and the query
+// blocks add into dk/dv in a fixed order, and the segments (chosen from the shapes alone) are summed in
+// a fixed order: deterministic for any thread count.
 void attention_backward(float *dq,          // (B, T, H, hd) +=
                         float *dk,          // (B, T, Hkv, hd) +=
                         float *dv,          // (B, T, Hkv, hd) +=
@@ -56,7 +58,7 @@ void attention_backward(float *dq,          // (B, T, H, hd) +=
                         const float *out,   // (B, T, H, hd) from the forward
                         const float *lse,   // (B, H, T) from the forward
                         int B, int T, int H, int Hkv, int hd, int window,
-                        float *scratch);    // attention_scratch_floats(B, T, H, hd)
+                        float *scratch);    // attention_scratch_floats(B, T, H, Hkv, hd, window)
 
 // Decoding one token at 0-based position pos against the KV cache (the same softmax as
 // attention_forward, evaluated directly: libm expf, the denominator summed in double), keys

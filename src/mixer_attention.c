@@ -81,7 +81,7 @@ static void attn_scratch_carve(MixerScratch *ms, Arena *a, const ModelConfig *c,
 }
 
 static size_t attn_kernel_scratch_floats(const ModelConfig *c, int B, int T) {
-    return attention_scratch_floats(B, T, c->num_heads, c->head_dim);
+    return attention_scratch_floats(B, T, c->num_heads, c->num_kv_heads, c->head_dim, c->window_size);
 }
 
 static void attn_forward(float *out,        // (N, d)

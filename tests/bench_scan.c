@@ -103,7 +103,7 @@ static void time_attention(int T, double budget_ms, double *f_ms, double *fb_ms)
     float *o = xmalloc(n * sizeof(float)), *dout = xmalloc(n * sizeof(float));
     float *dq = xcalloc(n, sizeof(float)), *dk = xcalloc(n, sizeof(float)), *dv = xcalloc(n, sizeof(float));
     float *lse = xmalloc((size_t)B * H * T * sizeof(float));
-    float *scr = xcalloc(attention_scratch_floats(B, T, H, hd), sizeof(float));
+    float *scr = xcalloc(attention_scratch_floats(B, T, H, H, hd, 0), sizeof(float));
     tu_fill_randn(q, n, 1.0f, &s);
     tu_fill_randn(k, n, 1.0f, &s);
     tu_fill_randn(v, n, 1.0f, &s);

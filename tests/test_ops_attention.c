@@ -193,6 +193,11 @@ static const Dims kConfigs[] = {
     {2, 300, 4, 2, 8, 100},
     {1, 260, 2, 2, 8, 129},
     {1, 40, 2, 2, 8, 1},
+    // the backward's segments of query blocks: one per (batch, kv head) when B·Hkv >= 48 (dk/dv added
+    // directly), else several, each of one or more blocks, with and without a window
+    {4, 260, 12, 12, 8, 0},
+    {1, 1100, 8, 8, 8, 0},
+    {1, 1100, 8, 4, 8, 300},
 };
 
 START_TEST(test_attention_vs_naive) {
@@ -206,7 +211,7 @@ START_TEST(test_attention_vs_naive) {
         float *out = tu_zeros(nq), *lse = tu_zeros(nl), *rout = tu_zeros(nq), *rlse = tu_zeros(nl);
         float *dq = tu_zeros(nq), *dk = tu_zeros(nk), *dv = tu_zeros(nk);
         float *rdq = tu_zeros(nq), *rdk = tu_zeros(nk), *rdv = tu_zeros(nk);
-        float *scratch = xmalloc(attention_scratch_floats(d.B, d.T, d.H, d.hd) * sizeof(float));
+        float *scratch = xmalloc(attention_scratch_floats(d.B, d.T, d.H, d.Hkv, d.hd, d.window) * sizeof(float));
         attention_forward(out, lse, q, k, v, d.B, d.T, d.H, d.Hkv, d.hd, d.window, scratch);
         attention_backward(dq, dk, dv, dout, q, k, v, out, lse, d.B, d.T, d.H, d.Hkv, d.hd, d.window, scratch);
         naive_attention(rout, rlse, rdq, rdk, rdv, dout, q, k, v, d);
@@ -250,7 +255,7 @@ START_TEST(test_attention_fd) {
         size_t nq = (size_t)d.B * d.T * d.H * d.hd, nk = (size_t)d.B * d.T * d.Hkv * d.hd;
         AttCtx c = {tu_zeros(nq), tu_zeros((size_t)d.B * d.H * d.T), tu_randn_buf(nq, 1, &rng), tu_randn_buf(nk, 1, &rng),
                     tu_randn_buf(nk, 1, &rng), tu_randn_buf(nq, 1, &rng),
-                    xmalloc(attention_scratch_floats(d.B, d.T, d.H, d.hd) * sizeof(float)), d};
+                    xmalloc(attention_scratch_floats(d.B, d.T, d.H, d.Hkv, d.hd, d.window) * sizeof(float)), d};
         float *dq = tu_zeros(nq), *dk = tu_zeros(nk), *dv = tu_zeros(nk);
         // Start the grads at 1 to check that backward accumulates.
         for (size_t i = 0; i < nq; i++) dq[i] = 1.0f;
@@ -274,13 +279,13 @@ END_TEST
 
 START_TEST(test_attention_determinism) {
     uint64_t rng = 141;
-    const Dims d = {2, 200, 4, 2, 8, 0};
+    const Dims d = {2, 700, 4, 2, 8, 0};   // 6 segments per (batch, kv head)
     size_t nq = (size_t)d.B * d.T * d.H * d.hd, nk = (size_t)d.B * d.T * d.Hkv * d.hd;
     float *q = tu_randn_buf(nq, 1, &rng), *k = tu_randn_buf(nk, 1, &rng), *v = tu_randn_buf(nk, 1, &rng);
     float *dout = tu_randn_buf(nq, 1, &rng), *lse = tu_zeros((size_t)d.B * d.H * d.T);
     float *out[3], *dq[3], *dk[3], *dv[3];
     omp_set_num_threads(3);
-    float *scratch = xmalloc(attention_scratch_floats(d.B, d.T, d.H, d.hd) * sizeof(float));
+    float *scratch = xmalloc(attention_scratch_floats(d.B, d.T, d.H, d.Hkv, d.hd, d.window) * sizeof(float));
     for (int t = 0; t < 3; t++) {
         omp_set_num_threads(t + 1);
         out[t] = tu_zeros(nq); dq[t] = tu_zeros(nq); dk[t] = tu_zeros(nk); dv[t] = tu_zeros(nk);

@@ -7,100 +7,123 @@
 
 #include "activations.h"
 
-// Channels per tile (one thread owns a tile): 64 floats = 4 cache lines per row, narrowed (down to 16,
-// one line) while there are fewer than two tiles per thread, so that a short batch still feeds every
-// thread (B = 1 with 640 channels is 10 tiles). Each channel's arithmetic is the same for any width, so the
-// results do not depend on it (nor on the thread count).
-#define CONV_CBLOCK 64
+// Both passes run (sequence × tile of CONV_ROWS time steps × slab of up to CONV_SLAB channels) tasks,
+// so every row is read and written in long contiguous runs. (Tiles of a few channels over all time
+// steps read a few cache lines per row, kilobytes apart: a pattern the hardware prefetchers do not
+// follow; measured 2.2x slower forward, 1.3x backward, one thread, T = 4096, 640 channels.) A task
+// copies its slab's taps tap-major (K × CONV_SLAB, on its stack) so the channel loops vectorise.
+#define CONV_ROWS 64
+#define CONV_SLAB 1024
 
-static int conv_block_width(int64_t sequences, int C) {
-    const int64_t want = 2 * (int64_t)omp_get_max_threads();
-    int w = CONV_CBLOCK;
-    while (w > 16 && sequences * ((C + w - 1) / w) < want) w /= 2;
-    return w;
+typedef struct {
+    int b, t0, t1, c0, nc;   // sequence, time steps [t0, t1), channels [c0, c0 + nc)
+} ConvTask;
+
+static int conv_tasks(int B, int T, int C) {
+    return B * ((T + CONV_ROWS - 1) / CONV_ROWS) * ((C + CONV_SLAB - 1) / CONV_SLAB);
 }
 
-// Both passes work on (channel block × sequence) tiles: the block's taps are copied into a small
-// tap-major local array (K × CONV_CBLOCK floats; K is the kernel width, 4 in every paper config) so the
-// inner loops run over contiguous channels and vectorise.
+// Task i in (sequence, tile, slab) order.
+static ConvTask conv_task(int i, int T, int C) {
+    const int slabs = (C + CONV_SLAB - 1) / CONV_SLAB, tiles = (T + CONV_ROWS - 1) / CONV_ROWS;
+    ConvTask k;
+    k.c0 = (i % slabs) * CONV_SLAB;
+    k.nc = C - k.c0 < CONV_SLAB ? C - k.c0 : CONV_SLAB;
+    k.t0 = (i / slabs % tiles) * CONV_ROWS;
+    k.t1 = k.t0 + CONV_ROWS < T ? k.t0 + CONV_ROWS : T;
+    k.b = i / slabs / tiles;
+    return k;
+}
+
 static void conv_load_taps(float *wt, const float *w, int c0, int nc, int K) {
     for (int k = 0; k < K; k++)
-        for (int i = 0; i < nc; i++) wt[k * CONV_CBLOCK + i] = w[(int64_t)(c0 + i) * K + k];
+        for (int c = 0; c < nc; c++) wt[(int64_t)k * nc + c] = w[(int64_t)(c0 + c) * K + k];
 }
 
 void conv1d_silu_forward(float *out, float *pre, const float *inp, const float *w, const float *bias,
                          int B, int T, int C, int K, int ld_in, int ld_out) {
-    const int cw = conv_block_width(B, C), nblocks = (C + cw - 1) / cw;
     #pragma omp parallel for schedule(static)
-    for (int task = 0; task < B * nblocks; task++) {
-        int b = task / nblocks, blk = task % nblocks;
-        int c0 = blk * cw, nc = C - c0 < cw ? C - c0 : cw;
-        float wt[K * CONV_CBLOCK];
-        conv_load_taps(wt, w, c0, nc, K);
-        int64_t row0 = (int64_t)b * T;
-        for (int t = 0; t < T; t++) {
-            float *p = pre + (row0 + t) * C + c0;
-            for (int i = 0; i < nc; i++) p[i] = bias ? bias[c0 + i] : 0.0f;
+    for (int i = 0; i < conv_tasks(B, T, C); i++) {
+        const ConvTask tk = conv_task(i, T, C);
+        const int nc = tk.nc;
+        float wt[K * nc];
+        conv_load_taps(wt, w, tk.c0, nc, K);
+        const int64_t row0 = (int64_t)tk.b * T;
+        for (int t = tk.t0; t < tk.t1; t++) {
+            float *p = pre + (row0 + t) * C + tk.c0;
+            for (int c = 0; c < nc; c++) p[c] = bias ? bias[tk.c0 + c] : 0.0f;
             // Taps reaching before the start of the sequence see zeros and are skipped.
             for (int k = 0; k < K; k++) {
                 int tt = t - (K - 1) + k;
                 if (tt < 0) continue;
-                const float *x = inp + (row0 + tt) * ld_in + c0;
-                const float *wk = wt + k * CONV_CBLOCK;
-                for (int i = 0; i < nc; i++) p[i] += wk[i] * x[i];
+                const float *x = inp + (row0 + tt) * ld_in + tk.c0;
+                const float *wk = wt + (int64_t)k * nc;
+                for (int c = 0; c < nc; c++) p[c] += wk[c] * x[c];
             }
-            float *o = out + (row0 + t) * ld_out + c0;
-            for (int i = 0; i < nc; i += ACT_VL) {
-                int m = nc - i < ACT_VL ? nc - i : ACT_VL;
-                act_vstore_n(o + i, act_vsilu(act_vload_n(p + i, m)), m);
+            float *o = out + (row0 + t) * ld_out + tk.c0;
+            for (int c = 0; c < nc; c += ACT_VL) {
+                int m = nc - c < ACT_VL ? nc - c : ACT_VL;
+                act_vstore_n(o + c, act_vsilu(act_vload_n(p + c, m)), m);
             }
         }
     }
 }
 
+// dx[tt] gathers w_k · dpre[tt + K−1−k] in increasing time order (the order in which a scatter over t
+// would add them). dw and dbias are summed per task, and the tasks' sums are added in task order
+// (`ordered`): the same bits for any thread count.
 void conv1d_silu_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *pre,
                           const float *inp, const float *w, int B, int T, int C, int K, int ld_in,
                           int ld_out) {
-    // One task per channel block over all sequences: it owns dw/dbias of its channels (summed locally
-    // in fixed (b, t) order, then added once) and the dinp columns of its channels.
-    const int cw = conv_block_width(1, C), nblocks = (C + cw - 1) / cw;
-    #pragma omp parallel for schedule(dynamic, 1)
-    for (int blk = 0; blk < nblocks; blk++) {
-        int c0 = blk * cw, nc = C - c0 < cw ? C - c0 : cw;
-        float wt[K * CONV_CBLOCK], dwt[K * CONV_CBLOCK], dbt[CONV_CBLOCK], dpre[CONV_CBLOCK];
-        conv_load_taps(wt, w, c0, nc, K);
+    #pragma omp parallel for schedule(static, 1) ordered
+    for (int i = 0; i < conv_tasks(B, T, C); i++) {
+        const ConvTask tk = conv_task(i, T, C);
+        const int nc = tk.nc, t0 = tk.t0, t1 = tk.t1;
+        const int tend = t1 + K - 1 < T ? t1 + K - 1 : T;   // dpre of rows [t0, tend) reach rows [t0, t1)
+        const int64_t row0 = (int64_t)tk.b * T;
+        float wt[K * nc];
+        float ring[K * nc];             // dpre of the last K rows: row t at (t mod K)
+        float dwt[K * nc], dbt[nc];     // this task's dw (tap-major) and dbias
+        conv_load_taps(wt, w, tk.c0, nc, K);
         memset(dwt, 0, sizeof dwt);
         memset(dbt, 0, sizeof dbt);
-        for (int b = 0; b < B; b++) {
-            int64_t row0 = (int64_t)b * T;
-            for (int t = 0; t < T; t++) {
-                const float *dy = dout + (row0 + t) * ld_out + c0;
-                const float *p = pre + (row0 + t) * C + c0;
-                // out = silu(pre): dpre = dout ⊙ silu'(pre)
-                for (int i = 0; i < nc; i += ACT_VL) {
-                    int m = nc - i < ACT_VL ? nc - i : ACT_VL;
-                    act_vstore_n(dpre + i, act_vload_n(dy + i, m) * act_vsilu_grad(act_vload_n(p + i, m)), m);
-                }
-                for (int i = 0; i < nc; i++) dbt[i] += dpre[i];
-                // pre[t] = Σ_k w_k x[t−K+1+k]: scatter back into the K inputs this output read.
+        for (int t = t0; t < tend; t++) {
+            float *dp = ring + (int64_t)(t % K) * nc;
+            const float *dy = dout + (row0 + t) * ld_out + tk.c0, *p = pre + (row0 + t) * C + tk.c0;
+            // out = silu(pre): dpre = dout ⊙ silu'(pre)
+            for (int c = 0; c < nc; c += ACT_VL) {
+                int m = nc - c < ACT_VL ? nc - c : ACT_VL;
+                act_vstore_n(dp + c, act_vload_n(dy + c, m) * act_vsilu_grad(act_vload_n(p + c, m)), m);
+            }
+            if (t < t1) {  // this task owns row t's share of dw and dbias
+                for (int c = 0; c < nc; c++) dbt[c] += dp[c];
                 for (int k = 0; k < K; k++) {
                     int tt = t - (K - 1) + k;
                     if (tt < 0) continue;
-                    const float *x = inp + (row0 + tt) * ld_in + c0;
-                    float *dx = dinp + (row0 + tt) * ld_in + c0;
-                    float *dwk = dwt + k * CONV_CBLOCK;
-                    const float *wk = wt + k * CONV_CBLOCK;
-                    for (int i = 0; i < nc; i++) {
-                        dwk[i] += dpre[i] * x[i];
-                        dx[i] += wk[i] * dpre[i];
-                    }
+                    const float *x = inp + (row0 + tt) * ld_in + tk.c0;
+                    float *dwk = dwt + (int64_t)k * nc;
+                    for (int c = 0; c < nc; c++) dwk[c] += dp[c] * x[c];
+                }
+            }
+            // Rows whose last reader is t (or, at the end of the sequence, every row still open).
+            int r0 = t - (K - 1), r1 = t == T - 1 ? T : r0 + 1;
+            if (r0 < t0) r0 = t0;
+            if (r1 > t1) r1 = t1;
+            for (int tt = r0; tt < r1; tt++) {
+                float *dx = dinp + (row0 + tt) * ld_in + tk.c0;
+                for (int s = tt; s < tt + K && s < T; s++) {   // tap k = K−1 − (s − tt) of row s
+                    const float *dps = ring + (int64_t)(s % K) * nc, *wk = wt + (int64_t)(K - 1 - (s - tt)) * nc;
+                    for (int c = 0; c < nc; c++) dx[c] += wk[c] * dps[c];
                 }
             }
         }
-        for (int k = 0; k < K; k++)
-            for (int i = 0; i < nc; i++) dw[(int64_t)(c0 + i) * K + k] += dwt[k * CONV_CBLOCK + i];
-        if (dbias)
-            for (int i = 0; i < nc; i++) dbias[c0 + i] += dbt[i];
+        #pragma omp ordered
+        {
+            for (int k = 0; k < K; k++)
+                for (int c = 0; c < nc; c++) dw[(int64_t)(tk.c0 + c) * K + k] += dwt[(int64_t)k * nc + c];
+            if (dbias)
+                for (int c = 0; c < nc; c++) dbias[tk.c0 + c] += dbt[c];
+        }
     }
 }
 

@@ -331,11 +331,11 @@ static double conv_loss(void *p) {
     return s;
 }
 
-START_TEST(test_conv) {
-    uint64_t rng = 61;
-    // C = 70 spans two channel blocks of the backward; ld_in/ld_out > C exercise the strides.
-    const int B = 2, T = 9, C = 70, K = 4, ld_in = 75, ld_out = 73;
-    for (int with_bias = 1; with_bias >= 0; with_bias--) {
+// One shape: forward and backward against a double reference, decoding steps, FD checks (`checks`
+// sampled coordinates per tensor).
+static void conv_case(int B, int T, int C, int K, int ld_in, int ld_out, int with_bias, int checks, uint64_t *rngp) {
+    uint64_t rng = *rngp;
+    {
         ConvCtx c = {tu_zeros((size_t)B * T * ld_out), tu_zeros((size_t)B * T * C),
                      tu_randn_buf((size_t)B * T * ld_in, 1, &rng), tu_randn_buf((size_t)C * K, 0.7f, &rng),
                      with_bias ? tu_randn_buf(C, 0.5f, &rng) : NULL, tu_randn_buf((size_t)B * T * ld_out, 1, &rng),
@@ -380,26 +380,68 @@ START_TEST(test_conv) {
                 if (i >= C) ck_assert_msg(dinp[row * ld_in + i] == 3.0f, "conv dinp column %d written", i);
                 dinp[row * ld_in + i] -= 3.0f;
             }
+        // Double reference of the backward: dpre = r ⊙ silu'(pre), dinp[t'] = Σ_k w_k dpre[t' + K−1−k],
+        // dw[c, k] = Σ_t dpre[t] x[t − K+1+k], dbias = Σ_t dpre[t].
+        double wb = 0;
+        double *dwr = calloc((size_t)C * K, sizeof(double)), *dbr = calloc(C, sizeof(double));
+        for (int b = 0; b < B; b++)
+            for (int ch = 0; ch < C; ch++) {
+                double dx_ref[T];
+                for (int t = 0; t < T; t++) dx_ref[t] = 0;
+                for (int t = 0; t < T; t++) {
+                    double p = c.bias ? c.bias[ch] : 0.0;
+                    for (int k = 0; k < K; k++) {
+                        int tt = t - (K - 1) + k;
+                        if (tt >= 0) p += (double)c.w[ch * K + k] * c.inp[((int64_t)b * T + tt) * ld_in + ch];
+                    }
+                    double sg = 1 / (1 + exp(-p)), dp = c.r[((int64_t)b * T + t) * ld_out + ch] * sg * (1 + p * (1 - sg));
+                    dbr[ch] += dp;
+                    for (int k = 0; k < K; k++) {
+                        int tt = t - (K - 1) + k;
+                        if (tt < 0) continue;
+                        dwr[ch * K + k] += dp * c.inp[((int64_t)b * T + tt) * ld_in + ch];
+                        dx_ref[tt] += c.w[ch * K + k] * dp;
+                    }
+                }
+                for (int t = 0; t < T; t++)
+                    wb = fmax(wb, fabs(dinp[((int64_t)b * T + t) * ld_in + ch] - dx_ref[t]) / (1e-5 + 1e-4 * fabs(dx_ref[t])));
+            }
+        for (int i = 0; i < C * K; i++) wb = fmax(wb, fabs(dw[i] - dwr[i]) / (1e-5 + 1e-4 * fabs(dwr[i])));
+        if (with_bias)
+            for (int i = 0; i < C; i++) wb = fmax(wb, fabs(db[i] - dbr[i]) / (1e-5 + 1e-4 * fabs(dbr[i])));
+        printf("  conv backward B=%d T=%d C=%d (bias=%d) max violation vs double %.2e\n", B, T, C, with_bias, wb);
+        ck_assert(wb <= 1);
+        free(dwr); free(dbr);
         ck_assert(tu_fd_rel_error(with_bias ? "conv d inp" : "conv d inp (no bias)", conv_loss, &c, c.inp, dinp,
-                               (size_t)B * T * ld_in, 1e-2f, 3000, &rng) < 1e-3);
-        ck_assert(tu_fd_rel_error("conv d w", conv_loss, &c, c.w, dw, (size_t)C * K, 1e-2f, 3000, &rng) < 1e-3);
-        if (with_bias) ck_assert(tu_fd_rel_error("conv d bias", conv_loss, &c, c.bias, db, C, 1e-2f, 3000, &rng) < 1e-3);
+                               (size_t)B * T * ld_in, 1e-2f, checks, &rng) < 1e-3);
+        ck_assert(tu_fd_rel_error("conv d w", conv_loss, &c, c.w, dw, (size_t)C * K, 1e-2f, checks, &rng) < 1e-3);
+        if (with_bias) ck_assert(tu_fd_rel_error("conv d bias", conv_loss, &c, c.bias, db, C, 1e-2f, checks, &rng) < 1e-3);
         free(dinp); free(dw); free(db);
         free(c.out); free(c.pre); free(c.inp); free(c.w); free(c.bias); free(c.r);
     }
+    *rngp = rng;
+}
+
+START_TEST(test_conv) {
+    uint64_t rng = 61;
+    // ld_in/ld_out > C exercise the strides; T = 70 spans two time tiles of 64 (the second reads the
+    // first's last K−1 rows), C = 1030 two channel slabs of 1024, K = 3 a kernel other than 4.
+    for (int with_bias = 1; with_bias >= 0; with_bias--) conv_case(2, 9, 70, 4, 75, 73, with_bias, 3000, &rng);
+    conv_case(2, 70, 1030, 4, 1035, 1033, 1, 300, &rng);
+    conv_case(1, 131, 20, 3, 20, 24, 0, 1000, &rng);
 }
 END_TEST
 
 START_TEST(test_conv_determinism) {
     uint64_t rng = 71;
-    const int B = 3, T = 40, C = 200, K = 4;
+    const int B = 3, T = 150, C = 1100, K = 4;   // 3 tiles x 2 slabs per sequence
     float *inp = tu_randn_buf((size_t)B * T * C, 1, &rng), *w = tu_randn_buf((size_t)C * K, 1, &rng);
     float *bias = tu_randn_buf(C, 1, &rng), *dout = tu_randn_buf((size_t)B * T * C, 1, &rng);
     float *out = tu_zeros((size_t)B * T * C), *pre = tu_zeros((size_t)B * T * C);
     conv1d_silu_forward(out, pre, inp, w, bias, B, T, C, K, C, C);
     float *dw[2], *db[2], *dx[2];
     for (int t = 0; t < 2; t++) {
-        omp_set_num_threads(t + 1);
+        omp_set_num_threads(t == 0 ? 1 : 5);
         dw[t] = tu_zeros((size_t)C * K); db[t] = tu_zeros(C); dx[t] = tu_zeros((size_t)B * T * C);
         conv1d_silu_backward(dx[t], dw[t], db[t], dout, pre, inp, w, B, T, C, K, C, C);
     }

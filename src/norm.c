@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <string.h>
 
 #include "activations.h"
 #include "common.h"  // also the vector helpers used for the row reductions
@@ -25,32 +26,38 @@ void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w,
     }
 }
 
+// The weight gradients are summed per tile of NORM_ROWS rows (a task reads whole rows, contiguous), and
+// the tiles' sums are added in tile order (`ordered`): the same bits for any thread count. (Column
+// ranges per thread over all rows read one cache line per row, kilobytes apart, which the prefetchers
+// do not follow.)
+#define NORM_ROWS 64
+
 void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
                       const float *rstd, int64_t N, int C) {
-    // dx = r (dy ⊙ w) − (r³/C) x Σ(dy ⊙ w ⊙ x), row by row.
-    #pragma omp parallel for schedule(static)
-    for (int64_t n = 0; n < N; n++) {
-        const float *x = inp + n * C, *dy = dout + n * C;
-        float *dx = dinp + n * C;
-        float r = rstd[n];
-        act_vf acc = act_vsplat(0.0f);
-        for (int c = 0; c < C; c += ACT_VL) {
-            int m = C - c < ACT_VL ? C - c : ACT_VL;
-            acc += act_vload_n(dy + c, m) * act_vload_n(w + c, m) * act_vload_n(x + c, m);
-        }
-        float k = r * r * r * act_hsum(acc) / (float)C;
-        for (int c = 0; c < C; c++) dx[c] += r * dy[c] * w[c] - k * x[c];
-    }
-    // dw = Σ_rows dy ⊙ x · r: each thread owns a column range and walks the rows in order.
-    #pragma omp parallel
-    {
-        int nt = omp_get_num_threads(), th = omp_get_thread_num();
-        int c0 = (int)((int64_t)C * th / nt), c1 = (int)((int64_t)C * (th + 1) / nt);
-        for (int64_t n = 0; n < N; n++) {
+    // dx = r (dy ⊙ w) − (r³/C) x Σ(dy ⊙ w ⊙ x), row by row; dw = Σ_rows dy ⊙ x · r.
+    const int64_t tiles = (N + NORM_ROWS - 1) / NORM_ROWS;
+    #pragma omp parallel for schedule(static, 1) ordered
+    for (int64_t tile = 0; tile < tiles; tile++) {
+        float dwt[C];
+        memset(dwt, 0, sizeof dwt);
+        const int64_t n1 = LL_MIN(N, (tile + 1) * NORM_ROWS);
+        for (int64_t n = tile * NORM_ROWS; n < n1; n++) {
             const float *x = inp + n * C, *dy = dout + n * C;
+            float *dx = dinp + n * C;
             float r = rstd[n];
-            for (int c = c0; c < c1; c++) dw[c] += dy[c] * x[c] * r;
+            act_vf acc = act_vsplat(0.0f);
+            for (int c = 0; c < C; c += ACT_VL) {
+                int m = C - c < ACT_VL ? C - c : ACT_VL;
+                acc += act_vload_n(dy + c, m) * act_vload_n(w + c, m) * act_vload_n(x + c, m);
+            }
+            float k = r * r * r * act_hsum(acc) / (float)C;
+            for (int c = 0; c < C; c++) {
+                dx[c] += r * dy[c] * w[c] - k * x[c];
+                dwt[c] += dy[c] * x[c] * r;
+            }
         }
+        #pragma omp ordered
+        for (int c = 0; c < C; c++) dw[c] += dwt[c];
     }
 }
 
@@ -85,51 +92,40 @@ void gated_rmsnorm_backward(float *dx, float *dz, float *dw, const float *dout, 
     // u = x ⊙ silu(z) is recomputed rather than saved. du is RMSNorm's dx at u (per group); then the
     // product rule: dx = du ⊙ silu(z), dz = du ⊙ x ⊙ silu'(z).
     const int Cg = C / groups;
-    #pragma omp parallel for schedule(static)
-    for (int64_t n = 0; n < N; n++) {
-        for (int gi = 0; gi < groups; gi++) {
-            const int off = gi * Cg;
-            const float *xr = x + n * C + off, *zr = z + n * ld_z + off, *dy = dout + n * C + off, *wg = w + off;
-            float *dxr = dx + n * C + off, *dzr = dz + n * ld_z + off;
-            float r = rstd[n * groups + gi];
-            act_vf acc = act_vsplat(0.0f);
-            for (int c = 0; c < Cg; c += ACT_VL) {
-                int m = Cg - c < ACT_VL ? Cg - c : ACT_VL;
-                acc += act_vload_n(dy + c, m) * act_vload_n(wg + c, m) * act_vload_n(xr + c, m) *
-                       act_vsilu(act_vload_n(zr + c, m));
-            }
-            float k = r * r * r * act_hsum(acc) / (float)Cg;
-            for (int c = 0; c < Cg; c += ACT_VL) {
-                int m = Cg - c < ACT_VL ? Cg - c : ACT_VL;
-                act_vf zv = act_vload_n(zr + c, m), xv = act_vload_n(xr + c, m);
-                act_vf s = act_vsigmoid(zv);
-                act_vf g = zv * s;                                // silu(z)
-                act_vf gp = s * (1.0f + zv * (1.0f - s));         // silu'(z)
-                act_vf du = r * act_vload_n(dy + c, m) * act_vload_n(wg + c, m) - k * xv * g;
-                act_vstore_n(dxr + c, act_vload_n(dxr + c, m) + du * g, m);
-                act_vstore_n(dzr + c, act_vload_n(dzr + c, m) + du * xv * gp, m);
-            }
-        }
-    }
-    // dw = Σ_rows dy ⊙ u · r, column-parallel in fixed row order (deterministic); a thread's column range is
-    // cut at group boundaries, where r changes.
-    #pragma omp parallel
-    {
-        int nt = omp_get_num_threads(), th = omp_get_thread_num();
-        int c0 = (int)((int64_t)C * th / nt), c1 = (int)((int64_t)C * (th + 1) / nt);
-        for (int64_t n = 0; n < N; n++) {
-            const float *xr = x + n * C, *zr = z + n * ld_z, *dy = dout + n * C;
-            for (int cs = c0; cs < c1;) {
-                const int gi = cs / Cg, ce = LL_MIN(c1, (gi + 1) * Cg);
-                const float r = rstd[n * groups + gi];
-                for (int c = cs; c < ce; c += ACT_VL) {
-                    int m = ce - c < ACT_VL ? ce - c : ACT_VL;
-                    act_vf u = act_vload_n(xr + c, m) * act_vsilu(act_vload_n(zr + c, m));
-                    act_vstore_n(dw + c, act_vload_n(dw + c, m) + act_vload_n(dy + c, m) * u * r, m);
+    const int64_t tiles = (N + NORM_ROWS - 1) / NORM_ROWS;
+    #pragma omp parallel for schedule(static, 1) ordered
+    for (int64_t tile = 0; tile < tiles; tile++) {
+        float dwt[C];   // Σ over this tile's rows of dy ⊙ u · r
+        memset(dwt, 0, sizeof dwt);
+        const int64_t n1 = LL_MIN(N, (tile + 1) * NORM_ROWS);
+        for (int64_t n = tile * NORM_ROWS; n < n1; n++) {
+            for (int gi = 0; gi < groups; gi++) {
+                const int off = gi * Cg;
+                const float *xr = x + n * C + off, *zr = z + n * ld_z + off, *dy = dout + n * C + off, *wg = w + off;
+                float *dxr = dx + n * C + off, *dzr = dz + n * ld_z + off, *dwg = dwt + off;
+                float r = rstd[n * groups + gi];
+                act_vf acc = act_vsplat(0.0f);
+                for (int c = 0; c < Cg; c += ACT_VL) {
+                    int m = Cg - c < ACT_VL ? Cg - c : ACT_VL;
+                    acc += act_vload_n(dy + c, m) * act_vload_n(wg + c, m) * act_vload_n(xr + c, m) *
+                           act_vsilu(act_vload_n(zr + c, m));
                 }
-                cs = ce;
+                float k = r * r * r * act_hsum(acc) / (float)Cg;
+                for (int c = 0; c < Cg; c += ACT_VL) {
+                    int m = Cg - c < ACT_VL ? Cg - c : ACT_VL;
+                    act_vf zv = act_vload_n(zr + c, m), xv = act_vload_n(xr + c, m), dyv = act_vload_n(dy + c, m);
+                    act_vf s = act_vsigmoid(zv);
+                    act_vf g = zv * s;                                // silu(z)
+                    act_vf gp = s * (1.0f + zv * (1.0f - s));         // silu'(z)
+                    act_vf du = r * dyv * act_vload_n(wg + c, m) - k * xv * g;
+                    act_vstore_n(dxr + c, act_vload_n(dxr + c, m) + du * g, m);
+                    act_vstore_n(dzr + c, act_vload_n(dzr + c, m) + du * xv * gp, m);
+                    act_vstore_n(dwg + c, act_vload_n(dwg + c, m) + dyv * (xv * g) * r, m);
+                }
             }
         }
+        #pragma omp ordered
+        for (int c = 0; c < C; c++) dw[c] += dwt[c];
     }
 }
 

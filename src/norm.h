@@ -1,7 +1,7 @@
 // norm.h — RMSNorm (fla RMSNorm, no bias) and Mamba-2's gated RMSNorm (norm_before_gate=False).
 // Forward saves the per-row 1/rms (rstd) for the backward. Backward accumulates (+=) into every
-// gradient. The weight-gradient reductions over rows are column-parallel in fixed row order, so they
-// are bit-reproducible for any thread count.
+// gradient. The weight-gradient reductions over rows are summed per tile of rows and the tiles added in
+// tile order, so they are bit-reproducible for any thread count.
 #ifndef LL_NORM_H
 #define LL_NORM_H
 

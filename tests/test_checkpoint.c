@@ -1,7 +1,6 @@
 // test_checkpoint.c — the checkpoint directory store: save/prune/latest, resolve, crash leftovers,
 // model and optimizer round trips and error messages.
 #include <dirent.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <string.h>
 #include <signal.h>
@@ -10,24 +9,19 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "testrun.h"
 #include "testutil.h"
 
 static char g_dir[64];   // temp root
 static char g_run[128];  // run directory inside it (created by the first save)
 static const char *g_self;  // this binary, re-executed as the saver of test_kill_during_save
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb; (void)flag; (void)ftw;
-    return remove(p);
-}
-
 static void setup(void) {
-    strcpy(g_dir, "/tmp/test_checkpoint_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(g_dir));
+    tu_make_tmp(g_dir, sizeof g_dir, "checkpoint");
     snprintf(g_run, sizeof g_run, "%s/runs/run", g_dir);  // nested: save creates both levels
 }
 
-static void teardown(void) { nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+static void teardown(void) { tu_remove_tmp(g_dir); }
 
 static void expect_error(bool ok, const Err *e, const char *what, const char *must1, const char *must2) {
     printf("  [%s] -> %s\n", what, ok ? "(no error!)" : e->msg);

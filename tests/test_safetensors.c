@@ -1,12 +1,12 @@
 // test_safetensors.c — safetensors round trip, PyTorch-layout files, and every error path.
 #include <cjson/cJSON.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "safetensors.h"
+#include "testrun.h"
 #include "testutil.h"
 
 // ---------------------------------------------------------------------------------------------
@@ -14,17 +14,11 @@
 
 static char g_dir[64];
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb; (void)flag; (void)ftw;
-    return remove(p);
-}
-
 static void setup(void) {
-    strcpy(g_dir, "/tmp/test_safetensors_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(g_dir));
+    tu_make_tmp(g_dir, sizeof g_dir, "safetensors");
 }
 
-static void teardown(void) { nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+static void teardown(void) { tu_remove_tmp(g_dir); }
 
 static void path_in(char *out, const char *name) { snprintf(out, 256, "%s/%s", g_dir, name); }
 

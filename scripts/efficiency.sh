@@ -25,6 +25,7 @@ source scripts/experiment_lib.sh
 
 quick=0 out="" threads="" Ts_arg="" peers_on=1
 while [ $# -gt 0 ]; do
+    xp_check_value efficiency "--quick --no-peers -h --help" "$@"
     case "$1" in
         --quick) quick=1; shift ;;
         --out) out=$2; shift 2 ;;

@@ -28,6 +28,17 @@ xp_need() {
     done
 }
 
+# xp_check_value WHO "FLAGS" "$@" (at the top of an option loop): exits 2 when the option $1 is not one of
+# the space-separated FLAGS (options without a value) and no value follows it.
+xp_check_value() {
+    local who=$1 flags=" $2 "
+    shift 2
+    if [[ $1 == -* && $flags != *" $1 "* && $# -lt 2 ]]; then
+        echo "$who: $1 needs a value (see --help)" >&2
+        exit 2
+    fi
+}
+
 # xp_plot WHO GP_FILE: draws the plot that GP_FILE (a gnuplot script writing its own PNG) describes, or,
 # without gnuplot, says once per script that the plots were left for a rerun. Never fails the script for a
 # missing gnuplot; a gnuplot error does fail it. GNUPLOT names the program (default gnuplot).

@@ -32,6 +32,7 @@ source scripts/experiment_lib.sh
 
 quick=0 out="" threads=$(nproc) val_batches="" steps="" chunk_steps="" chunks=""
 while [ $# -gt 0 ]; do
+    xp_check_value lambda "--quick -h --help" "$@"
     case "$1" in
         --quick) quick=1; shift ;;
         --out) out=$2; shift 2 ;;

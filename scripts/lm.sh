@@ -29,6 +29,7 @@ source scripts/experiment_lib.sh
 
 quick=0 out="" threads=$(nproc) val_batches="" models_arg="" steps="" eval_seq_len="" extra=()
 while [ $# -gt 0 ]; do
+    xp_check_value lm "--quick -h --help" "$@"
     case "$1" in
         --quick) quick=1; shift ;;
         --out) out=$2; shift 2 ;;

@@ -24,6 +24,7 @@ source scripts/experiment_lib.sh
 
 setting=${MQAR_SETTING:-default} out="" models_arg="" dims_arg="" seeds_arg="" steps_arg="" threads=1
 while [ $# -gt 0 ]; do
+    xp_check_value mqar "--quick -h --help" "$@"
     case "$1" in
         --quick) setting=quick; shift ;;
         --out) out=$2; shift 2 ;;

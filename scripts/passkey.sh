@@ -27,6 +27,7 @@ source scripts/experiment_lib.sh
 
 quick=0 out="" threads=$(nproc) models_arg="" steps="" runs="" lengths="" depths="" trials=""
 while [ $# -gt 0 ]; do
+    xp_check_value passkey "--quick -h --help" "$@"
     case "$1" in
         --quick) quick=1; shift ;;
         --out) out=$2; shift 2 ;;

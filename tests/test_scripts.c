@@ -2,7 +2,8 @@
 // lambda.sh, passkey.sh; mqar.sh is in test_tools.c): their tables have a sane row per model, the plots are
 // PNG files where gnuplot exists, a rerun skips finished work, a run stopped early resumes, and without
 // gnuplot (GNUPLOT=no-such-gnuplot) a script still writes its tables, says why there is no PNG, exits 0,
-// and a later run draws the PNGs from the saved results without computing again.
+// and a later run draws the PNGs from the saved results without computing again. Every script refuses
+// an option without its value.
 #include <string.h>
 #include <unistd.h>
 
@@ -115,8 +116,22 @@ START_TEST(test_passkey_quick) {
 }
 END_TEST
 
+// An option given without its value is refused by name, before any work (exit 2), in every script.
+START_TEST(test_missing_value) {
+    const char *scripts[] = {"efficiency", "lm", "lambda", "passkey", "mqar"};
+    for (size_t i = 0; i < sizeof scripts / sizeof *scripts; i++) {
+        char *out, want[64];
+        ck_assert_int_eq(run(&out, "scripts/%s.sh --quick --threads", scripts[i]), 2);
+        snprintf(want, sizeof want, "%s: --threads needs a value", scripts[i]);
+        ck_assert_msg(strstr(out, want) != NULL, "%s: %s", scripts[i], out);
+        free(out);
+    }
+}
+END_TEST
+
 int main(void) {
     const TuNamedTest tests[] = {
+        {"missing_value", test_missing_value},
         {"efficiency_quick", test_efficiency_quick}, {"lm_quick", test_lm_quick},
         {"lambda_quick", test_lambda_quick}, {"passkey_quick", test_passkey_quick}};
     return tu_run_suite(tu_suite_with_fixture("scripts", tests, sizeof tests / sizeof *tests, 300, setup, teardown));

@@ -8,10 +8,12 @@
 # Settings (MQAR_SETTING=..., or --quick):
 #   default  T = 64, 2-8 pairs (test: 8 pairs), vocab 64, zero fill, 3 seeds: 45 runs; 1500 steps of 32 at
 #            lr 3e-3, but the Transformer (one head of D) 3000 steps at lr 5e-4: at 3e-3, or with heads of 16,
-#            it stayed on the plateau (README, MQAR). Expected ~1 hour on 2 cores (7 min as 15 parallel jobs
-#            on a 16-core Xeon with the Transformer's earlier recipe; runs stop early at 99% validation
-#            accuracy). Harder CPU-scale settings (16 pairs, vocab 128, random fill) left every recurrent
-#            model near chance within 1500 steps: the paper trains for far longer.
+#            it stayed on the plateau (README, MQAR). Expected ~1 hour on 2 cores, as before the Transformer's
+#            change: its 9 runs took 11 min one after the other on one core of the (busy) project machine,
+#            most of them stopping early at 99% validation accuracy (7 min as 15 parallel jobs on a 16-core
+#            Xeon with the Transformer's earlier recipe). The Mamba-2 models learn MQAR later than 1500 steps
+#            (--steps 4000: README, MQAR), which would roughly double the sweep (an estimate). Harder CPU-scale
+#            settings (16 pairs, vocab 128, random fill) left every recurrent model near chance within 1500 steps.
 #   paper    the paper's setting: T = 256, 4-64 pairs (test: 64 pairs), vocab 8192, random fill, 5 seeds,
 #            20000 steps of 64 (days on 2 cores)
 #   quick    (--quick) T = 32, 2-4 pairs, vocab 32, zero fill, dim 16, 1 seed, 40 steps: a pipeline check, ~1 min
@@ -85,8 +87,8 @@ for D in $dims; do
     for m in "${models[@]}"; do
         cfg="$out/configs/$m-d$D.json"
         jq -n --argjson model "$(model_json "$m" "$D")" --arg tr "$train_spec" --arg va "$val_spec" \
-            --argjson T "$T" --argjson B "$batch" --argjson S "${model_steps[$m]:-$steps}" --argjson lr "${model_lr[$m]:-$lr}" \
-            --argjson ev "$eval_every" \
+            --argjson T "$T" --argjson B "$batch" --argjson S "${model_steps[$m]:-$steps}" \
+            --argjson lr "${model_lr[$m]:-$lr}" --argjson ev "$eval_every" \
             '{model: $model, train: {train_data: $tr, val_data: $va, tokenizer: "", batch_size: $B, seq_len: $T,
               steps: $S, lr: $lr, warmup_steps: ([$S / 20, 1] | max | floor), weight_decay: 0.1, eval_every: $ev,
               eval_batches: ([512 / $B, 1] | max | floor), sample_every: 0, save_every: $ev, keep_last: 1,

@@ -11,8 +11,8 @@
 #            it stayed on the plateau (README, MQAR). Expected ~1 hour on 2 cores, as before the Transformer's
 #            change: its 9 runs took 11 min one after the other on one core of the (busy) project machine,
 #            most of them stopping early at 99% validation accuracy (7 min as 15 parallel jobs on a 16-core
-#            Xeon with the Transformer's earlier recipe). The Mamba-2 models learn MQAR later than 1500 steps
-#            (--steps 4000: README, MQAR), which would roughly double the sweep (an estimate). Harder CPU-scale
+#            Xeon with the Transformer's earlier recipe). The Mamba-2 models often learn MQAR only after 1500
+#            steps (README, MQAR); --steps 4000 would roughly double the sweep (an estimate). Harder CPU-scale
 #            settings (16 pairs, vocab 128, random fill) left every recurrent model near chance within 1500 steps.
 #   paper    the paper's setting: T = 256, 4-64 pairs (test: 64 pairs), vocab 8192, random fill, 5 seeds,
 #            20000 steps of 64 (days on 2 cores)

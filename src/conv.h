@@ -15,8 +15,9 @@ void conv1d_silu_forward(float *out,         // (B, T, C), row stride ld_out
                          const float *bias,  // (C) or NULL
                          int B, int T, int C, int K, int ld_in, int ld_out);
 
-// Accumulates (+=) into dinp, dw and dbias (NULL: no bias). Parallel over channel blocks, each block
-// owned by one thread and summed in fixed (b, t) order: bit-reproducible for any thread count.
+// Accumulates (+=) into dinp, dw and dbias (NULL: no bias). Parallel over (sequence, time tile, channel
+// slab) tasks; each task sums its share of dw / dbias and the tasks' sums are added in task order:
+// bit-reproducible for any thread count.
 void conv1d_silu_backward(float *dinp,        // (B, T, *), row stride ld_in, first C channels +=
                           float *dw,          // (C, K) +=
                           float *dbias,       // (C) += or NULL

@@ -343,95 +343,93 @@ static double conv_loss(void *p) {
     return s;
 }
 
+// The pre-activation of channel ch at (b, t), in double: bias + Σ_k w_k x[t − (K−1) + k].
+static double conv_ref_pre(const ConvCtx *c, int b, int t, int ch) {
+    double p = c->bias ? c->bias[ch] : 0.0;
+    for (int k = 0; k < c->K; k++) {
+        int tt = t - (c->K - 1) + k;
+        if (tt >= 0) p += (double)c->w[ch * c->K + k] * c->inp[((int64_t)b * c->T + tt) * c->ld_in + ch];
+    }
+    return p;
+}
+
 // One shape: forward and backward against a double reference, decoding steps, FD checks (`checks`
 // sampled coordinates per tensor).
-static void conv_case(int B, int T, int C, int K, int ld_in, int ld_out, int with_bias, int checks, uint64_t *rngp) {
-    uint64_t rng = *rngp;
-    {
-        ConvCtx c = {tu_zeros((size_t)B * T * ld_out), tu_zeros((size_t)B * T * C),
-                     tu_randn_buf((size_t)B * T * ld_in, 1, &rng), tu_randn_buf((size_t)C * K, 0.7f, &rng),
-                     with_bias ? tu_randn_buf(C, 0.5f, &rng) : NULL, tu_randn_buf((size_t)B * T * ld_out, 1, &rng),
-                     B, T, C, K, ld_in, ld_out};
-        conv_loss(&c);
-        // Naive double reference.
-        double worst = 0;
-        for (int b = 0; b < B; b++)
-            for (int t = 0; t < T; t++)
-                for (int ch = 0; ch < C; ch++) {
-                    double p = c.bias ? c.bias[ch] : 0.0;
-                    for (int k = 0; k < K; k++) {
-                        int tt = t - (K - 1) + k;
-                        if (tt >= 0) p += (double)c.w[ch * K + k] * c.inp[((int64_t)b * T + tt) * ld_in + ch];
-                    }
-                    double ref = p / (1 + exp(-p));
-                    double got = c.out[((int64_t)b * T + t) * ld_out + ch];
-                    worst = fmax(worst, fabs(got - ref) / (1e-6 + 1e-5 * fabs(ref)));
-                }
-        printf("  conv forward (bias=%d) max violation %.2e\n", with_bias, worst);
-        ck_assert(worst <= 1);
-
-        // Decoding steps reproduce the forward exactly (same summation order).
-        float *state = tu_zeros((size_t)C * (K - 1)), *o = tu_zeros(C);
-        for (int b = 0; b < B; b++) {
-            memset(state, 0, (size_t)C * (K - 1) * sizeof(float));
-            for (int t = 0; t < T; t++) {
-                conv1d_silu_step(o, state, c.inp + ((int64_t)b * T + t) * ld_in, c.w, c.bias, C, K);
-                for (int ch = 0; ch < C; ch++)
-                    ck_assert_msg(o[ch] == c.out[((int64_t)b * T + t) * ld_out + ch],
-                                  "conv step != forward at b=%d t=%d c=%d", b, t, ch);
-            }
-        }
-        free(state); free(o);
-
-        float *dinp = tu_zeros((size_t)B * T * ld_in), *dw = tu_zeros((size_t)C * K), *db = tu_zeros(C);
-        for (int64_t i = 0; i < (int64_t)B * T * ld_in; i++) dinp[i] = 3.0f;  // accumulate + sentinel
-        conv1d_silu_backward(dinp, dw, with_bias ? db : NULL, c.r, c.pre, c.inp, c.w, B, T, C, K, ld_in,
-                             ld_out);
-        for (int64_t row = 0; row < (int64_t)B * T; row++)
-            for (int i = 0; i < ld_in; i++) {
-                if (i >= C) ck_assert_msg(dinp[row * ld_in + i] == 3.0f, "conv dinp column %d written", i);
-                dinp[row * ld_in + i] -= 3.0f;
-            }
-        // Double reference of the backward: dpre = r ⊙ silu'(pre), dinp[t'] = Σ_k w_k dpre[t' + K−1−k],
-        // dw[c, k] = Σ_t dpre[t] x[t − K+1+k], dbias = Σ_t dpre[t].
-        double wb = 0;
-        double *dwr = calloc((size_t)C * K, sizeof(double)), *dbr = calloc(C, sizeof(double));
-        for (int b = 0; b < B; b++)
+static void conv_case(int B, int T, int C, int K, int ld_in, int ld_out, int with_bias, int checks, uint64_t *rng) {
+    ConvCtx c = {tu_zeros((size_t)B * T * ld_out), tu_zeros((size_t)B * T * C),
+                 tu_randn_buf((size_t)B * T * ld_in, 1, rng), tu_randn_buf((size_t)C * K, 0.7f, rng),
+                 with_bias ? tu_randn_buf(C, 0.5f, rng) : NULL, tu_randn_buf((size_t)B * T * ld_out, 1, rng),
+                 B, T, C, K, ld_in, ld_out};
+    conv_loss(&c);
+    // Naive double reference.
+    double worst = 0;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
             for (int ch = 0; ch < C; ch++) {
-                double dx_ref[T];
-                for (int t = 0; t < T; t++) dx_ref[t] = 0;
-                for (int t = 0; t < T; t++) {
-                    double p = c.bias ? c.bias[ch] : 0.0;
-                    for (int k = 0; k < K; k++) {
-                        int tt = t - (K - 1) + k;
-                        if (tt >= 0) p += (double)c.w[ch * K + k] * c.inp[((int64_t)b * T + tt) * ld_in + ch];
-                    }
-                    double sg = 1 / (1 + exp(-p)), dp = c.r[((int64_t)b * T + t) * ld_out + ch] * sg * (1 + p * (1 - sg));
-                    dbr[ch] += dp;
-                    for (int k = 0; k < K; k++) {
-                        int tt = t - (K - 1) + k;
-                        if (tt < 0) continue;
-                        dwr[ch * K + k] += dp * c.inp[((int64_t)b * T + tt) * ld_in + ch];
-                        dx_ref[tt] += c.w[ch * K + k] * dp;
-                    }
-                }
-                for (int t = 0; t < T; t++)
-                    wb = fmax(wb, fabs(dinp[((int64_t)b * T + t) * ld_in + ch] - dx_ref[t]) / (1e-5 + 1e-4 * fabs(dx_ref[t])));
+                double p = conv_ref_pre(&c, b, t, ch);
+                double ref = p / (1 + exp(-p));
+                double got = c.out[((int64_t)b * T + t) * ld_out + ch];
+                worst = fmax(worst, fabs(got - ref) / (1e-6 + 1e-5 * fabs(ref)));
             }
-        for (int i = 0; i < C * K; i++) wb = fmax(wb, fabs(dw[i] - dwr[i]) / (1e-5 + 1e-4 * fabs(dwr[i])));
-        if (with_bias)
-            for (int i = 0; i < C; i++) wb = fmax(wb, fabs(db[i] - dbr[i]) / (1e-5 + 1e-4 * fabs(dbr[i])));
-        printf("  conv backward B=%d T=%d C=%d (bias=%d) max violation vs double %.2e\n", B, T, C, with_bias, wb);
-        ck_assert(wb <= 1);
-        free(dwr); free(dbr);
-        ck_assert(tu_fd_rel_error(with_bias ? "conv d inp" : "conv d inp (no bias)", conv_loss, &c, c.inp, dinp,
-                               (size_t)B * T * ld_in, 1e-2f, checks, &rng) < 1e-3);
-        ck_assert(tu_fd_rel_error("conv d w", conv_loss, &c, c.w, dw, (size_t)C * K, 1e-2f, checks, &rng) < 1e-3);
-        if (with_bias) ck_assert(tu_fd_rel_error("conv d bias", conv_loss, &c, c.bias, db, C, 1e-2f, checks, &rng) < 1e-3);
-        free(dinp); free(dw); free(db);
-        free(c.out); free(c.pre); free(c.inp); free(c.w); free(c.bias); free(c.r);
+    printf("  conv forward (bias=%d) max violation %.2e\n", with_bias, worst);
+    ck_assert(worst <= 1);
+
+    // Decoding steps reproduce the forward exactly (same summation order).
+    float *state = tu_zeros((size_t)C * (K - 1)), *o = tu_zeros(C);
+    for (int b = 0; b < B; b++) {
+        memset(state, 0, (size_t)C * (K - 1) * sizeof(float));
+        for (int t = 0; t < T; t++) {
+            conv1d_silu_step(o, state, c.inp + ((int64_t)b * T + t) * ld_in, c.w, c.bias, C, K);
+            for (int ch = 0; ch < C; ch++)
+                ck_assert_msg(o[ch] == c.out[((int64_t)b * T + t) * ld_out + ch],
+                              "conv step != forward at b=%d t=%d c=%d", b, t, ch);
+        }
     }
-    *rngp = rng;
+    free(state); free(o);
+
+    float *dinp = tu_zeros((size_t)B * T * ld_in), *dw = tu_zeros((size_t)C * K), *db = tu_zeros(C);
+    for (int64_t i = 0; i < (int64_t)B * T * ld_in; i++) dinp[i] = 3.0f;  // accumulate + sentinel
+    conv1d_silu_backward(dinp, dw, with_bias ? db : NULL, c.r, c.pre, c.inp, c.w, B, T, C, K, ld_in,
+                         ld_out);
+    for (int64_t row = 0; row < (int64_t)B * T; row++)
+        for (int i = 0; i < ld_in; i++) {
+            if (i >= C) ck_assert_msg(dinp[row * ld_in + i] == 3.0f, "conv dinp column %d written", i);
+            dinp[row * ld_in + i] -= 3.0f;
+        }
+    // Double reference of the backward: dpre = r ⊙ silu'(pre), dinp[t'] = Σ_k w_k dpre[t' + K−1−k],
+    // dw[c, k] = Σ_t dpre[t] x[t − K+1+k], dbias = Σ_t dpre[t].
+    double wb = 0;
+    double *dwr = calloc((size_t)C * K, sizeof(double)), *dbr = calloc(C, sizeof(double));
+    for (int b = 0; b < B; b++)
+        for (int ch = 0; ch < C; ch++) {
+            double dx_ref[T];
+            for (int t = 0; t < T; t++) dx_ref[t] = 0;
+            for (int t = 0; t < T; t++) {
+                double p = conv_ref_pre(&c, b, t, ch);
+                double sg = 1 / (1 + exp(-p)), dp = c.r[((int64_t)b * T + t) * ld_out + ch] * sg * (1 + p * (1 - sg));
+                dbr[ch] += dp;
+                for (int k = 0; k < K; k++) {
+                    int tt = t - (K - 1) + k;
+                    if (tt < 0) continue;
+                    dwr[ch * K + k] += dp * c.inp[((int64_t)b * T + tt) * ld_in + ch];
+                    dx_ref[tt] += c.w[ch * K + k] * dp;
+                }
+            }
+            for (int t = 0; t < T; t++)
+                wb = fmax(wb, fabs(dinp[((int64_t)b * T + t) * ld_in + ch] - dx_ref[t]) / (1e-5 + 1e-4 * fabs(dx_ref[t])));
+        }
+    for (int i = 0; i < C * K; i++) wb = fmax(wb, fabs(dw[i] - dwr[i]) / (1e-5 + 1e-4 * fabs(dwr[i])));
+    if (with_bias)
+        for (int i = 0; i < C; i++) wb = fmax(wb, fabs(db[i] - dbr[i]) / (1e-5 + 1e-4 * fabs(dbr[i])));
+    printf("  conv backward B=%d T=%d C=%d (bias=%d) max violation vs double %.2e\n", B, T, C, with_bias, wb);
+    ck_assert(wb <= 1);
+    free(dwr); free(dbr);
+    ck_assert(tu_fd_rel_error(with_bias ? "conv d inp" : "conv d inp (no bias)", conv_loss, &c, c.inp, dinp,
+                           (size_t)B * T * ld_in, 1e-2f, checks, rng) < 1e-3);
+    ck_assert(tu_fd_rel_error("conv d w", conv_loss, &c, c.w, dw, (size_t)C * K, 1e-2f, checks, rng) < 1e-3);
+    if (with_bias) ck_assert(tu_fd_rel_error("conv d bias", conv_loss, &c, c.bias, db, C, 1e-2f, checks, rng) < 1e-3);
+    free(dinp); free(dw); free(db);
+    free(c.out); free(c.pre); free(c.inp); free(c.w); free(c.bias); free(c.r);
 }
 
 START_TEST(test_conv) {

@@ -84,6 +84,13 @@ static size_t attn_thread_floats(int T) {
 static int window_first_key(int i0, int window) { return window > 0 && i0 - window + 1 > 0 ? i0 - window + 1 : 0; }
 
 static int block_rows(int T, int i0) { return T - i0 < ATTN_BLOCK ? T - i0 : ATTN_BLOCK; }
+static int attn_blocks(int T) { return (T + ATTN_BLOCK - 1) / ATTN_BLOCK; }
+
+// Query block i's work: rows × the keys they can see.
+static double block_work(int T, int i, int window) {
+    const int i0 = i * ATTN_BLOCK, m = block_rows(T, i0);
+    return (double)m * (i0 + m - window_first_key(i0, window));
+}
 
 // The backward's segments: each (batch, kv head) splits its query blocks into S runs of about equal
 // work (visible keys × rows), S chosen from the shapes alone so that there are at least ATTN_MIN_TASKS
@@ -104,26 +111,20 @@ typedef struct {
 
 static AttnSegments attn_segments(int B, int T, int Hkv, int hd, int window) {
     AttnSegments g;
-    const int nb = (T + ATTN_BLOCK - 1) / ATTN_BLOCK, tasks = B * Hkv;
+    const int nb = attn_blocks(T), tasks = B * Hkv;
     int S = tasks >= ATTN_MIN_TASKS ? 1 : (ATTN_MIN_TASKS + tasks - 1) / tasks;
     if (S > nb) S = nb;
     if (S > ATTN_MAX_SEGMENTS) S = ATTN_MAX_SEGMENTS;
     if (S < 1) S = 1;
     g.S = S;
     double total = 0;
-    for (int i = 0; i < nb; i++) {
-        int i0 = i * ATTN_BLOCK, m = block_rows(T, i0);
-        total += (double)m * (i0 + m - window_first_key(i0, window));
-    }
+    for (int i = 0; i < nb; i++) total += block_work(T, i, window);
     g.first[0] = 0;
     double acc = 0;
     int i = 0;
     for (int s = 1; s < S; s++) {   // the first block where the running work reaches s/S of the total
-        while (i < nb - (S - s) && (i < g.first[s - 1] + 1 || acc < total * s / S)) {
-            int i0 = i * ATTN_BLOCK, m = block_rows(T, i0);
-            acc += (double)m * (i0 + m - window_first_key(i0, window));
-            i++;
-        }
+        while (i < nb - (S - s) && (i < g.first[s - 1] + 1 || acc < total * s / S))
+            acc += block_work(T, i++, window);
         g.first[s] = i;
     }
     g.first[S] = nb;
@@ -150,7 +151,7 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
     const int ldq = H * hd, ldk = Hkv * hd;  // row strides of (B,T,H,hd) and (B,T,Hkv,hd)
     const float scale = 1.0f / sqrtf((float)hd);
     const size_t per_thread = attn_thread_floats(T);
-    const int nb = (T + ATTN_BLOCK - 1) / ATTN_BLOCK;
+    const int nb = attn_blocks(T);
 
     // One task per (batch, head, query block), the last blocks (most keys) first.
     #pragma omp parallel for schedule(dynamic, 1)
@@ -278,7 +279,7 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
     if (S == 1) return;
 
     // dk, dv += the segments' partials, in segment order; one task per (batch, kv head, key block).
-    const int nb = (T + ATTN_BLOCK - 1) / ATTN_BLOCK;
+    const int nb = attn_blocks(T);
     #pragma omp parallel for schedule(static)
     for (int t = 0; t < B * Hkv * nb; t++) {
         const int bk = t / nb, j0 = (t % nb) * ATTN_BLOCK, j1 = block_rows(T, j0) + j0;
